@@ -1,0 +1,278 @@
+//! `lalo.toml`: the gateway's configuration, with defaults and `LALO_*` environment overrides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::LaloError;
+
+/// The demo configuration compiled into the binary, used when no config file is given or found.
+pub const DEMO_CONFIG: &str = include_str!("../lalo.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub users: Vec<UserConfig>,
+    pub catalog: CatalogConfig,
+    pub planner: PlannerConfig,
+    pub governance: GovernanceConfig,
+    pub mcp: McpConfig,
+    /// Directory the config file was read from; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[server]`: listeners, TLS and per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub http_listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse connections that did not negotiate TLS.
+    pub tls_required: bool,
+    pub max_connections: usize,
+    /// 0 means no timeout.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6432".into(),
+            http_listen: "127.0.0.1:6480".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            max_connections: 256,
+            statement_timeout_ms: 0,
+        }
+    }
+}
+
+/// `[[users]]`: who may connect, and the attributes row filters refer to.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// Plain password (demo configs only: prefer `password_env`).
+    pub password: Option<String>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Attributes substituted into row filters as `${user.<key>}`.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// `[catalog]`: where sources.toml, the docs and generated data live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// TPC-H scale factor of the embedded demo schema `tpch`; 0 disables it.
+    pub tpch_scale: f64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01 }
+    }
+}
+
+/// `[planner]`: how questions become SQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlannerConfig {
+    pub drafter: String,
+    pub llm_base_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key_env: Option<String>,
+    pub embeddings_base_url: Option<String>,
+    pub embeddings_model: Option<String>,
+    pub max_repairs: u32,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            drafter: "rules".into(),
+            llm_base_url: None,
+            llm_model: None,
+            llm_api_key_env: None,
+            embeddings_base_url: None,
+            embeddings_model: None,
+            max_repairs: 2,
+        }
+    }
+}
+
+/// `[governance]`: policies, audit trail and global limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// Turn policy checks off entirely (benchmarks only): every user may read everything.
+    pub enabled: bool,
+    pub policies: PathBuf,
+    pub audit_log: PathBuf,
+    /// 0 means unlimited.
+    pub max_rows: u64,
+    /// 0 means unlimited.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            policies: "policies".into(),
+            audit_log: "data/audit.log".into(),
+            max_rows: 0,
+            rate_limit_per_minute: 0,
+        }
+    }
+}
+
+/// `[mcp]`: bearer tokens for the HTTP MCP endpoint.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    pub tokens: Vec<McpToken>,
+}
+
+/// One bearer token (read from the environment) and the lalo user it acts as.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpToken {
+    pub token_env: String,
+    pub user: String,
+}
+
+impl Config {
+    /// Load `path`, or `./lalo.toml` if it exists, or the compiled-in demo config.
+    pub fn load(path: Option<&Path>) -> Result<Config, LaloError> {
+        let (text, base_dir) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| LaloError::Config(format!("cannot read {}: {e}", p.display())))?;
+                (text, p.parent().map(Path::to_path_buf).unwrap_or_default())
+            }
+            None if Path::new("lalo.toml").is_file() => {
+                let text = std::fs::read_to_string("lalo.toml")
+                    .map_err(|e| LaloError::Config(format!("cannot read lalo.toml: {e}")))?;
+                (text, PathBuf::from("."))
+            }
+            None => (DEMO_CONFIG.to_string(), PathBuf::from(".")),
+        };
+        Self::from_toml(&text, base_dir, |k| std::env::var(k).ok())
+    }
+
+    /// Parse TOML text and apply `LALO_*` overrides looked up through `env`.
+    pub fn from_toml(
+        text: &str,
+        base_dir: PathBuf,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, LaloError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| LaloError::Config(format!("lalo.toml: {e}")))?;
+        apply_env_overrides(&mut value, &env)?;
+        let mut cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e| LaloError::Config(format!("lalo.toml: {e}")))?;
+        cfg.base_dir = base_dir;
+        Ok(cfg)
+    }
+
+    /// Resolve a configured path against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+}
+
+/// Scalar keys that `LALO_<SECTION>_<KEY>` may override (e.g. `LALO_SERVER_LISTEN`).
+const OVERRIDABLE: &[(&str, &str)] = &[
+    ("server", "listen"),
+    ("server", "http_listen"),
+    ("server", "tls_cert"),
+    ("server", "tls_key"),
+    ("server", "tls_required"),
+    ("server", "max_connections"),
+    ("server", "statement_timeout_ms"),
+    ("catalog", "dir"),
+    ("catalog", "data_dir"),
+    ("catalog", "tpch_scale"),
+    ("planner", "drafter"),
+    ("planner", "llm_base_url"),
+    ("planner", "llm_model"),
+    ("planner", "llm_api_key_env"),
+    ("planner", "embeddings_base_url"),
+    ("planner", "embeddings_model"),
+    ("planner", "max_repairs"),
+    ("governance", "enabled"),
+    ("governance", "policies"),
+    ("governance", "audit_log"),
+    ("governance", "max_rows"),
+    ("governance", "rate_limit_per_minute"),
+];
+
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), LaloError> {
+    for (section, key) in OVERRIDABLE {
+        let var = format!("LALO_{}_{}", section.to_uppercase(), key.to_uppercase());
+        let Some(raw) = env(&var) else { continue };
+        // Keep the TOML type of the default: numbers and booleans parse, the rest stays text.
+        let value = if let Ok(b) = raw.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else if let Ok(i) = raw.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(f) = raw.parse::<f64>() {
+            toml::Value::Float(f)
+        } else {
+            toml::Value::String(raw)
+        };
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else {
+            return Err(LaloError::Config(format!("[{section}] must be a table")));
+        };
+        t.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_parses() {
+        let cfg = Config::from_toml(DEMO_CONFIG, ".".into(), |_| None).unwrap();
+        assert!(!cfg.users.is_empty());
+        assert_eq!(cfg.server.listen, "127.0.0.1:6432");
+    }
+
+    #[test]
+    fn env_overrides_keep_types() {
+        let cfg = Config::from_toml("", ".".into(), |k| match k {
+            "LALO_SERVER_LISTEN" => Some("127.0.0.1:7000".into()),
+            "LALO_GOVERNANCE_MAX_ROWS" => Some("10".into()),
+            "LALO_CATALOG_TPCH_SCALE" => Some("0.1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:7000");
+        assert_eq!(cfg.governance.max_rows, 10);
+        assert_eq!(cfg.catalog.tpch_scale, 0.1);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("[server]\nlisten_typo = 1", ".".into(), |_| None).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! The execution engine: DataFusion's catalog of embedded tables (and upstreams), and the
+//! per-session contexts that plan against a caller's view of it.
+
+pub mod docs;
+pub mod functions;
+pub mod pg_descriptions;
+pub mod sources;
+pub mod tpch;
+pub mod views;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::catalog::{MemoryCatalogProviderList, SchemaProvider};
+use datafusion::catalog::information_schema::InformationSchemaProvider;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
+use parking_lot::RwLock;
+
+use crate::config::Config;
+use crate::error::LaloError;
+use docs::Docs;
+use sources::Sources;
+use views::{ViewCatalogList, ViewMode, Visibility};
+
+/// The database name of the embedded catalog.
+pub const EMBEDDED_DB: &str = "lalo";
+
+/// Shared, immutable-after-start engine state.
+pub struct Engine {
+    base: Arc<MemoryCatalogProviderList>,
+    docs: Arc<RwLock<Docs>>,
+    template: SessionState,
+    pg_static: Arc<PgCatalogStaticTables>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn session_config(db: &str) -> SessionConfig {
+    let mut cfg = SessionConfig::new()
+        .with_default_catalog_and_schema(db, "public")
+        .with_create_default_catalog_and_schema(false)
+        // lalo registers its own governed information_schema per session.
+        .with_information_schema(false);
+    // PostgreSQL identifiers fold to lower case; so does lalo.
+    cfg.options_mut().sql_parser.enable_ident_normalization = true;
+    cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    cfg
+}
+
+impl Engine {
+    /// Build the catalog from the config: demo TPC-H, sources.toml tables, docs.
+    pub async fn build(config: &Config) -> Result<Engine, LaloError> {
+        let base = Arc::new(MemoryCatalogProviderList::new());
+        let lalo = Arc::new(MemoryCatalogProvider::new());
+        lalo.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
+        base.register_catalog(EMBEDDED_DB.to_string(), lalo.clone());
+
+        let runtime = Arc::new(RuntimeEnv::default());
+        let loader_state = SessionStateBuilder::new()
+            .with_config(session_config(EMBEDDED_DB))
+            .with_runtime_env(runtime.clone())
+            .with_catalog_list(base.clone() as Arc<dyn CatalogProviderList>)
+            .with_default_features()
+            .build();
+        let loader = SessionContext::new_with_state(loader_state);
+
+        let data_dir = config.resolve(&config.catalog.data_dir);
+        if config.catalog.tpch_scale > 0.0 {
+            let dir = tpch::ensure_generated(&data_dir, config.catalog.tpch_scale).await?;
+            ensure_schema(&lalo, "tpch")?;
+            for t in tpch::TABLES {
+                let path = dir.join(format!("{t}.parquet"));
+                loader
+                    .register_parquet(format!("{EMBEDDED_DB}.tpch.{t}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+                    .await?;
+            }
+        }
+
+        let catalog_dir = config.resolve(&config.catalog.dir);
+        let sources = Sources::load(&catalog_dir)?;
+        for t in &sources.tables {
+            ensure_schema(&lalo, &t.schema)?;
+            let path = catalog_dir.join(&t.path);
+            let name = format!("{EMBEDDED_DB}.{}.{}", t.schema, t.name);
+            let p = path.to_string_lossy();
+            match t.format()? {
+                "csv" => loader.register_csv(name, p.as_ref(), CsvReadOptions::new().has_header(t.has_header)).await?,
+                _ => loader.register_parquet(name, p.as_ref(), ParquetReadOptions::default()).await?,
+            }
+        }
+
+        let mut docs = Docs::embedded();
+        docs.load_dir(&catalog_dir.join("docs"))?;
+
+        // One template state holds every function and planner extension; sessions clone it.
+        let template_ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_default_catalog_and_schema("datafusion", "public"),
+            runtime,
+        );
+        datafusion_pg_catalog::setup_pg_catalog(&template_ctx, "datafusion", EmptyContextProvider)
+            .map_err(|e| LaloError::Internal(e.to_string()))?;
+        functions::register_static(&template_ctx);
+        let template = template_ctx.state();
+        let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
+        Ok(Engine { base, docs: Arc::new(RwLock::new(docs)), template, pg_static })
+    }
+
+    /// The shared catalog list (all databases, unfiltered).
+    pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
+        self.base.clone()
+    }
+
+    /// Whether a database of this name exists.
+    pub fn has_database(&self, db: &str) -> bool {
+        self.base.catalog(db).is_some()
+    }
+
+    pub fn docs(&self) -> Arc<RwLock<Docs>> {
+        self.docs.clone()
+    }
+
+    /// A fresh DataFusion context for one session: `db` is the default database, `vis` what
+    /// the caller may see, `settings` the session's settings for current_setting/set_config.
+    pub fn session_context(
+        &self,
+        db: &str,
+        user: &str,
+        vis: Arc<dyn Visibility>,
+        settings: Arc<RwLock<crate::session::settings::Settings>>,
+    ) -> Result<SessionContext, LaloError> {
+        let planning = Arc::new(ViewCatalogList::new(self.base.clone(), vis, ViewMode::Planning));
+        let listing: Arc<dyn CatalogProviderList> = Arc::new(planning.with_mode(ViewMode::Listing));
+        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_config(session_config(db))
+            .with_catalog_list(planning.clone() as Arc<dyn CatalogProviderList>)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let pg = PgCatalogSchemaProvider::try_new(listing.clone(), self.pg_static.clone(), EmptyContextProvider)?;
+        let descriptions = pg_descriptions::DescriptionMap::default();
+        let pg: Arc<dyn SchemaProvider> = Arc::new(pg_descriptions::DescribedPgCatalog::new(
+            Arc::new(pg),
+            self.docs.clone(),
+            listing.clone(),
+            db,
+            descriptions.clone(),
+        ));
+        let info: Arc<dyn SchemaProvider> = Arc::new(InformationSchemaProvider::new(listing));
+        for cat in self.base.catalog_names() {
+            if let Some(c) = planning.catalog(&cat) {
+                c.register_schema("pg_catalog", pg.clone())?;
+                c.register_schema("information_schema", info.clone())?;
+            }
+        }
+        functions::register_session(&ctx, db, user, settings, descriptions);
+        Ok(ctx)
+    }
+}
+
+fn ensure_schema(catalog: &Arc<MemoryCatalogProvider>, name: &str) -> Result<(), LaloError> {
+    if catalog.schema(name).is_none() {
+        catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! lalo's error type and the one table that maps errors to SQLSTATEs.
+
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// Every error a client can see. The message never carries secrets or connection strings.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LaloError {
+    #[error("password authentication failed for user \"{0}\"")]
+    BadPassword(String),
+    #[error("role \"{0}\" does not exist")]
+    UnknownUser(String),
+    #[error("{0}")]
+    NoAccess(String),
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("{0}")]
+    UnknownTable(String),
+    #[error("{0}")]
+    UnknownColumn(String),
+    #[error("permission denied for {object}")]
+    PermissionDenied { object: String, hint: Option<String> },
+    #[error("{message}")]
+    NotAnswerable { message: String, hint: Option<String> },
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("canceling statement due to statement timeout")]
+    Timeout,
+    #[error("canceling statement due to user request")]
+    Canceled,
+    #[error("upstream \"{upstream}\" is unavailable: {message}")]
+    UpstreamLost { upstream: String, message: String },
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
+    #[error("invalid value for parameter \"{name}\": \"{value}\"")]
+    InvalidSetting { name: String, value: String },
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Query(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl LaloError {
+    /// The SQLSTATE a client receives for this error (DESIGN.md §4, SQLSTATEs).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            LaloError::BadPassword(_) => "28P01",
+            LaloError::UnknownUser(_) | LaloError::NoAccess(_) => "28000",
+            LaloError::Syntax(_) => "42601",
+            LaloError::UnknownTable(_) => "42P01",
+            LaloError::UnknownColumn(_) => "42703",
+            LaloError::PermissionDenied { .. } => "42501",
+            LaloError::NotAnswerable { .. } => "42000",
+            LaloError::LimitExceeded(_) => "53400",
+            LaloError::RateLimited(_) => "54000",
+            LaloError::Timeout | LaloError::Canceled => "57014",
+            LaloError::UpstreamLost { .. } => "08006",
+            LaloError::NotSupported(_) => "0A000",
+            LaloError::UnknownSetting(_) => "42704",
+            LaloError::InvalidSetting { .. } => "22023",
+            LaloError::Query(_) => "22000",
+            LaloError::Config(_) | LaloError::Internal(_) => "XX000",
+        }
+    }
+
+    /// A hint shown to the client, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LaloError::PermissionDenied { hint, .. } | LaloError::NotAnswerable { hint, .. } => {
+                hint.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// Classify a DataFusion error into the SQLSTATE family a PostgreSQL client expects.
+    pub fn from_datafusion(e: DataFusionError) -> LaloError {
+        match e.find_root() {
+            DataFusionError::SQL(p, _) => LaloError::Syntax(strip_df_prefix(&p.to_string())),
+            DataFusionError::NotImplemented(m) => LaloError::NotSupported(m.to_string()),
+            DataFusionError::ResourcesExhausted(m) => LaloError::LimitExceeded(m.to_string()),
+            DataFusionError::External(inner) => match inner.downcast_ref::<LaloError>() {
+                Some(lalo) => lalo.clone(),
+                None => LaloError::Query(inner.to_string()),
+            },
+            other => classify_message(&other.to_string()),
+        }
+    }
+
+    /// Convert to the pgwire error sent on the wire.
+    pub fn to_pgwire(&self) -> PgWireError {
+        PgWireError::UserError(Box::new(self.error_info("ERROR")))
+    }
+
+    /// The ErrorInfo (severity, code, message, hint) for this error.
+    pub fn error_info(&self, severity: &str) -> ErrorInfo {
+        let mut info = ErrorInfo::new(severity.to_string(), self.sqlstate().to_string(), self.to_string());
+        info.hint = self.hint();
+        info
+    }
+}
+
+impl From<DataFusionError> for LaloError {
+    fn from(e: DataFusionError) -> Self {
+        LaloError::from_datafusion(e)
+    }
+}
+
+impl From<LaloError> for PgWireError {
+    fn from(e: LaloError) -> Self {
+        e.to_pgwire()
+    }
+}
+
+impl From<LaloError> for DataFusionError {
+    fn from(e: LaloError) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+fn strip_df_prefix(m: &str) -> String {
+    m.trim_start_matches("sql parser error: ").trim_start_matches("SQL error: ").to_string()
+}
+
+/// DataFusion reports planning errors as text; recognise the ones clients branch on.
+fn classify_message(m: &str) -> LaloError {
+    let msg = m
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("Schema error: ")
+        .to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("table '") && lower.contains("not found") {
+        LaloError::UnknownTable(pg_table_message(&msg))
+    } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
+        LaloError::UnknownColumn(msg)
+    } else if lower.contains("sql parser error") || lower.contains("expected:") {
+        LaloError::Syntax(strip_df_prefix(&msg))
+    } else if lower.contains("invalid function") || lower.contains("not implemented") || lower.contains("unsupported") {
+        LaloError::NotSupported(msg)
+    } else {
+        LaloError::Query(msg)
+    }
+}
+
+/// "table 'lalo.tpch.x' not found" → PostgreSQL's wording `relation "x" does not exist`.
+fn pg_table_message(msg: &str) -> String {
+    let name = msg.split('\'').nth(1).unwrap_or("");
+    let short = name.rsplit('.').next().unwrap_or(name);
+    format!("relation \"{short}\" does not exist")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_follow_the_design_table() {
+        assert_eq!(LaloError::BadPassword("a".into()).sqlstate(), "28P01");
+        assert_eq!(
+            LaloError::PermissionDenied { object: "x".into(), hint: None }.sqlstate(),
+            "42501"
+        );
+        assert_eq!(LaloError::Timeout.sqlstate(), "57014");
+    }
+
+    #[test]
+    fn unknown_table_maps_to_42p01() {
+        let e = classify_message("Error during planning: table 'lalo.tpch.nope' not found");
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.to_string(), "relation \"nope\" does not exist");
+    }
+}

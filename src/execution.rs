@@ -1,0 +1,138 @@
+//! Streams results batch by batch under a guard: statement timeout, client cancel, row cap,
+//! and the audit record written when the stream ends (before the client sees completion).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::error::LaloError;
+use crate::governance::audit::{AuditLog, AuditRecord};
+use crate::governance::limits::Slot;
+
+/// A stream of result batches.
+pub type RowStream = BoxStream<'static, Result<RecordBatch, LaloError>>;
+
+/// Called on the first poll; resolves when the client cancels the statement.
+pub type CancelArm = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// What the guard enforces and records.
+pub struct GuardOptions {
+    pub timeout_ms: Option<u64>,
+    pub max_rows: Option<u64>,
+    pub cancel: Option<CancelArm>,
+    pub audit: Arc<AuditLog>,
+    pub record: AuditRecord,
+    pub began: Instant,
+    pub entry: &'static str,
+    pub slot: Option<Slot>,
+}
+
+struct State {
+    inner: SendableRecordBatchStream,
+    deadline: Option<tokio::time::Instant>,
+    cancel: Option<BoxFuture<'static, ()>>,
+    arm: Option<CancelArm>,
+    rows: u64,
+    opts: GuardOptions,
+    done: bool,
+}
+
+/// Wrap an executing stream with the guard.
+pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStream {
+    let deadline = opts.timeout_ms.map(|ms| tokio::time::Instant::from_std(opts.began) + Duration::from_millis(ms));
+    let arm = opts.cancel.take();
+    let st = State { inner, deadline, cancel: None, arm, rows: 0, opts, done: false };
+    futures::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if let Some(arm) = st.arm.take() {
+            st.cancel = Some(arm());
+        }
+        let next = {
+            let sleep = async {
+                match st.deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let cancel = async {
+                match st.cancel.as_mut() {
+                    Some(c) => c.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = cancel => Err(LaloError::Canceled),
+                _ = sleep => Err(LaloError::Timeout),
+                b = st.inner.next() => match b {
+                    Some(Ok(batch)) => Ok(Some(batch)),
+                    Some(Err(e)) => Err(LaloError::from(e)),
+                    None => Ok(None),
+                },
+            }
+        };
+        match next {
+            Ok(Some(batch)) => {
+                st.rows += batch.num_rows() as u64;
+                if let Some(max) = st.opts.max_rows {
+                    if st.rows > max {
+                        let e = LaloError::LimitExceeded(format!(
+                            "result exceeds the row limit of {max} rows; add a LIMIT or aggregate"
+                        ));
+                        finish(&mut st, Some(&e)).await;
+                        return Some((Err(e), st));
+                    }
+                }
+                Some((Ok(batch), st))
+            }
+            Ok(None) => {
+                finish(&mut st, None).await;
+                None
+            }
+            Err(e) => {
+                finish(&mut st, Some(&e)).await;
+                Some((Err(e), st))
+            }
+        }
+    })
+    .boxed()
+}
+
+async fn finish(st: &mut State, err: Option<&LaloError>) {
+    st.done = true;
+    st.opts.slot.take();
+    let mut rec = std::mem::take(&mut st.opts.record);
+    rec.rows = st.rows;
+    rec.duration_ms = st.opts.began.elapsed().as_secs_f64() * 1000.0;
+    let outcome = match err {
+        None => "ok",
+        Some(LaloError::Timeout | LaloError::Canceled) => "canceled",
+        Some(_) => "error",
+    };
+    if let Some(e) = err {
+        rec.error = Some(format!("{}: {e}", e.sqlstate()));
+        if rec.decision == "allowed" {
+            rec.decision = "failed".into();
+        }
+    }
+    crate::metrics::statement(outcome, st.opts.entry, st.opts.began.elapsed().as_secs_f64());
+    if let Err(e) = st.opts.audit.append(rec).await {
+        tracing::error!(error = %e, "audit write failed");
+    }
+}
+
+/// A one-row, one-text-column result (SHOW).
+pub fn single_text(name: &str, value: &str) -> (SchemaRef, RowStream) {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value.to_string()]))]);
+    let item = batch.map_err(|e| LaloError::Internal(e.to_string()));
+    (schema, futures::stream::iter(vec![item]).boxed())
+}

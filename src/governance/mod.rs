@@ -1,0 +1,260 @@
+//! Governance: every plan passes here before it runs. Access rules (casbin) on every table and
+//! column a resolved plan reads, row filters and masks above each scan, limits, and the audit trail.
+//! Only this module can construct a [`GovernedPlan`], so nothing executes ungoverned.
+
+pub mod access;
+pub mod audit;
+pub mod limits;
+pub mod rewrite;
+pub mod rules;
+pub mod watch;
+pub mod lint;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
+
+use crate::config::Config;
+use crate::engine::views::Visibility;
+use crate::error::LaloError;
+use access::AccessControl;
+use rules::{EffectiveLimits, Rules, Subject};
+
+/// A plan that governance checked and rewrote. Its constructor is private to this module.
+#[derive(Debug, Clone)]
+pub struct GovernedPlan {
+    plan: LogicalPlan,
+    /// Tables and columns the statement reads (`db.schema.table[.column]`).
+    pub objects: Vec<String>,
+    /// allowed | filtered | masked | filtered+masked
+    pub decision: String,
+    /// Rules applied (row filters and masks), for NOTICEs and the audit record.
+    pub rules: Vec<String>,
+    pub limits: EffectiveLimits,
+}
+
+impl GovernedPlan {
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+}
+
+/// The policies in force, swapped whole on reload.
+struct Policies {
+    access: AccessControl,
+    rules: Rules,
+}
+
+/// Shared governance state.
+pub struct Governance {
+    enabled: bool,
+    dir: PathBuf,
+    policies: RwLock<Arc<Policies>>,
+    pub limits: Arc<limits::LimitTracker>,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance").field("enabled", &self.enabled).finish()
+    }
+}
+
+impl Governance {
+    pub async fn load(config: &Config) -> Result<Governance, LaloError> {
+        let dir = config.resolve(&config.governance.policies);
+        let policies = Policies { access: AccessControl::load(&dir).await?, rules: Rules::load(&dir)? };
+        Ok(Governance {
+            enabled: config.governance.enabled,
+            dir,
+            policies: RwLock::new(Arc::new(policies)),
+            limits: Arc::new(limits::LimitTracker::default()),
+        })
+    }
+
+    /// Re-read the policy files; on error the old policies stay in force.
+    pub async fn reload(&self) -> Result<(), LaloError> {
+        let p = Policies { access: AccessControl::load(&self.dir).await?, rules: Rules::load(&self.dir)? };
+        *self.policies.write() = Arc::new(p);
+        tracing::info!(dir = %self.dir.display(), "policies reloaded");
+        Ok(())
+    }
+
+    pub fn policy_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn current(&self) -> Arc<Policies> {
+        self.policies.read().clone()
+    }
+
+    /// The caller's subject: name, roles from policy.csv, attributes from the config.
+    pub fn subject(&self, user: &str, attributes: &std::collections::BTreeMap<String, String>) -> Subject {
+        Subject { name: user.to_string(), roles: self.current().access.roles_of(user), attributes: attributes.clone() }
+    }
+
+    /// What the caller may see in catalog listings.
+    pub fn visibility(self: &Arc<Self>, user: &str) -> Arc<dyn Visibility> {
+        Arc::new(UserVisibility { gov: self.clone(), user: user.to_string() })
+    }
+
+    /// Limits that apply to a caller.
+    pub fn limits_for(&self, subject: &Subject) -> EffectiveLimits {
+        self.current().rules.limits_for(subject)
+    }
+
+    /// Check and rewrite a resolved plan for `subject` in database `db`.
+    pub async fn govern(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        subject: &Subject,
+        db: &str,
+    ) -> Result<GovernedPlan, LaloError> {
+        refuse_writes(&plan)?;
+        let pol = self.current();
+        let limits = pol.rules.limits_for(subject);
+        if !self.enabled {
+            return Ok(GovernedPlan { plan, objects: vec![], decision: "allowed".into(), rules: vec![], limits });
+        }
+        let schema = "public";
+        // Tables, from the plan as written (an optimizer may drop a scan, never its check).
+        let mut tables = BTreeSet::new();
+        plan.apply_with_subqueries(|n| {
+            if let LogicalPlan::TableScan(s) = n {
+                tables.insert(rewrite::full_name(&s.table_name, db, schema));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for t in &tables {
+            if !rewrite::is_system_schema(t) && !pol.access.table_allowed(&subject.name, t, "select") {
+                return Err(denied(t));
+            }
+        }
+        // Columns, from the optimized plan: exactly what the scans read, for output and predicates alike.
+        let optimized = ctx.state().optimize(&plan)?;
+        let mut columns = BTreeSet::new();
+        optimized.apply_with_subqueries(|n| {
+            if let LogicalPlan::TableScan(s) = n {
+                let t = rewrite::full_name(&s.table_name, db, schema);
+                if rewrite::is_system_schema(&t) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                let src = s.source.schema();
+                let idx: Vec<usize> = s.projection.clone().unwrap_or_else(|| (0..src.fields().len()).collect());
+                for i in idx {
+                    columns.insert(format!("{t}.{}", src.field(i).name()));
+                }
+                for f in &s.filters {
+                    for c in f.column_refs() {
+                        columns.insert(format!("{t}.{}", c.name));
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for c in &columns {
+            let (t, col) = c.rsplit_once('.').unwrap_or((c.as_str(), ""));
+            if !pol.access.column_allowed(&subject.name, t, col, "select") {
+                return Err(denied(c));
+            }
+        }
+        let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema).await?;
+        let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
+            (true, true) => "allowed",
+            (false, true) => "filtered",
+            (true, false) => "masked",
+            (false, false) => "filtered+masked",
+        };
+        let mut rules = applied.filters;
+        rules.extend(applied.masks);
+        let mut objects: Vec<String> = tables.into_iter().collect();
+        objects.extend(columns);
+        Ok(GovernedPlan { plan, objects, decision: decision.into(), rules, limits })
+    }
+}
+
+fn denied(object: &str) -> LaloError {
+    LaloError::PermissionDenied {
+        object: object.to_string(),
+        hint: Some("ask an administrator for access, or leave this object out of the statement".into()),
+    }
+}
+
+/// lalo is read-only: DDL, DML, COPY and statements that change server state never run.
+fn refuse_writes(plan: &LogicalPlan) -> Result<(), LaloError> {
+    let mut bad = None;
+    plan.apply_with_subqueries(|n| {
+        let what = match n {
+            LogicalPlan::Dml(_) => Some("data modification (INSERT, UPDATE, DELETE)"),
+            LogicalPlan::Ddl(_) => Some("DDL (CREATE, DROP, ALTER)"),
+            LogicalPlan::Copy(_) => Some("COPY"),
+            LogicalPlan::Statement(_) => Some("this statement"),
+            LogicalPlan::DescribeTable(_) => Some("DESCRIBE (use \\d in psql)"),
+            LogicalPlan::Extension(_) => Some("this statement"),
+            _ => None,
+        };
+        if let Some(w) = what {
+            bad = Some(w);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        for e in n.expressions() {
+            e.apply(|x| {
+                if let Expr::ScalarFunction(f) = x {
+                    if FORBIDDEN_FUNCTIONS.contains(&f.name()) {
+                        bad = Some("functions that read server files or sleep");
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match bad {
+        Some(w) => Err(LaloError::NotSupported(format!("{w} is not allowed: lalo is read-only"))),
+        None => Ok(()),
+    }
+}
+
+/// Functions no caller may run through lalo.
+const FORBIDDEN_FUNCTIONS: &[&str] =
+    &["pg_sleep", "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "lo_import", "lo_export", "pg_stat_file"];
+
+/// Catalog visibility for one user, answered by the current policies.
+struct UserVisibility {
+    gov: Arc<Governance>,
+    user: String,
+}
+
+impl std::fmt::Debug for UserVisibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserVisibility({})", self.user)
+    }
+}
+
+impl Visibility for UserVisibility {
+    fn table_visible(&self, db: &str, schema: &str, table: &str) -> bool {
+        if !self.gov.enabled || matches!(schema, "pg_catalog" | "information_schema") {
+            return true;
+        }
+        let t = format!("{db}.{schema}.{table}").to_ascii_lowercase();
+        self.gov.current().access.table_allowed(&self.user, &t, "select")
+    }
+
+    fn column_visible(&self, db: &str, schema: &str, table: &str, column: &str) -> bool {
+        if !self.gov.enabled || matches!(schema, "pg_catalog" | "information_schema") {
+            return true;
+        }
+        let t = format!("{db}.{schema}.{table}").to_ascii_lowercase();
+        self.gov.current().access.column_allowed(&self.user, &t, &column.to_ascii_lowercase(), "select")
+    }
+}

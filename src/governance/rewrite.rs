@@ -1,0 +1,147 @@
+//! Row filters and masks, inserted directly above each TableScan of the user's plan, beneath
+//! the user's own predicates, so WHERE/GROUP BY/JOIN only ever see filtered rows and masked values.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, TableReference};
+use datafusion::logical_expr::{Expr, ExprSchemable, Filter, LogicalPlan, Projection};
+use datafusion::prelude::SessionContext;
+
+use super::rules::{mask_sql, Rules, Subject};
+use crate::error::LaloError;
+
+/// What a rewrite applied, for the audit record and NOTICEs.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    pub filters: Vec<String>,
+    pub masks: Vec<String>,
+}
+
+/// Resolve a scan's table reference against the session's default database and schema.
+pub fn full_name(t: &TableReference, db: &str, schema: &str) -> String {
+    let r = t.clone().resolve(db, schema);
+    format!("{}.{}.{}", r.catalog, r.schema, r.table).to_ascii_lowercase()
+}
+
+/// True for the schemas every caller may read (already filtered to what they may see).
+pub fn is_system_schema(full: &str) -> bool {
+    let mut parts = full.split('.');
+    let _db = parts.next();
+    matches!(parts.next(), Some("pg_catalog" | "information_schema"))
+}
+
+/// Insert the caller's row filters and masks above every scan they apply to.
+pub async fn apply(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    rules: &Rules,
+    subject: &Subject,
+    db: &str,
+    schema: &str,
+) -> Result<(LogicalPlan, Applied), LaloError> {
+    // Collect the scans that need rewriting first (planning filters is async; transform is not).
+    let mut work: Vec<(TableReference, Vec<Expr>, Vec<(String, String)>)> = Vec::new();
+    let mut applied = Applied::default();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let full = full_name(&scan.table_name, db, schema);
+            if !is_system_schema(&full) && !work.iter().any(|(t, _, _)| t == &scan.table_name) {
+                work.push((scan.table_name.clone(), vec![], vec![]));
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    let mut prepared = Vec::new();
+    for (tref, _, _) in work {
+        let full = full_name(&tref, db, schema);
+        let filters = rules.filters_for(subject, &full)?;
+        let masks = rules.masks_for(subject, &full);
+        if filters.is_empty() && masks.is_empty() {
+            continue;
+        }
+        let mut preds = Vec::new();
+        for f in &filters {
+            preds.push(plan_filter(ctx, &full, f, &tref).await?);
+            applied.filters.push(format!("{full}: {f}"));
+        }
+        let masks: Vec<(String, String)> = masks.into_iter().collect();
+        for (c, k) in &masks {
+            applied.masks.push(format!("{full}.{c}: {k}"));
+        }
+        prepared.push((tref, preds, masks));
+    }
+    if prepared.is_empty() {
+        return Ok((plan, applied));
+    }
+    let out = plan
+        .transform_up_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
+            let Some((_, preds, masks)) = prepared.iter().find(|(t, _, _)| t == &scan.table_name) else {
+                return Ok(Transformed::no(node));
+            };
+            let mut new = node.clone();
+            for p in preds {
+                new = LogicalPlan::Filter(Filter::try_new(p.clone(), Arc::new(new))?);
+            }
+            if !masks.is_empty() {
+                new = mask_projection(ctx, new, masks)?;
+            }
+            Ok(Transformed::yes(new))
+        })?
+        .data;
+    Ok((out, applied))
+}
+
+/// Plan `filter` against the table and return its predicate, requalified to the user's reference.
+async fn plan_filter(
+    ctx: &SessionContext,
+    full: &str,
+    filter: &str,
+    tref: &TableReference,
+) -> Result<Expr, LaloError> {
+    let sql = format!("SELECT * FROM {full} WHERE {filter}");
+    let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| {
+        LaloError::Config(format!("row filter on {full} does not plan: {e}"))
+    })?;
+    let mut found = None;
+    plan.apply(|n| {
+        if let LogicalPlan::Filter(f) = n {
+            found = Some(f.predicate.clone());
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    let pred = found.ok_or_else(|| LaloError::Config(format!("row filter on {full} has no predicate")))?;
+    let full_ref = TableReference::parse_str(full);
+    let requalified = pred
+        .transform(|e| match e {
+            Expr::Column(c) if c.relation.as_ref().is_some_and(|r| r.resolved_eq(&full_ref)) => {
+                Ok(Transformed::yes(Expr::Column(Column::new(Some(tref.clone()), c.name))))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    Ok(requalified)
+}
+
+/// A projection that passes every column through, masking the listed ones, keeping qualifiers.
+fn mask_projection(ctx: &SessionContext, input: LogicalPlan, masks: &[(String, String)]) -> datafusion::error::Result<LogicalPlan> {
+    let schema: &DFSchema = input.schema();
+    let mut exprs = Vec::with_capacity(schema.fields().len());
+    for (q, f) in schema.iter() {
+        let col = Expr::Column(Column::new(q.cloned(), f.name()));
+        match masks.iter().find(|(c, _)| c.eq_ignore_ascii_case(f.name())) {
+            None => exprs.push(col),
+            Some((_, kind)) => {
+                let quoted = format!("\"{}\"", f.name().replace('"', "\"\""));
+                let sql = mask_sql(kind, &quoted, f.data_type())
+                    .map_err(datafusion::error::DataFusionError::Plan)?;
+                let e = ctx.parse_sql_expr(&sql, schema)?;
+                let e = e.cast_to(f.data_type(), schema)?;
+                exprs.push(e.alias_qualified(q.cloned(), f.name()));
+            }
+        }
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?))
+}

@@ -1,0 +1,113 @@
+//! The `lalo` command line: serve, check, audit verify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lalo", version, about = "PostgreSQL-wire data gateway: SQL and questions, governed and audited")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway (pgwire and HTTP).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load config, policies and catalog; report every problem.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the audit log's hash chain; names the first broken line.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Audit log path (default: from the config).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LALO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("LALO_LOG_FORMAT").map(|v| v == "json").unwrap_or(false);
+    if json {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lalo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = lalo::Config::load(config.as_deref())?;
+            let running = lalo::runtime::start(cfg).await?;
+            println!("lalo listening on {} (pgwire) and {} (http)", running.pg_addr, running.http_addr);
+            tokio::signal::ctrl_c().await?;
+            drop(running);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let problems = lalo::check::check(config.as_deref()).await;
+            if problems.is_empty() {
+                println!("ok: config, policies, dialects and catalog load cleanly");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                println!("{} problem(s)", problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { config, log } } => {
+            let path = match log {
+                Some(p) => p,
+                None => {
+                    let cfg = lalo::Config::load(config.as_deref())?;
+                    cfg.resolve(&cfg.governance.audit_log)
+                }
+            };
+            match lalo::governance::audit::verify(&path)? {
+                lalo::governance::audit::Verification::Intact { lines } => {
+                    println!("ok: {lines} audit records, chain intact ({})", path.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                lalo::governance::audit::Verification::Broken { line, reason } => {
+                    println!("broken at line {line}: {reason} ({})", path.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Prometheus metrics: connections, statements by outcome, latency.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide recorder once (several gateways in one process share it).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .clone()
+}
+
+/// Render the current metrics in Prometheus text format.
+pub fn render() -> String {
+    install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Record one finished statement.
+pub fn statement(outcome: &'static str, entry: &'static str, seconds: f64) {
+    metrics::counter!("lalo_statements_total", "outcome" => outcome, "entry" => entry).increment(1);
+    metrics::histogram!("lalo_statement_duration_seconds", "entry" => entry).record(seconds);
+}
+
+/// A client connected (+1) or left (-1).
+pub fn connection(delta: f64) {
+    metrics::gauge!("lalo_connections").increment(delta);
+    if delta > 0.0 {
+        metrics::counter!("lalo_connections_total").increment(1);
+    }
+}

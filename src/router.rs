@@ -1,0 +1,181 @@
+//! Routes each statement a client sends: session commands (SET/SHOW/RESET, transactions,
+//! DISCARD), questions (ASK), or SQL to plan, govern and run.
+
+use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Set, Statement, Value};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::error::LaloError;
+
+/// What to do with one statement.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Plan, govern and run.
+    Query(Box<Statement>),
+    Set { name: String, value: String },
+    Reset(Option<String>),
+    Show(String),
+    Begin,
+    Commit,
+    Rollback,
+    DiscardAll,
+    /// A natural-language question (`ASK ...`), or its explanation (`EXPLAIN ASK ...`).
+    Ask { question: String, explain: bool },
+    /// Accepted and ignored, answered with this command tag (e.g. SET TRANSACTION).
+    Noop(&'static str),
+}
+
+/// Split SQL text into routed statements. `input_mode` is the session's `lalo.input`.
+pub fn route_text(parser: &PostgresCompatibilityParser, text: &str, input_mode: &str) -> Result<Vec<Route>, LaloError> {
+    let trimmed = text.trim().trim_end_matches(';').trim();
+    if let Some(q) = strip_keyword(trimmed, "EXPLAIN ASK") {
+        return Ok(vec![Route::Ask { question: q.to_string(), explain: true }]);
+    }
+    if let Some(q) = strip_keyword(trimmed, "ASK") {
+        return Ok(vec![Route::Ask { question: q.to_string(), explain: false }]);
+    }
+    if input_mode == "nl" && !trimmed.is_empty() && !looks_like_session_command(trimmed) {
+        return Ok(vec![Route::Ask { question: trimmed.to_string(), explain: false }]);
+    }
+    if strip_keyword(trimmed, "CREATE EXTERNAL TABLE").is_some() {
+        return Err(LaloError::NotSupported("CREATE EXTERNAL TABLE is not allowed: lalo is read-only".into()));
+    }
+    let statements = match parser.parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            if input_mode == "auto" && reads_like_question(trimmed) {
+                return Ok(vec![Route::Ask { question: trimmed.to_string(), explain: false }]);
+            }
+            return Err(LaloError::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()));
+        }
+    };
+    statements.into_iter().map(route_statement).collect()
+}
+
+fn looks_like_session_command(t: &str) -> bool {
+    ["SET ", "SHOW ", "RESET ", "BEGIN", "COMMIT", "ROLLBACK", "DISCARD", "START TRANSACTION"]
+        .iter()
+        .any(|k| t.len() >= k.len() && t[..k.len()].eq_ignore_ascii_case(k))
+}
+
+/// Text that failed to parse as SQL but reads like a sentence: words, ending in '?' or starting
+/// with a question word or verb people use to ask for data.
+pub fn reads_like_question(t: &str) -> bool {
+    let words: Vec<&str> = t.split_whitespace().collect();
+    if words.len() < 3 {
+        return false;
+    }
+    let first = words[0].to_ascii_lowercase();
+    t.ends_with('?')
+        || matches!(
+            first.as_str(),
+            "what" | "which" | "who" | "how" | "when" | "where" | "list" | "show" | "give" | "find" | "count"
+                | "top" | "get" | "tell" | "average" | "total"
+        )
+}
+
+/// Case-insensitive keyword prefix (followed by whitespace); returns the rest.
+fn strip_keyword<'a>(t: &'a str, kw: &str) -> Option<&'a str> {
+    let words: Vec<&str> = kw.split(' ').collect();
+    let mut rest = t;
+    for w in words {
+        rest = rest.trim_start();
+        if rest.len() < w.len() || !rest[..w.len()].eq_ignore_ascii_case(w) {
+            return None;
+        }
+        let after = &rest[w.len()..];
+        if !after.is_empty() && !after.starts_with(char::is_whitespace) {
+            return None;
+        }
+        rest = after;
+    }
+    let rest = rest.trim();
+    if rest.is_empty() { None } else { Some(rest) }
+}
+
+fn object_name(n: &ObjectName) -> String {
+    n.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect::<Vec<_>>().join(".")
+}
+
+fn expr_text(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
+    Ok(match stmt {
+        Statement::Set(set) => match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = object_name(&variable);
+                let value = values.iter().map(expr_text).collect::<Vec<_>>().join(", ");
+                if value.eq_ignore_ascii_case("default") {
+                    Route::Reset(Some(name))
+                } else {
+                    Route::Set { name, value }
+                }
+            }
+            Set::SetTimeZone { value, .. } => Route::Set { name: "timezone".into(), value: expr_text(&value) },
+            Set::SetNames { charset_name, .. } => Route::Set { name: "client_encoding".into(), value: charset_name.value },
+            Set::SetNamesDefault {} => Route::Reset(Some("client_encoding".into())),
+            Set::SetRole { role_name, .. } => Route::Set {
+                name: "role".into(),
+                value: role_name.map(|r| r.value).unwrap_or_else(|| "none".into()),
+            },
+            Set::SetSessionAuthorization(p) => Route::Set { name: "session_authorization".into(), value: p.to_string() },
+            Set::SetTransaction { .. } => Route::Noop("SET"),
+            other => return Err(LaloError::NotSupported(format!("{other} is not supported"))),
+        },
+        Statement::ShowVariable { variable } => {
+            Route::Show(variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" "))
+        }
+        Statement::StartTransaction { .. } => Route::Begin,
+        Statement::Commit { .. } => Route::Commit,
+        Statement::Rollback { .. } => Route::Rollback,
+        Statement::Discard { .. } => Route::DiscardAll,
+        other => {
+            let text = other.to_string();
+            if let Some(rest) = strip_keyword(&text, "RESET") {
+                if rest.eq_ignore_ascii_case("ALL") {
+                    Route::Reset(None)
+                } else {
+                    Route::Reset(Some(rest.to_string()))
+                }
+            } else {
+                Route::Query(Box::new(other))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(t: &str) -> Vec<Route> {
+        route_text(&PostgresCompatibilityParser::new(), t, "sql").unwrap()
+    }
+
+    #[test]
+    fn routes_session_commands() {
+        assert!(matches!(&r("SET search_path TO public")[0], Route::Set { name, value } if name == "search_path" && value == "public"));
+        assert!(matches!(&r("SET TIME ZONE 'UTC'")[0], Route::Set { name, .. } if name == "timezone"));
+        assert!(matches!(&r("SHOW TimeZone")[0], Route::Show(n) if n == "TimeZone"));
+        assert!(matches!(&r("BEGIN")[0], Route::Begin));
+        assert!(matches!(&r("DISCARD ALL")[0], Route::DiscardAll));
+        assert!(matches!(&r("select 1; select 2")[..], [Route::Query(_), Route::Query(_)]));
+        assert!(matches!(&r("ASK how many orders?")[0], Route::Ask { explain: false, .. }));
+        assert!(matches!(&r("explain ask how many orders?")[0], Route::Ask { explain: true, .. }));
+    }
+
+    #[test]
+    fn auto_mode_reads_questions() {
+        let p = PostgresCompatibilityParser::new();
+        assert!(matches!(&route_text(&p, "how many orders were placed in 1995?", "auto").unwrap()[0], Route::Ask { .. }));
+        assert!(route_text(&p, "selec 1", "auto").is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! Starting a whole gateway: service, pgwire listener and HTTP listener; used by `lalo serve`
+//! and by tests, which bind port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::LaloError;
+use crate::server::PgServer;
+use crate::service::Lalo;
+
+/// A running gateway; dropping it stops the listeners.
+pub struct Running {
+    pub lalo: Arc<Lalo>,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Start lalo with `config`, listening where it says.
+pub async fn start(config: Config) -> Result<Running, LaloError> {
+    let listen = config.server.listen.clone();
+    let http_listen = config.server.http_listen.clone();
+    let lalo = Lalo::start(config).await?;
+    let pg = PgServer::bind(lalo.clone(), &listen).await?;
+    let pg_addr = pg.local_addr()?;
+    let (http_listener, router) = crate::http::bind(lalo.clone(), &http_listen).await?;
+    let http_addr = http_listener.local_addr().map_err(|e| LaloError::Internal(e.to_string()))?;
+    let mut tasks = vec![tokio::spawn(pg.serve())];
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(http_listener, router).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    tasks.push(tokio::spawn(crate::governance::watch::watch_policies(lalo.clone())));
+    tracing::info!(%pg_addr, %http_addr, "lalo is serving");
+    Ok(Running { lalo, pg_addr, http_addr, tasks })
+}

@@ -1,0 +1,191 @@
+//! The extended query protocol: Parse/Bind/Describe/Execute/Close/Sync, named and unnamed
+//! statements and portals, parameter types from the client or inferred from the plan.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use futures::Sink;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::ExtendedQueryHandler;
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::simple::{cancel_arm, respond, route_text};
+use super::session_of;
+use crate::error::LaloError;
+use crate::router::Route;
+use crate::service::{AuditStart, Lalo};
+
+/// A parsed statement: its text, route, and (for SQL) the plan with placeholders.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub text: String,
+    pub route: Option<Route>,
+    pub plan: Option<LogicalPlan>,
+    pub param_types: Vec<Option<DataType>>,
+    pub epoch: u64,
+}
+
+pub struct ExtendedHandler {
+    lalo: Arc<Lalo>,
+    parser: Arc<LaloParser>,
+}
+
+impl ExtendedHandler {
+    pub fn new(lalo: Arc<Lalo>) -> Self {
+        ExtendedHandler { parser: Arc::new(LaloParser { lalo: lalo.clone() }), lalo }
+    }
+}
+
+pub struct LaloParser {
+    lalo: Arc<Lalo>,
+}
+
+/// Parameter types DataFusion inferred, falling back to explicit casts (`$1::int`).
+fn inferred_param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, LaloError> {
+    let mut types: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    plan.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            e.apply(|x| {
+                if let Expr::Cast(c) = x {
+                    if let Expr::Placeholder(p) = c.expr.as_ref() {
+                        let slot = types.entry(p.id.clone()).or_insert(None);
+                        if slot.is_none() {
+                            *slot = Some(c.field.data_type().clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let mut ordered: Vec<(u32, Option<DataType>)> = types
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX), v))
+        .collect();
+    ordered.sort_by_key(|(k, _)| *k);
+    Ok(ordered.into_iter().map(|(_, v)| v).collect())
+}
+
+#[async_trait]
+impl QueryParser for LaloParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Prepared>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(&self.lalo, client)?;
+        let mut routes = self.lalo.route(&session, sql).map_err(PgWireError::from)?;
+        if routes.len() > 1 {
+            return Err(LaloError::Syntax("cannot insert multiple commands into a prepared statement".into()).into());
+        }
+        let epoch = session.epoch();
+        let Some(route) = routes.pop() else {
+            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], epoch });
+        };
+        let (plan, param_types) = match &route {
+            Route::Query(stmt) => {
+                let plan = self.lalo.plan(&session, stmt).await.map_err(PgWireError::from)?;
+                let types = inferred_param_types(&plan).map_err(PgWireError::from)?;
+                (Some(plan), types)
+            }
+            _ => (None, vec![]),
+        };
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, epoch })
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => arrow_pg::datatypes::into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.unwrap_or(&Format::UnifiedText);
+        match (&stmt.route, &stmt.plan) {
+            (_, Some(plan)) => {
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
+            }
+            (Some(Route::Show(name)), None) => {
+                let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");
+                Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for ExtendedHandler {
+    type Statement = Prepared;
+    type QueryParser = LaloParser;
+
+    fn query_parser(&self) -> Arc<LaloParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(&self.lalo, client)?;
+        let prepared = &portal.statement.statement;
+        let Some(route) = prepared.route.clone() else { return Ok(Response::EmptyQuery) };
+        let input = prepared.text.clone();
+        let tag = matches!(route, Route::Rollback).then_some("ROLLBACK");
+        let outcome = match route {
+            Route::Query(stmt) => {
+                let began = std::time::Instant::now();
+                let start = AuditStart { input: input.clone(), sql: Some(stmt.to_string()), ..Default::default() };
+                let result = async {
+                    // A statement prepared under other settings is planned again before it runs.
+                    let plan = match &prepared.plan {
+                        Some(p) if prepared.epoch == session.epoch() => p.clone(),
+                        _ => self.lalo.plan(&session, &stmt).await?,
+                    };
+                    let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+                    let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &types)
+                        .map_err(|e| LaloError::Query(format!("invalid parameter: {e}")))?;
+                    let plan = plan.replace_params_with_values(&params)?;
+                    self.lalo.govern(&session, plan).await
+                }
+                .await;
+                match result {
+                    Ok(g) => self.lalo.execute(&session, g, None, start, cancel_arm(client)).await,
+                    Err(e) => {
+                        self.lalo.audit_failure(&session, &start, &e, began).await;
+                        Err(e)
+                    }
+                }
+            }
+            other => {
+                let input = route_text(&other);
+                self.lalo.run_route(&session, other, &input, None).await
+            }
+        };
+        match outcome {
+            Ok(o) => respond(client, &session, o, &portal.result_column_format, tag).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+

@@ -1,0 +1,117 @@
+//! The simple query protocol: one Query message, any number of statements.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::Format;
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::PgWireBackendMessage;
+
+use super::{encode, session_of};
+use crate::execution::CancelArm;
+use crate::router::Route;
+use crate::service::{AuditStart, Lalo, Outcome};
+
+pub struct SimpleHandler {
+    pub lalo: Arc<Lalo>,
+}
+
+/// A cancel hook for this connection: armed when the result starts streaming.
+pub fn cancel_arm<C: ClientInfo>(client: &C) -> Option<CancelArm> {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
+    let handle: Arc<ConnectionHandle> = (*handle).clone();
+    Some(Box::new(move || {
+        Box::pin(async move {
+            let rx = handle.start_query().await;
+            if rx.await.is_err() {
+                // Replaced by a later statement: this one can no longer be canceled.
+                futures::future::pending::<()>().await;
+            }
+        })
+    }))
+}
+
+/// Turn one outcome into a pgwire response, sending ParameterStatus for changed settings.
+pub async fn respond<C>(client: &mut C, session: &crate::session::Session, outcome: Outcome, format: &Format, route_tag: Option<&str>) -> PgWireResult<Response>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    Ok(match outcome {
+        Outcome::Rows { schema, rows } => {
+            let fields = encode::fields(&schema, format, encode::format_options(session))?;
+            Response::Query(encode::response(fields, rows))
+        }
+        Outcome::Command { tag, changed } => {
+            for (k, v) in changed {
+                client.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(k, v))).await?;
+            }
+            Response::Execution(Tag::new(&tag))
+        }
+        Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::Commit => Response::TransactionEnd(Tag::new(route_tag.unwrap_or("COMMIT"))),
+        Outcome::Empty => Response::EmptyQuery,
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SimpleHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(&self.lalo, client)?;
+        let routes = match self.lalo.route(&session, query) {
+            Ok(r) => r,
+            Err(e) => {
+                let start = AuditStart { input: query.to_string(), ..Default::default() };
+                self.lalo.audit_failure(&session, &start, &e, std::time::Instant::now()).await;
+                return Err(e.into());
+            }
+        };
+        let single = routes.len() == 1;
+        let mut out = Vec::with_capacity(routes.len());
+        for route in routes {
+            let input = if single { query.to_string() } else { route_text(&route) };
+            let tag = match &route {
+                Route::Rollback => Some("ROLLBACK"),
+                _ => None,
+            };
+            match self.lalo.run_route(&session, route, &input, cancel_arm(client)).await {
+                Ok(outcome) => out.push(respond(client, &session, outcome, &Format::UnifiedText, tag).await?),
+                Err(e) => {
+                    out.push(Response::Error(Box::new(e.error_info("ERROR"))));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The text of one statement, for the audit record when a message held several.
+pub fn route_text(route: &Route) -> String {
+    match route {
+        Route::Query(s) => s.to_string(),
+        Route::Set { name, value } => format!("SET {name} = {value}"),
+        Route::Reset(Some(n)) => format!("RESET {n}"),
+        Route::Reset(None) => "RESET ALL".into(),
+        Route::Show(n) => format!("SHOW {n}"),
+        Route::Begin => "BEGIN".into(),
+        Route::Commit => "COMMIT".into(),
+        Route::Rollback => "ROLLBACK".into(),
+        Route::DiscardAll => "DISCARD ALL".into(),
+        Route::Ask { question, explain } => format!("{}ASK {question}", if *explain { "EXPLAIN " } else { "" }),
+        Route::Noop(t) => t.to_string(),
+    }
+}

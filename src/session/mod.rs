@@ -1,0 +1,72 @@
+//! A session: who the caller is (fixed at connect), which database they named, their settings,
+//! and the DataFusion context that plans against their view of the catalog.
+
+pub mod auth;
+pub mod settings;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
+
+use crate::governance::rules::Subject;
+use settings::Settings;
+
+/// Where a statement came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPoint {
+    Pgwire,
+    Mcp,
+    Cli,
+}
+
+impl EntryPoint {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EntryPoint::Pgwire => "pgwire",
+            EntryPoint::Mcp => "mcp",
+            EntryPoint::Cli => "cli",
+        }
+    }
+}
+
+/// One connected caller.
+pub struct Session {
+    pub user: String,
+    pub subject: Subject,
+    pub database: String,
+    pub client: String,
+    pub entry: EntryPoint,
+    pub settings: Arc<RwLock<Settings>>,
+    pub ctx: SessionContext,
+    /// Bumped whenever a setting changes, so prepared plans made under old settings are re-planned.
+    epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("user", &self.user).field("database", &self.database).finish()
+    }
+}
+
+impl Session {
+    pub fn new(
+        subject: Subject,
+        database: String,
+        client: String,
+        entry: EntryPoint,
+        settings: Arc<RwLock<Settings>>,
+        ctx: SessionContext,
+    ) -> Session {
+        Session { user: subject.name.clone(), subject, database, client, entry, settings, ctx, epoch: AtomicU64::new(0) }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
