@@ -30,6 +30,7 @@ pub struct Lalo {
     pub governance: Arc<Governance>,
     pub audit: Arc<AuditLog>,
     pub users: Users,
+    users_source: Arc<Users>,
     parser: PostgresCompatibilityParser,
 }
 
@@ -78,7 +79,13 @@ impl Lalo {
         let governance = Arc::new(Governance::load(&config).await?);
         let audit = Arc::new(AuditLog::open(&config.resolve(&config.governance.audit_log))?);
         let users = Users::from_config(&config.users)?;
-        Ok(Arc::new(Lalo { config, engine, governance, audit, users, parser: PostgresCompatibilityParser::new() }))
+        let users_source = Arc::new(users.clone());
+        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new() }))
+    }
+
+    /// The password source SCRAM authenticates against.
+    pub fn users_source(&self) -> Arc<Users> {
+        self.users_source.clone()
     }
 
     /// Open a session for an authenticated user on database `db` (empty: the embedded one).

@@ -52,6 +52,8 @@ fn session_config(db: &str) -> SessionConfig {
     // PostgreSQL identifiers fold to lower case; so does lalo.
     cfg.options_mut().sql_parser.enable_ident_normalization = true;
     cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // TIMESTAMPTZ values and now() carry a zone, as in PostgreSQL; sessions start in UTC.
+    cfg.options_mut().execution.time_zone = Some("+00:00".into());
     cfg
 }
 

@@ -33,18 +33,30 @@ pub struct AuditRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub prev_hash: String,
-    #[serde(default)]
+    /// SHA-256 of the line's text before this field; always written last.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Hash of a record: SHA-256 over its JSON with `hash` empty (prev_hash included).
-fn hash_of(rec: &AuditRecord) -> Result<String, LaloError> {
+/// The line for a record: its JSON without `hash`, then `"hash"` = SHA-256 of that JSON text.
+/// Hashing the exact bytes written (not a re-serialisation) makes any one-byte edit detectable.
+fn line_for(rec: &AuditRecord) -> Result<(String, String), LaloError> {
     let mut r = rec.clone();
     r.hash = String::new();
-    let json = serde_json::to_string(&r).map_err(|e| LaloError::Internal(e.to_string()))?;
-    Ok(hex::encode(Sha256::digest(json.as_bytes())))
+    let body = serde_json::to_string(&r).map_err(|e| LaloError::Internal(e.to_string()))?;
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let line = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+    Ok((line, hash))
+}
+
+/// Split a line into (body as hashed, stated hash).
+fn split_line(line: &str) -> Option<(String, &str)> {
+    let idx = line.rfind(",\"hash\":\"")?;
+    let tail = &line[idx + 9..];
+    let hash = tail.strip_suffix("\"}")?;
+    Some((format!("{}}}", &line[..idx]), hash))
 }
 
 /// The append-only log file and the hash of its last line.
@@ -83,8 +95,8 @@ impl AuditLog {
     pub async fn append(&self, mut rec: AuditRecord) -> Result<(), LaloError> {
         let mut guard = self.state.lock().await;
         rec.prev_hash = guard.1.clone();
-        rec.hash = hash_of(&rec)?;
-        let mut line = serde_json::to_string(&rec).map_err(|e| LaloError::Internal(e.to_string()))?;
+        let (mut line, hash) = line_for(&rec)?;
+        rec.hash = hash;
         line.push('\n');
         let file = &mut guard.0;
         // One write(2) per record: the line is in the kernel before the client sees completion.
@@ -129,21 +141,20 @@ pub fn verify(path: &Path) -> Result<Verification, LaloError> {
             Err(e) => return Ok(Verification::Broken { line: i + 1, reason: format!("unreadable: {e}") }),
         };
         n = i + 1;
-        let rec: AuditRecord = match serde_json::from_str(&line) {
+        let Some((body, hash)) = split_line(&line) else {
+            return Ok(Verification::Broken { line: n, reason: "no hash at the end of the line (edited line)".into() });
+        };
+        if hex::encode(Sha256::digest(body.as_bytes())) != hash {
+            return Ok(Verification::Broken { line: n, reason: "hash does not match the content (edited line)".into() });
+        }
+        let rec: AuditRecord = match serde_json::from_str(&body) {
             Ok(r) => r,
             Err(e) => return Ok(Verification::Broken { line: n, reason: format!("not a record: {e}") }),
         };
         if rec.prev_hash != prev {
             return Ok(Verification::Broken { line: n, reason: "prev_hash does not match the line before (deleted or reordered lines)".into() });
         }
-        if hash_of(&rec)? != rec.hash {
-            return Ok(Verification::Broken { line: n, reason: "hash does not match the content (edited line)".into() });
-        }
-        // Re-serialising must give the same bytes, or the line was edited in a way serde hides.
-        if serde_json::to_string(&rec).map_err(|e| LaloError::Internal(e.to_string()))? != line {
-            return Ok(Verification::Broken { line: n, reason: "line is not in canonical form (edited line)".into() });
-        }
-        prev = rec.hash;
+        prev = hash.to_string();
     }
     Ok(Verification::Intact { lines: n })
 }

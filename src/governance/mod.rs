@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod limits;
+pub mod lineage;
 pub mod rewrite;
 pub mod rules;
 pub mod watch;
@@ -126,47 +127,22 @@ impl Governance {
             return Ok(GovernedPlan { plan, objects: vec![], decision: "allowed".into(), rules: vec![], limits });
         }
         let schema = "public";
-        // Tables, from the plan as written (an optimizer may drop a scan, never its check).
-        let mut tables = BTreeSet::new();
-        plan.apply_with_subqueries(|n| {
-            if let LogicalPlan::TableScan(s) = n {
-                tables.insert(rewrite::full_name(&s.table_name, db, schema));
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        for t in &tables {
+        // Every table and column the statement refers to, wherever it appears (lineage.rs).
+        let refs = lineage::references(&plan, db);
+        for t in &refs.tables {
             if !rewrite::is_system_schema(t) && !pol.access.table_allowed(&subject.name, t, "select") {
                 return Err(denied(t));
             }
         }
-        // Columns, from the optimized plan: exactly what the scans read, for output and predicates alike.
-        let optimized = ctx.state().optimize(&plan)?;
-        let mut columns = BTreeSet::new();
-        optimized.apply_with_subqueries(|n| {
-            if let LogicalPlan::TableScan(s) = n {
-                let t = rewrite::full_name(&s.table_name, db, schema);
-                if rewrite::is_system_schema(&t) {
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                let src = s.source.schema();
-                let idx: Vec<usize> = s.projection.clone().unwrap_or_else(|| (0..src.fields().len()).collect());
-                for i in idx {
-                    columns.insert(format!("{t}.{}", src.field(i).name()));
-                }
-                for f in &s.filters {
-                    for c in f.column_refs() {
-                        columns.insert(format!("{t}.{}", c.name));
-                    }
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
+        let columns: BTreeSet<String> =
+            refs.columns.into_iter().filter(|c| !rewrite::is_system_schema(c)).collect();
         for c in &columns {
             let (t, col) = c.rsplit_once('.').unwrap_or((c.as_str(), ""));
             if !pol.access.column_allowed(&subject.name, t, col, "select") {
                 return Err(denied(c));
             }
         }
+        let tables = refs.tables;
         let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema).await?;
         let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
             (true, true) => "allowed",

@@ -28,7 +28,7 @@ pub struct Handlers {
     pub lalo: Arc<Lalo>,
     pub manager: Arc<ConnectionManager>,
     pub tls: bool,
-    startup: Arc<startup::LaloStartup>,
+    cert_pem: Option<Vec<u8>>,
     simple: Arc<simple::SimpleHandler>,
     extended: Arc<extended::ExtendedHandler>,
 }
@@ -41,7 +41,8 @@ impl PgWireServerHandlers for Handlers {
         self.extended.clone()
     }
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
+        // SASL keeps per-connection state, so every connection gets its own handler.
+        Arc::new(startup::LaloStartup::new(self.lalo.clone(), self.manager.clone(), self.cert_pem.as_deref()))
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::new(DefaultCancelHandler::new(self.manager.clone()))
@@ -92,14 +93,17 @@ impl PgServer {
             return Err(LaloError::Config("tls_required needs tls_cert and tls_key".into()));
         }
         let manager = Arc::new(ConnectionManager::new());
-        let startup = Arc::new(startup::LaloStartup::new(lalo.clone(), manager.clone(), cert.as_deref())?);
+        // Check the certificate once at start; each connection builds its own SASL handler from it.
+        if let Some(pem) = &cert {
+            startup::check_certificate(pem)?;
+        }
         let handlers = Arc::new(Handlers {
             simple: Arc::new(simple::SimpleHandler { lalo: lalo.clone() }),
             extended: Arc::new(extended::ExtendedHandler::new(lalo.clone())),
             lalo: lalo.clone(),
             manager,
             tls: tls.is_some(),
-            startup,
+            cert_pem: cert,
         });
         let limit = Arc::new(Semaphore::new(lalo.config.server.max_connections.max(1)));
         Ok(PgServer { listener, handlers, tls, limit })

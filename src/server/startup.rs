@@ -23,13 +23,12 @@ pub struct LaloStartup {
 }
 
 impl LaloStartup {
-    pub fn new(lalo: Arc<Lalo>, manager: Arc<ConnectionManager>, cert_pem: Option<&[u8]>) -> Result<Self, LaloError> {
-        let mut scram = ScramAuth::new(Arc::new(lalo.users.clone()));
+    pub fn new(lalo: Arc<Lalo>, manager: Arc<ConnectionManager>, cert_pem: Option<&[u8]>) -> Self {
+        let mut scram = ScramAuth::new(lalo.users_source());
         scram.set_iterations(SCRAM_ITERATIONS);
         if let Some(pem) = cert_pem {
-            scram
-                .configure_certificate(pem)
-                .map_err(|e| LaloError::Config(format!("TLS certificate for SCRAM channel binding: {e}")))?;
+            // Checked at start by check_certificate; a failure here only disables channel binding.
+            let _ = scram.configure_certificate(pem);
         }
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = crate::engine::functions::SERVER_VERSION.to_string();
@@ -40,8 +39,16 @@ impl LaloStartup {
         let sasl = SASLAuthStartupHandler::new(Arc::new(params))
             .with_scram(scram)
             .with_connection_manager(manager);
-        Ok(LaloStartup { lalo, sasl })
+        LaloStartup { lalo, sasl }
     }
+}
+
+/// Validate the TLS certificate for SCRAM channel binding once, at start.
+pub fn check_certificate(pem: &[u8]) -> Result<(), LaloError> {
+    let mut scram = ScramAuth::new(Arc::new(crate::session::auth::Users::default()));
+    scram
+        .configure_certificate(pem)
+        .map_err(|e| LaloError::Config(format!("TLS certificate for SCRAM channel binding: {e}")))
 }
 
 #[async_trait]

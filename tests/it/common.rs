@@ -1,0 +1,100 @@
+//! Shared test harness: start lalo in-process on 127.0.0.1:0 with the demo config and connect
+//! real clients to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lalo::config::{Config, DEMO_CONFIG};
+use lalo::runtime::Running;
+use tokio_postgres::{Client, NoTls};
+
+/// The repository root (policies/, catalog/).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Generated TPC-H data shared by every test in this binary.
+pub fn shared_data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lalo-test-data")
+}
+
+/// A gateway running for one test, with its own audit log.
+pub struct TestServer {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn port(&self) -> u16 {
+        self.running.pg_addr.port()
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.running.http_addr)
+    }
+
+    pub fn lalo(&self) -> &Arc<lalo::Lalo> {
+        &self.running.lalo
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// A connection string for `user` (password = user name in the demo config).
+    pub fn conn_str(&self, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} password={user} dbname=lalo", self.port())
+    }
+
+    /// Connect with tokio-postgres as `user`.
+    pub async fn connect(&self, user: &str) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.conn_str(user), NoTls).await.expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+}
+
+/// The demo config, pointed at a temp dir for the audit log and the shared data dir.
+pub fn test_config(dir: &Path) -> Config {
+    let mut cfg = Config::from_toml(DEMO_CONFIG, repo(), |_| None).expect("demo config");
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.server.http_listen = "127.0.0.1:0".into();
+    cfg.catalog.data_dir = shared_data_dir();
+    cfg.governance.audit_log = dir.join("audit.log");
+    cfg
+}
+
+/// Start lalo with the demo config, changed by `tweak`.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = test_config(dir.path());
+    tweak(&mut cfg);
+    let running = lalo::runtime::start(cfg).await.expect("lalo starts");
+    TestServer { running, dir }
+}
+
+/// Start lalo with the demo config.
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no db error: {e}"))
+}
+
+/// Run a psql command against the server and return (success, stdout, stderr).
+/// (Async: the gateway under test runs on this test's runtime.)
+pub async fn psql(server: &TestServer, user: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &server.port().to_string(), "-U", user, "-d", "lalo", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .env("PGPASSWORD", user)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .await
+        .expect("psql is installed (the test command installs postgresql-client)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -1,0 +1,6 @@
+//! lalo's integration tests: real clients against a gateway started in-process.
+
+mod common;
+mod protocol;
+mod psql;
+mod governance;
