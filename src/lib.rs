@@ -7,6 +7,7 @@
 //! [`governance::GovernedPlan`] → [`execution`] streams the rows and writes the audit record.
 
 pub mod check;
+pub mod compat;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -39,7 +39,8 @@ pub fn route_text(parser: &PostgresCompatibilityParser, text: &str, input_mode: 
     if strip_keyword(trimmed, "CREATE EXTERNAL TABLE").is_some() {
         return Err(LaloError::NotSupported("CREATE EXTERNAL TABLE is not allowed: lalo is read-only".into()));
     }
-    let statements = match parser.parse(text) {
+    let text = crate::compat::rewrite(text);
+    let statements = match parser.parse(&text) {
         Ok(s) => s,
         Err(e) => {
             if input_mode == "auto" && reads_like_question(trimmed) {

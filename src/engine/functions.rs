@@ -114,6 +114,18 @@ fn cell_text(a: &ArrayRef, i: usize) -> Option<String> {
     }
 }
 
+/// PostgreSQL's pg_size_pretty: bytes, kB, MB, GB, TB with integer rounding.
+fn size_pretty(bytes: f64) -> String {
+    let units = ["bytes", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v.abs() >= 10.0 * 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{} {}", v.round() as i64, units[i])
+}
+
 /// Functions that are the same for every session.
 pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(udf(
@@ -121,6 +133,21 @@ pub fn register_static(ctx: &SessionContext) {
         Signature::exact(vec![], Volatility::Stable),
         DataType::Utf8,
         Arc::new(|_, _| Ok(text(Some(version_string())))),
+    ));
+    // Sizes on disk are not meaningful for lalo's tables; clients only display them.
+    for name in ["pg_table_size", "pg_indexes_size"] {
+        ctx.register_udf(udf(
+            name,
+            Signature::any(1, Volatility::Stable),
+            DataType::Int64,
+            Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(0))))),
+        ));
+    }
+    ctx.register_udf(udf(
+        "pg_size_pretty",
+        Signature::any(1, Volatility::Immutable),
+        DataType::Utf8,
+        Arc::new(|args, rows| map_text(args, rows, |v| v[0].as_deref().and_then(|s| s.parse::<f64>().ok()).map(size_pretty))),
     ));
     ctx.register_udf(udf(
         "shobj_description",

@@ -15,7 +15,8 @@ async fn select_star_on_every_table_per_user() {
             if user == "intern" && t == "customer" {
                 let e = r.unwrap_err();
                 assert_eq!(sqlstate(&e), "42501", "{user} {t}");
-                assert!(e.to_string().contains("c_acctbal"), "{e}");
+                let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+                assert!(msg.contains("c_acctbal"), "{msg}");
             } else {
                 let rows = r.unwrap_or_else(|e| panic!("{user} {t}: {e:?}"));
                 assert_eq!(rows.len(), 5, "{user} {t}");
