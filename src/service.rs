@@ -77,7 +77,9 @@ impl Lalo {
         crate::metrics::install();
         let engine = Arc::new(Engine::build(&config).await?);
         let governance = Arc::new(Governance::load(&config).await?);
-        let audit = Arc::new(AuditLog::open(&config.resolve(&config.governance.audit_log))?);
+        let audit_path = config.resolve(&config.governance.audit_log);
+        let audit = Arc::new(AuditLog::open(&audit_path)?);
+        engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
         let users_source = Arc::new(users.clone());
         Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new() }))
@@ -90,6 +92,19 @@ impl Lalo {
 
     /// Open a session for an authenticated user on database `db` (empty: the embedded one).
     pub fn open_session(&self, user: &str, db: &str, client: &str, entry: EntryPoint) -> Result<Session, LaloError> {
+        self.open_session_with(user, db, client, entry, &[])
+    }
+
+    /// Open a session, applying settings sent at connection start (startup parameters and
+    /// `options=-c name=value`). A parameter that would change identity is refused (42501).
+    pub fn open_session_with(
+        &self,
+        user: &str,
+        db: &str,
+        client: &str,
+        entry: EntryPoint,
+        startup: &[(String, String)],
+    ) -> Result<Session, LaloError> {
         let entry_user = self.users.get(user).ok_or_else(|| LaloError::UnknownUser(user.to_string()))?;
         let db = if db.is_empty() || db == user && !self.engine.has_database(db) { crate::engine::EMBEDDED_DB } else { db };
         if !self.engine.has_database(db) {
@@ -100,6 +115,13 @@ impl Lalo {
         let mut settings = Settings::default();
         if self.config.server.statement_timeout_ms > 0 {
             let _ = settings.set("statement_timeout", &self.config.server.statement_timeout_ms.to_string());
+        }
+        for (k, v) in startup_settings(startup)? {
+            // Unknown startup parameters are ignored, as PostgreSQL ignores unknown GUCs from drivers.
+            match settings.set(&k, &v) {
+                Err(e @ LaloError::PermissionDenied { .. }) => return Err(e),
+                _ => {}
+            }
         }
         let settings = Arc::new(parking_lot::RwLock::new(settings));
         let ctx = self.engine.session_context(db, user, vis, settings.clone())?;
@@ -309,6 +331,35 @@ impl Lalo {
             tracing::error!(error = %err, "audit write failed");
         }
     }
+}
+
+/// Settings carried by startup parameters: plain keys (DateStyle, TimeZone, application_name,
+/// ...) and `-c name=value` / `--name=value` pairs inside `options`.
+pub fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>, LaloError> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" | "database" | "replication" => {}
+            "options" => {
+                let mut words = v.split_whitespace();
+                while let Some(w) = words.next() {
+                    let pair = if w == "-c" { words.next().unwrap_or("") } else { w.trim_start_matches("--").trim_start_matches("-c") };
+                    if let Some((name, value)) = pair.split_once('=') {
+                        out.push((name.replace('-', "_"), value.to_string()));
+                    }
+                }
+            }
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    // Refuse identity changes before anything else is applied.
+    let mut probe = Settings::default();
+    for (k, v) in &out {
+        if let Err(e @ LaloError::PermissionDenied { .. }) = probe.set(k, v) {
+            return Err(e);
+        }
+    }
+    Ok(out)
 }
 
 /// What `/readyz` reports.

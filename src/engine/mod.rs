@@ -115,6 +115,49 @@ impl Engine {
         Ok(Engine { base, docs: Arc::new(RwLock::new(docs)), template, pg_static })
     }
 
+    /// Serve the audit log as `lalo.lalo_audit.events` (policy decides who may read it).
+    pub async fn register_audit_table(&self, path: &std::path::Path) -> Result<(), LaloError> {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::prelude::JsonReadOptions;
+        let lalo = self.base.catalog(EMBEDDED_DB).ok_or_else(|| LaloError::Internal("no embedded catalog".into()))?;
+        if lalo.schema("lalo_audit").is_none() {
+            lalo.register_schema("lalo_audit", Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let text = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+        let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true);
+        let schema = Schema::new(vec![
+            text("time", false),
+            text("user", false),
+            text("client", true),
+            text("entry", true),
+            text("input", true),
+            text("question", true),
+            text("sql", true),
+            list("objects"),
+            text("decision", true),
+            list("rules"),
+            Field::new("rows", DataType::Int64, true),
+            Field::new("duration_ms", DataType::Float64, true),
+            text("error", true),
+            text("prev_hash", true),
+            text("hash", true),
+        ]);
+        let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+        let loader = SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_config(session_config(EMBEDDED_DB))
+                .with_catalog_list(self.base.clone() as Arc<dyn CatalogProviderList>)
+                .with_default_features()
+                .build(),
+        );
+        let mut opts = JsonReadOptions::default().schema(&schema).file_extension(&ext);
+        opts.newline_delimited = true;
+        loader
+            .register_json(format!("{EMBEDDED_DB}.lalo_audit.events"), path.to_string_lossy().as_ref(), opts)
+            .await?;
+        Ok(())
+    }
+
     /// The shared catalog list (all databases, unfiltered).
     pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
         self.base.clone()

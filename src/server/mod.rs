@@ -160,7 +160,9 @@ pub fn session_of<C: ClientInfo>(lalo: &Lalo, client: &C) -> Result<Arc<Session>
     }
     let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
     let db = client.metadata().get(pgwire::api::METADATA_DATABASE).cloned().unwrap_or_default();
-    let session = Arc::new(lalo.open_session(&user, &db, &client.socket_addr().to_string(), EntryPoint::Pgwire)?);
+    let startup: Vec<(String, String)> = client.metadata().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let session =
+        Arc::new(lalo.open_session_with(&user, &db, &client.socket_addr().to_string(), EntryPoint::Pgwire, &startup)?);
     client.session_extensions().insert(session.clone());
     Ok(session)
 }

@@ -71,6 +71,11 @@ impl StartupHandler for LaloStartup {
                 // Still let SCRAM run against no verifier would leak timing; refuse up front like PostgreSQL does.
                 return Err(LaloError::UnknownUser(user).to_pgwire_fatal());
             }
+            let params: Vec<(String, String)> =
+                startup.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Err(e) = crate::service::startup_settings(&params) {
+                return Err(e.to_pgwire_fatal());
+            }
             if let Some(db) = startup.parameters.get("database") {
                 if !db.is_empty() && db != &user && !self.lalo.engine.has_database(db) {
                     let mut info = LaloError::NoAccess(format!("database \"{db}\" does not exist")).error_info("FATAL");

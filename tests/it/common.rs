@@ -2,7 +2,6 @@
 //! real clients to it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use lalo::config::{Config, DEMO_CONFIG};
 use lalo::runtime::Running;
@@ -27,14 +26,6 @@ pub struct TestServer {
 impl TestServer {
     pub fn port(&self) -> u16 {
         self.running.pg_addr.port()
-    }
-
-    pub fn http(&self) -> String {
-        format!("http://{}", self.running.http_addr)
-    }
-
-    pub fn lalo(&self) -> &Arc<lalo::Lalo> {
-        &self.running.lalo
     }
 
     pub fn audit_path(&self) -> PathBuf {

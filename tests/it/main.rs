@@ -4,3 +4,4 @@ mod common;
 mod protocol;
 mod psql;
 mod governance;
+mod policy;
