@@ -22,6 +22,19 @@ const REWRITES: &[(&str, &str, &str)] = &[
         "COALESCE(proallargtypes::regtype[], proargtypes::regtype[])::text[]",
         "CAST(NULL AS TEXT[])",
     ),
+    (
+        // Npgsql (Power BI) type loading: multirange lookup as a correlated subquery inside CASE,
+        // which DataFusion cannot decorrelate; lalo has no multirange types.
+        "Npgsql",
+        "(SELECT rngtypid FROM pg_range WHERE rngmultitypid = typ.oid)",
+        "CAST(NULL AS INT)",
+    ),
+    (
+        // SQLAlchemy schema listing: LIKE with '/' as escape; DataFusion only takes backslash.
+        "SQLAlchemy",
+        "NOT LIKE 'pg/_' || '%' ESCAPE '/'",
+        "NOT LIKE 'pg\\_' || '%'",
+    ),
 ];
 
 /// Apply the known rewrites; returns the text unchanged when none match.
@@ -33,6 +46,46 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out
+}
+
+/// `x::regtype::text` shows a type's name in PostgreSQL; lalo's oid aliases are plain integers,
+/// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings).
+pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{
+        DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+        ObjectName, Value, VisitMut, VisitorMut,
+    };
+    use std::ops::ControlFlow;
+    struct V;
+    impl VisitorMut for V {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Cast { expr: inner, data_type: DataType::Text, .. } = e {
+                if let Expr::Cast { expr: base, data_type: dt, .. } = inner.as_ref() {
+                    let t = dt.to_string().to_ascii_lowercase();
+                    if t == "regtype" || t == "pg_catalog.regtype" {
+                        let arg = |x: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(x));
+                        *e = Expr::Function(Function {
+                            name: ObjectName::from(vec![Ident::new("format_type")]),
+                            uses_odbc_syntax: false,
+                            parameters: FunctionArguments::None,
+                            args: FunctionArguments::List(FunctionArgumentList {
+                                duplicate_treatment: None,
+                                args: vec![arg(base.as_ref().clone()), arg(Expr::value(Value::Null))],
+                                clauses: vec![],
+                            }),
+                            filter: None,
+                            null_treatment: None,
+                            over: None,
+                            within_group: vec![],
+                        });
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut V);
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub enum LaloError {
     UnknownSetting(String),
     #[error("invalid value for parameter \"{name}\": \"{value}\"")]
     InvalidSetting { name: String, value: String },
+    #[error("cursor \"{0}\" does not exist")]
+    InvalidCursor(String),
     #[error("configuration error: {0}")]
     Config(String),
     #[error("{0}")]
@@ -65,6 +67,7 @@ impl LaloError {
             LaloError::UnknownSetting(_) => "42704",
             LaloError::InvalidSetting { .. } => "22023",
             LaloError::Query(_) => "22000",
+            LaloError::InvalidCursor(_) => "34000",
             LaloError::Config(_) | LaloError::Internal(_) => "XX000",
         }
     }

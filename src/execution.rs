@@ -31,6 +31,8 @@ pub struct GuardOptions {
     pub began: Instant,
     pub entry: &'static str,
     pub slot: Option<Slot>,
+    /// Stop cleanly after this many rows (callers that cap their result, e.g. MCP).
+    pub truncate_at: Option<u64>,
 }
 
 struct State {
@@ -80,7 +82,16 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
             }
         };
         match next {
-            Ok(Some(batch)) => {
+            Ok(Some(mut batch)) => {
+                if let Some(cap) = st.opts.truncate_at {
+                    let room = cap.saturating_sub(st.rows);
+                    if (batch.num_rows() as u64) >= room {
+                        batch = batch.slice(0, room as usize);
+                        st.rows += room;
+                        finish(&mut st, None).await;
+                        return Some((Ok(batch), st));
+                    }
+                }
                 st.rows += batch.num_rows() as u64;
                 if let Some(max) = st.opts.max_rows {
                     if st.rows > max {
@@ -104,6 +115,27 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
         }
     })
     .boxed()
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // The client went away (or stopped reading) before the end: record it anyway.
+        if self.done {
+            return;
+        }
+        let mut rec = std::mem::take(&mut self.opts.record);
+        rec.rows = self.rows;
+        rec.duration_ms = self.opts.began.elapsed().as_secs_f64() * 1000.0;
+        rec.error = Some("08006: the client stopped reading before the result ended".into());
+        let audit = self.opts.audit.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = audit.append(rec).await {
+                    tracing::error!(error = %e, "audit write failed");
+                }
+            });
+        }
+    }
 }
 
 async fn finish(st: &mut State, err: Option<&LaloError>) {

@@ -1,22 +1,64 @@
-//! The HTTP side: `/healthz`, `/readyz`, `/metrics` (and `/mcp` where enabled).
+//! The HTTP side: `/healthz`, `/readyz`, `/metrics`, and the MCP endpoint `/mcp` behind
+//! bearer-token authentication (tokens from the environment, each mapped to a lalo user).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
+use crate::mcp::{LaloMcp, McpUser};
 use crate::service::Lalo;
 
 /// The HTTP routes for one gateway.
 pub fn router(lalo: Arc<Lalo>) -> Router {
+    let tokens = Arc::new(crate::mcp::token_map(&lalo));
+    let mcp_lalo = lalo.clone();
+    let mut config = StreamableHttpServerConfig::default();
+    // DNS rebinding: only loopback Host headers (the default) and local browser origins.
+    config.allowed_origins = vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()];
+    let mcp = StreamableHttpService::new(
+        move || Ok(LaloMcp::new(mcp_lalo.clone(), None)),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let mcp_routes = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(tokens, bearer_auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(lalo)
+        .merge(mcp_routes)
+}
+
+/// 401 with `WWW-Authenticate` unless the bearer token maps to a user.
+async fn bearer_auth(State(tokens): State<Arc<HashMap<String, String>>>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match token.and_then(|t| tokens.get(t)) {
+        Some(user) => {
+            req.extensions_mut().insert(McpUser(user.clone()));
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"lalo\", error=\"invalid_token\"")],
+            "a valid bearer token is required",
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(lalo): State<Arc<Lalo>>) -> impl IntoResponse {
@@ -26,10 +68,7 @@ async fn readyz(State(lalo): State<Arc<Lalo>>) -> impl IntoResponse {
 }
 
 async fn metrics() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
 }
 
 /// Bind and serve the HTTP routes.

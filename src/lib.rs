@@ -15,11 +15,14 @@ pub mod execution;
 pub mod governance;
 pub mod http;
 pub mod metrics;
+pub mod naming;
 pub mod router;
 pub mod server;
 pub mod service;
 pub mod session;
 pub mod runtime;
+pub mod search;
+pub mod mcp;
 
 pub use config::Config;
 pub use error::LaloError;

@@ -24,6 +24,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// MCP server on stdio, acting as one lalo user.
+    Mcp {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The lalo user whose rights the agent gets.
+        #[arg(long)]
+        user: String,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -48,9 +56,10 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("LALO_LOG_FORMAT").map(|v| v == "json").unwrap_or(false);
     if json {
-        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Logs go to stderr: stdout carries the MCP protocol in `lalo mcp`.
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
 }
 
@@ -75,6 +84,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("lalo listening on {} (pgwire) and {} (http)", running.pg_addr, running.http_addr);
             tokio::signal::ctrl_c().await?;
             drop(running);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mcp { config, user } => {
+            use rmcp::ServiceExt;
+            let cfg = lalo::Config::load(config.as_deref())?;
+            let lalo = lalo::Lalo::start(cfg).await?;
+            if lalo.users.get(&user).is_none() {
+                anyhow::bail!("unknown user {user}");
+            }
+            let server = lalo::mcp::LaloMcp::new(lalo, Some(user)).serve(rmcp::transport::stdio()).await?;
+            server.waiting().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

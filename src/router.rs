@@ -1,7 +1,7 @@
 //! Routes each statement a client sends: session commands (SET/SHOW/RESET, transactions,
 //! DISCARD), questions (ASK), or SQL to plan, govern and run.
 
-use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{CloseCursor, Expr, FetchDirection, ObjectName, Set, Statement, Value};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::LaloError;
@@ -20,8 +20,15 @@ pub enum Route {
     DiscardAll,
     /// A natural-language question (`ASK ...`), or its explanation (`EXPLAIN ASK ...`).
     Ask { question: String, explain: bool },
-    /// Accepted and ignored, answered with this command tag (e.g. SET TRANSACTION).
+    /// Accepted and ignored, answered with this command tag (e.g. SET TRANSACTION, SAVEPOINT:
+    /// lalo never writes, so there is nothing to roll back to).
     Noop(&'static str),
+    /// DECLARE name CURSOR FOR query.
+    Declare { name: String, query: Box<Statement> },
+    /// FETCH [count | ALL | NEXT] FROM name; `None` is ALL.
+    Fetch { name: String, count: Option<u64> },
+    /// CLOSE name, or CLOSE ALL (`None`).
+    Close(Option<String>),
 }
 
 /// Split SQL text into routed statements. `input_mode` is the session's `lalo.input`.
@@ -49,7 +56,13 @@ pub fn route_text(parser: &PostgresCompatibilityParser, text: &str, input_mode: 
             return Err(LaloError::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()));
         }
     };
-    statements.into_iter().map(route_statement).collect()
+    statements
+        .into_iter()
+        .map(|mut s| {
+            crate::compat::rewrite_ast(&mut s);
+            route_statement(s)
+        })
+        .collect()
 }
 
 fn looks_like_session_command(t: &str) -> bool {
@@ -136,8 +149,36 @@ fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
         }
         Statement::StartTransaction { .. } => Route::Begin,
         Statement::Commit { .. } => Route::Commit,
+        Statement::Rollback { savepoint: Some(_), .. } => Route::Noop("ROLLBACK"),
         Statement::Rollback { .. } => Route::Rollback,
+        Statement::Savepoint { .. } => Route::Noop("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Route::Noop("RELEASE"),
         Statement::Discard { .. } => Route::DiscardAll,
+        Statement::Deallocate { .. } => Route::Noop("DEALLOCATE"),
+        Statement::UNLISTEN { .. } => Route::Noop("UNLISTEN"),
+        Statement::Close { cursor } => match cursor {
+            CloseCursor::All => Route::Close(None),
+            CloseCursor::Specific { name } => Route::Close(Some(name.value)),
+        },
+        Statement::Declare { stmts } => {
+            let d = stmts.into_iter().next().ok_or_else(|| LaloError::Syntax("DECLARE needs a cursor".into()))?;
+            let name = d.names.first().map(|i| i.value.clone()).unwrap_or_default();
+            match d.for_query {
+                Some(q) if !name.is_empty() => Route::Declare { name, query: Box::new(Statement::Query(q)) },
+                _ => return Err(LaloError::NotSupported("only DECLARE name CURSOR FOR query is supported".into())),
+            }
+        }
+        Statement::Fetch { name, direction, .. } => {
+            let count = match direction {
+                FetchDirection::Next | FetchDirection::Forward { limit: None } => Some(1),
+                FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
+                    Some(limit.value.to_string().parse::<u64>().map_err(|_| LaloError::Syntax("FETCH count must be a number".into()))?)
+                }
+                FetchDirection::All | FetchDirection::ForwardAll => None,
+                _ => return Err(LaloError::NotSupported("cursors only move forward (FETCH [n | ALL | NEXT])".into())),
+            };
+            Route::Fetch { name: name.value, count }
+        }
         other => {
             let text = other.to_string();
             if let Some(rest) = strip_keyword(&text, "RESET") {

@@ -63,12 +63,14 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
-/// What the audit record of a statement starts from.
+/// One statement as received: what its audit record starts from, and how to name its columns.
 #[derive(Debug, Clone, Default)]
-pub struct AuditStart {
+pub struct Request {
     pub input: String,
     pub question: Option<String>,
     pub sql: Option<String>,
+    /// PostgreSQL names for the result columns (naming.rs); None keeps DataFusion's.
+    pub names: Option<Vec<Option<String>>>,
 }
 
 impl Lalo {
@@ -153,8 +155,21 @@ impl Lalo {
         session: &Session,
         governed: GovernedPlan,
         params: Option<ParamValues>,
-        start: AuditStart,
+        start: Request,
         cancel: Option<execution::CancelArm>,
+    ) -> Result<Outcome, LaloError> {
+        self.execute_capped(session, governed, params, start, cancel, None).await
+    }
+
+    /// [`Lalo::execute`], stopping cleanly after `truncate_at` rows.
+    pub async fn execute_capped(
+        &self,
+        session: &Session,
+        governed: GovernedPlan,
+        params: Option<ParamValues>,
+        start: Request,
+        cancel: Option<execution::CancelArm>,
+        truncate_at: Option<u64>,
     ) -> Result<Outcome, LaloError> {
         let began = Instant::now();
         let slot = self.governance.limits.admit(
@@ -166,9 +181,15 @@ impl Lalo {
         if let Some(p) = params {
             plan = plan.replace_params_with_values(&p)?;
         }
-        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let df = session.ctx.execute_logical_plan(plan).await?;
-        let stream = df.execute_stream().await?;
+        let schema: SchemaRef = rename(plan.schema().as_arrow(), start.names.as_deref());
+        let stream = match async { session.ctx.execute_logical_plan(plan).await?.execute_stream().await }.await {
+            Ok(s) => s,
+            Err(e) => {
+                let e = LaloError::from(e);
+                self.audit_failure(session, &start, &e, began).await;
+                return Err(e);
+            }
+        };
         let timeout_ms = [
             session.settings.read().statement_timeout_ms(),
             governed.limits.statement_timeout_ms.unwrap_or(0),
@@ -183,9 +204,14 @@ impl Lalo {
         let record = self.record(session, &start, Some(&governed));
         let rows = execution::guard(
             stream,
-            GuardOptions { timeout_ms, max_rows, cancel, audit: self.audit.clone(), record, began, entry: session.entry.as_str(), slot: Some(slot) },
+            GuardOptions { timeout_ms, max_rows, cancel, audit: self.audit.clone(), record, began, entry: session.entry.as_str(), slot: Some(slot), truncate_at },
         );
         Ok(Outcome::Rows { schema, rows })
+    }
+
+    /// [`Lalo::run_route`] for callers that read at most `cap` rows (MCP).
+    pub async fn run_route_capped(&self, session: &Session, route: Route, input: &str, cap: Option<u64>) -> Result<Outcome, LaloError> {
+        self.run_route_inner(session, route, input, None, cap).await
     }
 
     /// Route, plan, govern and run one routed statement (simple-protocol path and CLI).
@@ -196,19 +222,30 @@ impl Lalo {
         input: &str,
         cancel: Option<execution::CancelArm>,
     ) -> Result<Outcome, LaloError> {
-        let start = AuditStart { input: input.to_string(), ..Default::default() };
+        self.run_route_inner(session, route, input, cancel, None).await
+    }
+
+    async fn run_route_inner(
+        &self,
+        session: &Session,
+        route: Route,
+        input: &str,
+        cancel: Option<execution::CancelArm>,
+        cap: Option<u64>,
+    ) -> Result<Outcome, LaloError> {
+        let start = Request { input: input.to_string(), ..Default::default() };
         match route {
             Route::Query(stmt) => {
                 let began = Instant::now();
                 let sql = stmt.to_string();
-                let start = AuditStart { sql: Some(sql), ..start };
+                let start = Request { sql: Some(sql), names: crate::naming::pg_names(&stmt), ..start };
                 let result = async {
                     let plan = self.plan(session, &stmt).await?;
                     self.govern(session, plan).await
                 }
                 .await;
                 match result {
-                    Ok(governed) => self.execute(session, governed, None, start, cancel).await,
+                    Ok(governed) => self.execute_capped(session, governed, None, start, cancel, cap).await,
                     Err(e) => {
                         self.audit_failure(session, &start, &e, began).await;
                         Err(e)
@@ -223,12 +260,76 @@ impl Lalo {
                 self.audit_failure(session, &start, &e, Instant::now()).await;
                 Err(e)
             }
+            Route::Declare { name, query } => {
+                let began = Instant::now();
+                let start = Request { sql: Some(query.to_string()), names: crate::naming::pg_names(&query), ..start };
+                let result = async {
+                    let plan = self.plan(session, &query).await?;
+                    let governed = self.govern(session, plan).await?;
+                    self.execute(session, governed, None, start.clone(), None).await
+                }
+                .await;
+                match result {
+                    Ok(Outcome::Rows { schema, rows }) => {
+                        session.cursors.lock().await.insert(name, crate::session::Cursor { schema, rows, pending: None });
+                        Ok(Outcome::Command { tag: "DECLARE CURSOR".into(), changed: vec![] })
+                    }
+                    Ok(other) => Ok(other),
+                    Err(e) => {
+                        self.audit_failure(session, &start, &e, began).await;
+                        Err(e)
+                    }
+                }
+            }
+            Route::Fetch { name, count } => self.fetch(session, &name, count).await,
+            Route::Close(name) => {
+                let mut cursors = session.cursors.lock().await;
+                match name {
+                    None => cursors.clear(),
+                    Some(n) => {
+                        if cursors.remove(&n).is_none() {
+                            return Err(LaloError::InvalidCursor(n));
+                        }
+                    }
+                }
+                Ok(Outcome::Command { tag: "CLOSE CURSOR".into(), changed: vec![] })
+            }
             other => self.session_command(session, other, &start).await,
         }
     }
 
+    /// FETCH from an open cursor: up to `count` rows (all when None).
+    async fn fetch(&self, session: &Session, name: &str, count: Option<u64>) -> Result<Outcome, LaloError> {
+        use futures::StreamExt;
+        let mut cursors = session.cursors.lock().await;
+        let cursor = cursors.get_mut(name).ok_or_else(|| LaloError::InvalidCursor(name.to_string()))?;
+        let mut want = count.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        while want > 0 {
+            let batch = match cursor.pending.take() {
+                Some(b) => b,
+                None => match cursor.rows.next().await {
+                    Some(b) => b?,
+                    None => break,
+                },
+            };
+            let n = batch.num_rows() as u64;
+            if n > want {
+                out.push(batch.slice(0, want as usize));
+                cursor.pending = Some(batch.slice(want as usize, (n - want) as usize));
+                want = 0;
+            } else {
+                want -= n;
+                out.push(batch);
+            }
+        }
+        let schema = cursor.schema.clone();
+        let rows = futures::stream::iter(out.into_iter().map(Ok)).boxed();
+        Ok(Outcome::Rows { schema, rows })
+    }
+
     /// SET/SHOW/RESET/transactions/DISCARD.
-    pub async fn session_command(&self, session: &Session, route: Route, start: &AuditStart) -> Result<Outcome, LaloError> {
+    pub async fn session_command(&self, session: &Session, route: Route, start: &Request) -> Result<Outcome, LaloError> {
         let began = Instant::now();
         let result = self.session_command_inner(session, route);
         match &result {
@@ -298,12 +399,12 @@ impl Lalo {
             Route::Begin => Ok(Outcome::Begin),
             Route::Commit | Route::Rollback => Ok(Outcome::Commit),
             Route::Noop(tag) => Ok(Outcome::Command { tag: tag.into(), changed: vec![] }),
-            Route::Query(_) | Route::Ask { .. } => Err(LaloError::Internal("not a session command".into())),
+            _ => Err(LaloError::Internal("not a session command".into())),
         }
     }
 
     /// The audit record a statement starts with.
-    pub fn record(&self, session: &Session, start: &AuditStart, governed: Option<&GovernedPlan>) -> AuditRecord {
+    pub fn record(&self, session: &Session, start: &Request, governed: Option<&GovernedPlan>) -> AuditRecord {
         AuditRecord {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             user: session.user.clone(),
@@ -319,8 +420,17 @@ impl Lalo {
         }
     }
 
+    /// Record a catalog tool call (MCP list/describe/search) that reads no table rows.
+    pub async fn audit_tool(&self, session: &Session, tool: &str, input: &str, rows: u64) {
+        let mut rec = self.record(session, &Request { input: format!("{tool}: {input}"), ..Default::default() }, None);
+        rec.rows = rows;
+        if let Err(e) = self.audit.append(rec).await {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+
     /// Record a statement that failed before it produced rows.
-    pub async fn audit_failure(&self, session: &Session, start: &AuditStart, e: &LaloError, began: Instant) {
+    pub async fn audit_failure(&self, session: &Session, start: &Request, e: &LaloError, began: Instant) {
         let mut rec = self.record(session, start, None);
         rec.decision = if e.sqlstate() == "42501" { "denied".into() } else { "failed".into() };
         rec.error = Some(format!("{}: {e}", e.sqlstate()));
@@ -330,6 +440,25 @@ impl Lalo {
         if let Err(err) = self.audit.append(rec).await {
             tracing::error!(error = %err, "audit write failed");
         }
+    }
+}
+
+/// The result schema with PostgreSQL's column names (duplicates allowed, as on the wire).
+pub fn rename(schema: &datafusion::arrow::datatypes::Schema, names: Option<&[Option<String>]>) -> SchemaRef {
+    match names {
+        Some(names) if names.len() == schema.fields().len() => {
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(names)
+                .map(|(f, n)| match n {
+                    Some(n) => Arc::new(f.as_ref().clone().with_name(n)),
+                    None => f.clone(),
+                })
+                .collect();
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+        }
+        _ => Arc::new(schema.clone()),
     }
 }
 
@@ -382,5 +511,56 @@ impl Lalo {
     /// Whether the gateway can serve: the catalog is loaded; upstream health is reported per upstream.
     pub fn readiness(&self) -> Readiness {
         Readiness { ready: true, databases: self.engine.catalogs().catalog_names(), upstreams: vec![] }
+    }
+}
+
+impl Lalo {
+    /// Every table the session's caller may read, with visible columns and their docs.
+    pub async fn visible_tables(&self, session: &Session) -> Result<Vec<crate::search::TableEntry>, LaloError> {
+        use crate::search::{ColumnEntry, TableEntry};
+        let vis: Arc<dyn crate::engine::views::Visibility> =
+            if self.governance.enabled() { self.governance.visibility(&session.user) } else { Arc::new(SeeAll) };
+        let docs = self.engine.docs();
+        let catalogs = self.engine.catalogs();
+        let mut out = Vec::new();
+        for db in catalogs.catalog_names() {
+            let Some(cat) = catalogs.catalog(&db) else { continue };
+            for schema in cat.schema_names() {
+                if matches!(schema.as_str(), "pg_catalog" | "information_schema") {
+                    continue;
+                }
+                let Some(sp) = cat.schema(&schema) else { continue };
+                let mut names = sp.table_names();
+                names.sort();
+                for table in names {
+                    if !vis.table_visible(&db, &schema, &table) {
+                        continue;
+                    }
+                    let Some(provider) = sp.table(&table).await? else { continue };
+                    let doc = docs.read().table(&db, &schema, &table).cloned().unwrap_or_default();
+                    let columns = provider
+                        .schema()
+                        .fields()
+                        .iter()
+                        .filter(|f| vis.column_visible(&db, &schema, &table, f.name()))
+                        .map(|f| ColumnEntry {
+                            name: f.name().clone(),
+                            data_type: crate::engine::info_schema::pg_type_name(&f.data_type().to_string()),
+                            description: doc.columns.get(&f.name().to_ascii_lowercase()).cloned().unwrap_or_default(),
+                        })
+                        .collect();
+                    out.push(TableEntry { database: db.clone(), schema: schema.clone(), table, description: doc.description, columns });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Masks that apply to the session's caller on a table (column → kind).
+    pub fn masks_for(&self, session: &Session, table: &str) -> std::collections::BTreeMap<String, String> {
+        if !self.governance.enabled() {
+            return Default::default();
+        }
+        self.governance.masks_for(&session.subject, table)
     }
 }

@@ -134,6 +134,42 @@ pub fn register_static(ctx: &SessionContext) {
         DataType::Utf8,
         Arc::new(|_, _| Ok(text(Some(version_string())))),
     ));
+    // Session-level advisory locks do not exist in lalo; releasing them all succeeds (asyncpg's pool reset).
+    ctx.register_udf(udf(
+        "pg_advisory_unlock_all",
+        Signature::exact(vec![], Volatility::Volatile),
+        DataType::Utf8,
+        Arc::new(|_, _| Ok(text(Some(String::new())))),
+    ));
+    // lalo's tables have no serial columns; every collation is visible.
+    ctx.register_udf(udf(
+        "pg_get_serial_sequence",
+        Signature::any(2, Volatility::Stable),
+        DataType::Utf8,
+        Arc::new(|_, _| Ok(text(None))),
+    ));
+    ctx.register_udf(udf(
+        "pg_collation_is_visible",
+        Signature::any(1, Volatility::Stable),
+        DataType::Boolean,
+        Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    ));
+    ctx.register_udf(udf(
+        "json_build_object",
+        Signature::variadic_any(Volatility::Immutable),
+        DataType::Utf8,
+        Arc::new(|args, rows| {
+            map_text(args, rows, |v| {
+                let mut m = serde_json::Map::new();
+                for pair in v.chunks(2) {
+                    let key = pair[0].clone().unwrap_or_default();
+                    let val = pair.get(1).cloned().flatten().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null);
+                    m.insert(key, val);
+                }
+                Some(serde_json::Value::Object(m).to_string())
+            })
+        }),
+    ));
     // Sizes on disk are not meaningful for lalo's tables; clients only display them.
     for name in ["pg_table_size", "pg_indexes_size"] {
         ctx.register_udf(udf(

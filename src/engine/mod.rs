@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod functions;
+pub mod info_schema;
 pub mod pg_descriptions;
 pub mod sources;
 pub mod tpch;
@@ -52,6 +53,8 @@ fn session_config(db: &str) -> SessionConfig {
     // PostgreSQL identifiers fold to lower case; so does lalo.
     cfg.options_mut().sql_parser.enable_ident_normalization = true;
     cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // 12.34 is NUMERIC in PostgreSQL, not double precision.
+    cfg.options_mut().sql_parser.parse_float_as_decimal = true;
     // TIMESTAMPTZ values and now() carry a zone, as in PostgreSQL; sessions start in UTC.
     cfg.options_mut().execution.time_zone = Some("+00:00".into());
     cfg
@@ -158,6 +161,18 @@ impl Engine {
         Ok(())
     }
 
+    /// An ungoverned context over the shared catalog that may run DDL (CREATE TABLE, CREATE
+    /// EXTERNAL TABLE, DROP). For tooling and test setup only: no client can reach it.
+    pub fn setup_context(&self) -> SessionContext {
+        SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_config(session_config(EMBEDDED_DB))
+                .with_catalog_list(self.base.clone() as Arc<dyn CatalogProviderList>)
+                .with_default_features()
+                .build(),
+        )
+    }
+
     /// The shared catalog list (all databases, unfiltered).
     pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
         self.base.clone()
@@ -197,7 +212,8 @@ impl Engine {
             db,
             descriptions.clone(),
         ));
-        let info: Arc<dyn SchemaProvider> = Arc::new(InformationSchemaProvider::new(listing));
+        let info: Arc<dyn SchemaProvider> =
+            Arc::new(info_schema::PgInformationSchema::new(Arc::new(InformationSchemaProvider::new(listing))));
         for cat in self.base.catalog_names() {
             if let Some(c) = planning.catalog(&cat) {
                 c.register_schema("pg_catalog", pg.clone())?;

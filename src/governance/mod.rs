@@ -107,6 +107,11 @@ impl Governance {
         Arc::new(UserVisibility { gov: self.clone(), user: user.to_string() })
     }
 
+    /// Masks that apply to a caller on `table` (`db.schema.table`).
+    pub fn masks_for(&self, subject: &Subject, table: &str) -> std::collections::BTreeMap<String, String> {
+        self.current().rules.masks_for(subject, table)
+    }
+
     /// Limits that apply to a caller.
     pub fn limits_for(&self, subject: &Subject) -> EffectiveLimits {
         self.current().rules.limits_for(subject)

@@ -23,7 +23,7 @@ use super::simple::{cancel_arm, respond, route_text};
 use super::session_of;
 use crate::error::LaloError;
 use crate::router::Route;
-use crate::service::{AuditStart, Lalo};
+use crate::service::{Request, Lalo};
 
 /// A parsed statement: its text, route, and (for SQL) the plan with placeholders.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Prepared {
     pub route: Option<Route>,
     pub plan: Option<LogicalPlan>,
     pub param_types: Vec<Option<DataType>>,
+    /// PostgreSQL names for the result columns.
+    pub names: Option<Vec<Option<String>>>,
     pub epoch: u64,
 }
 
@@ -92,7 +94,7 @@ impl QueryParser for LaloParser {
         }
         let epoch = session.epoch();
         let Some(route) = routes.pop() else {
-            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], epoch });
+            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], names: None, epoch });
         };
         let (plan, param_types) = match &route {
             Route::Query(stmt) => {
@@ -102,7 +104,11 @@ impl QueryParser for LaloParser {
             }
             _ => (None, vec![]),
         };
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, epoch })
+        let names = match &route {
+            Route::Query(stmt) => crate::naming::pg_names(stmt),
+            _ => None,
+        };
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -119,7 +125,7 @@ impl QueryParser for LaloParser {
         let format = format.unwrap_or(&Format::UnifiedText);
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => {
-                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
                 Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
             }
             (Some(Route::Show(name)), None) => {
@@ -155,7 +161,12 @@ impl ExtendedQueryHandler for ExtendedHandler {
         let outcome = match route {
             Route::Query(stmt) => {
                 let began = std::time::Instant::now();
-                let start = AuditStart { input: input.clone(), sql: Some(stmt.to_string()), ..Default::default() };
+                let start = Request {
+                    input: input.clone(),
+                    sql: Some(stmt.to_string()),
+                    names: prepared.names.clone(),
+                    ..Default::default()
+                };
                 let result = async {
                     // A statement prepared under other settings is planned again before it runs.
                     let plan = match &prepared.plan {

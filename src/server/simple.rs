@@ -17,7 +17,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::{encode, session_of};
 use crate::execution::CancelArm;
 use crate::router::Route;
-use crate::service::{AuditStart, Lalo, Outcome};
+use crate::service::{Request, Lalo, Outcome};
 
 pub struct SimpleHandler {
     pub lalo: Arc<Lalo>,
@@ -74,7 +74,7 @@ impl SimpleQueryHandler for SimpleHandler {
         let routes = match self.lalo.route(&session, query) {
             Ok(r) => r,
             Err(e) => {
-                let start = AuditStart { input: query.to_string(), ..Default::default() };
+                let start = Request { input: query.to_string(), ..Default::default() };
                 self.lalo.audit_failure(&session, &start, &e, std::time::Instant::now()).await;
                 return Err(e.into());
             }
@@ -113,5 +113,12 @@ pub fn route_text(route: &Route) -> String {
         Route::DiscardAll => "DISCARD ALL".into(),
         Route::Ask { question, explain } => format!("{}ASK {question}", if *explain { "EXPLAIN " } else { "" }),
         Route::Noop(t) => t.to_string(),
+        Route::Declare { name, query } => format!("DECLARE {name} CURSOR FOR {query}"),
+        Route::Fetch { name, count } => match count {
+            Some(n) => format!("FETCH {n} FROM {name}"),
+            None => format!("FETCH ALL FROM {name}"),
+        },
+        Route::Close(Some(n)) => format!("CLOSE {n}"),
+        Route::Close(None) => "CLOSE ALL".into(),
     }
 }

@@ -42,6 +42,16 @@ pub struct Session {
     pub ctx: SessionContext,
     /// Bumped whenever a setting changes, so prepared plans made under old settings are re-planned.
     epoch: AtomicU64,
+    /// Open cursors (DECLARE ... CURSOR), by name.
+    pub cursors: tokio::sync::Mutex<std::collections::HashMap<String, Cursor>>,
+}
+
+/// An open cursor: the rest of a governed, running result.
+pub struct Cursor {
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+    pub rows: crate::execution::RowStream,
+    /// Rows read from the stream but not yet fetched.
+    pub pending: Option<datafusion::arrow::array::RecordBatch>,
 }
 
 impl std::fmt::Debug for Session {
@@ -59,7 +69,17 @@ impl Session {
         settings: Arc<RwLock<Settings>>,
         ctx: SessionContext,
     ) -> Session {
-        Session { user: subject.name.clone(), subject, database, client, entry, settings, ctx, epoch: AtomicU64::new(0) }
+        Session {
+            user: subject.name.clone(),
+            subject,
+            database,
+            client,
+            entry,
+            settings,
+            ctx,
+            epoch: AtomicU64::new(0),
+            cursors: Default::default(),
+        }
     }
 
     pub fn epoch(&self) -> u64 {

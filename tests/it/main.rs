@@ -5,3 +5,5 @@ mod protocol;
 mod psql;
 mod governance;
 mod policy;
+mod mcp;
+mod slt;
