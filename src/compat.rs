@@ -30,6 +30,17 @@ const REWRITES: &[(&str, &str, &str)] = &[
         "CAST(NULL AS INT)",
     ),
     (
+        // Npgsql type loading: pg_type.typreceive holds the function's name here, not its oid.
+        "Npgsql",
+        "LEFT JOIN pg_proc AS proc ON proc.oid = typ.typreceive",
+        "LEFT JOIN pg_proc AS proc ON proc.proname = typ.typreceive",
+    ),
+    (
+        "Npgsql",
+        "LEFT JOIN pg_proc AS elemproc ON elemproc.oid = elemtyp.typreceive",
+        "LEFT JOIN pg_proc AS elemproc ON elemproc.proname = elemtyp.typreceive",
+    ),
+    (
         // SQLAlchemy schema listing: LIKE with '/' as escape; DataFusion only takes backslash.
         "SQLAlchemy",
         "NOT LIKE 'pg/_' || '%' ESCAPE '/'",
@@ -48,6 +59,38 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
     out
 }
 
+/// `LIKE p ESCAPE 'c'` with an escape other than backslash: DataFusion only knows backslash,
+/// so the pattern is translated (`c%` → `\%`, `c_` → `\_`, `cc` → `c`, `\` → `\\`).
+fn like_escape(pattern: &datafusion::sql::sqlparser::ast::Expr, esc: &str) -> datafusion::sql::sqlparser::ast::Expr {
+    use datafusion::sql::sqlparser::ast::{Expr, Value};
+    let lit = |s: &str| Expr::value(Value::SingleQuotedString(s.to_string()));
+    let replace = |e: Expr, from: &str, to: &str| call("replace", vec![e, lit(from), lit(to)]);
+    let e = replace(pattern.clone(), "\\", "\\\\");
+    let e = replace(e, &format!("{esc}%"), "\\%");
+    let e = replace(e, &format!("{esc}_"), "\\_");
+    replace(e, &format!("{esc}{esc}"), esc)
+}
+
+fn call(name: &str, args: Vec<datafusion::sql::sqlparser::ast::Expr>) -> datafusion::sql::sqlparser::ast::Expr {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+    };
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
 /// `x::regtype::text` shows a type's name in PostgreSQL; lalo's oid aliases are plain integers,
 /// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings).
 pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
@@ -60,6 +103,16 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     impl VisitorMut for V {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Like { pattern, escape_char, .. } = e {
+                let esc = escape_char.as_ref().map(|v| match &v.value {
+                    Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                if let Some(esc) = esc.filter(|c| c.chars().count() == 1 && c != "\\") {
+                    *pattern = Box::new(like_escape(pattern, &esc));
+                    *escape_char = None;
+                }
+            }
             if let Expr::Cast { expr: inner, data_type: DataType::Text, .. } = e {
                 if let Expr::Cast { expr: base, data_type: dt, .. } = inner.as_ref() {
                     let t = dt.to_string().to_ascii_lowercase();

@@ -38,6 +38,8 @@ pub enum LaloError {
     UnknownSetting(String),
     #[error("invalid value for parameter \"{name}\": \"{value}\"")]
     InvalidSetting { name: String, value: String },
+    #[error("prepared statement \"{0}\" does not exist")]
+    InvalidStatementName(String),
     #[error("cursor \"{0}\" does not exist")]
     InvalidCursor(String),
     #[error("configuration error: {0}")]
@@ -68,6 +70,7 @@ impl LaloError {
             LaloError::InvalidSetting { .. } => "22023",
             LaloError::Query(_) => "22000",
             LaloError::InvalidCursor(_) => "34000",
+            LaloError::InvalidStatementName(_) => "26000",
             LaloError::Config(_) | LaloError::Internal(_) => "XX000",
         }
     }

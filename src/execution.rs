@@ -114,6 +114,8 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
             }
         }
     })
+    // Fused: a cursor may be fetched again after its result ended.
+    .fuse()
     .boxed()
 }
 

@@ -29,6 +29,12 @@ pub enum Route {
     Fetch { name: String, count: Option<u64> },
     /// CLOSE name, or CLOSE ALL (`None`).
     Close(Option<String>),
+    /// PREPARE name [(types)] AS statement (kept whole, planned at EXECUTE).
+    Prepare { name: String, statement: Box<Statement> },
+    /// EXECUTE name [(literal, ...)].
+    Execute { name: String, params: Vec<Expr> },
+    /// DEALLOCATE [PREPARE] name | ALL.
+    Deallocate(Option<String>),
 }
 
 /// Split SQL text into routed statements. `input_mode` is the session's `lalo.input`.
@@ -122,7 +128,7 @@ fn expr_text(e: &Expr) -> String {
 }
 
 fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
-    Ok(match stmt {
+    Ok(match stmt.clone() {
         Statement::Set(set) => match set {
             Set::SingleAssignment { variable, values, .. } => {
                 let name = object_name(&variable);
@@ -154,7 +160,17 @@ fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
         Statement::Savepoint { .. } => Route::Noop("SAVEPOINT"),
         Statement::ReleaseSavepoint { .. } => Route::Noop("RELEASE"),
         Statement::Discard { .. } => Route::DiscardAll,
-        Statement::Deallocate { .. } => Route::Noop("DEALLOCATE"),
+        Statement::Deallocate { name, .. } => {
+            if name.value.eq_ignore_ascii_case("all") {
+                Route::Deallocate(None)
+            } else {
+                Route::Deallocate(Some(name.value))
+            }
+        }
+        Statement::Prepare { ref name, .. } => Route::Prepare { name: name.value.clone(), statement: Box::new(stmt) },
+        Statement::Execute { name: Some(name), parameters, .. } => {
+            Route::Execute { name: object_name(&name), params: parameters }
+        }
         Statement::UNLISTEN { .. } => Route::Noop("UNLISTEN"),
         Statement::Close { cursor } => match cursor {
             CloseCursor::All => Route::Close(None),

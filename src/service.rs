@@ -282,6 +282,74 @@ impl Lalo {
                 }
             }
             Route::Fetch { name, count } => self.fetch(session, &name, count).await,
+            Route::Prepare { name, statement } => {
+                let began = Instant::now();
+                let start = Request { sql: Some(statement.to_string()), ..start };
+                // Plan and govern now, so a PREPARE of something denied fails at once.
+                let checked = async {
+                    let plan = match self.plan(session, &statement).await? {
+                        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
+                        other => other,
+                    };
+                    self.govern(session, plan).await
+                }
+                .await;
+                match checked {
+                    Ok(_) => {
+                        session.prepared.lock().insert(name, statement);
+                        self.session_command(session, Route::Noop("PREPARE"), &start).await
+                    }
+                    Err(e) => {
+                        self.audit_failure(session, &start, &e, began).await;
+                        Err(e)
+                    }
+                }
+            }
+            Route::Execute { name, params } => {
+                let began = Instant::now();
+                let statement = session.prepared.lock().get(&name).cloned();
+                let Some(statement) = statement else {
+                    let e = LaloError::InvalidStatementName(name);
+                    self.audit_failure(session, &start, &e, began).await;
+                    return Err(e);
+                };
+                let inner_names = match statement.as_ref() {
+                    Statement::Prepare { statement: inner, .. } => crate::naming::pg_names(inner),
+                    _ => None,
+                };
+                let start = Request { sql: Some(statement.to_string()), names: inner_names, ..start };
+                let result = async {
+                    let plan = match self.plan(session, &statement).await? {
+                        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
+                        other => other,
+                    };
+                    let values = literal_params(session, &params)?;
+                    let plan = plan.replace_params_with_values(&ParamValues::from(values))?;
+                    self.govern(session, plan).await
+                }
+                .await;
+                match result {
+                    Ok(governed) => self.execute_capped(session, governed, None, start, cancel, cap).await,
+                    Err(e) => {
+                        self.audit_failure(session, &start, &e, began).await;
+                        Err(e)
+                    }
+                }
+            }
+            Route::Deallocate(name) => {
+                match &name {
+                    None => session.prepared.lock().clear(),
+                    Some(n) => {
+                        if session.prepared.lock().remove(n).is_none() {
+                            let e = LaloError::InvalidStatementName(n.clone());
+                            self.audit_failure(session, &start, &e, Instant::now()).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                let tag = if name.is_none() { "DEALLOCATE ALL" } else { "DEALLOCATE" };
+                self.session_command(session, Route::Noop(tag), &start).await
+            }
             Route::Close(name) => {
                 let mut cursors = session.cursors.lock().await;
                 match name {
@@ -441,6 +509,38 @@ impl Lalo {
             tracing::error!(error = %err, "audit write failed");
         }
     }
+}
+
+/// EXECUTE parameters: literals only (a subquery here would escape governance).
+fn literal_params(
+    session: &Session,
+    params: &[datafusion::sql::sqlparser::ast::Expr],
+) -> Result<Vec<datafusion::scalar::ScalarValue>, LaloError> {
+    use datafusion::sql::sqlparser::ast::Expr as E;
+    let empty = datafusion::common::DFSchema::empty();
+    params
+        .iter()
+        .map(|p| {
+            let ok = match p {
+                E::Value(_) | E::TypedString(_) => true,
+                E::UnaryOp { expr, .. } => matches!(expr.as_ref(), E::Value(_)),
+                E::Cast { expr, .. } => matches!(expr.as_ref(), E::Value(_)),
+                _ => false,
+            };
+            if !ok {
+                return Err(LaloError::NotSupported("EXECUTE parameters must be literals".into()));
+            }
+            let e = session.ctx.parse_sql_expr(&p.to_string(), &empty)?;
+            let simplified = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(
+                datafusion::optimizer::simplify_expressions::SimplifyContext::default(),
+            )
+            .simplify(e)?;
+            match simplified {
+                datafusion::logical_expr::Expr::Literal(v, _) => Ok(v),
+                _ => Err(LaloError::NotSupported("EXECUTE parameters must be literals".into())),
+            }
+        })
+        .collect()
 }
 
 /// The result schema with PostgreSQL's column names (duplicates allowed, as on the wire).

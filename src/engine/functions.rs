@@ -141,6 +141,13 @@ pub fn register_static(ctx: &SessionContext) {
         DataType::Utf8,
         Arc::new(|_, _| Ok(text(Some(String::new())))),
     ));
+    // Type lookups by name (SQLAlchemy's psycopg dialect probes for hstore): lalo has no extension types.
+    ctx.register_udf(udf(
+        "to_regtype",
+        Signature::any(1, Volatility::Stable),
+        DataType::Int32,
+        Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Int32(None)))),
+    ));
     // lalo's tables have no serial columns; every collation is visible.
     ctx.register_udf(udf(
         "pg_get_serial_sequence",

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse};
@@ -30,9 +31,49 @@ pub fn format_options(session: &Session) -> Arc<FormatOptions> {
     Arc::new(f)
 }
 
+/// The Arrow type a column travels as. PostgreSQL has no 1-byte or unsigned integers: Int8
+/// goes as int2 (arrow-pg would write one byte for it in binary), unsigned types widen, and
+/// u64 (row_number(), rank()) goes as bigint.
+fn wire_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Int8 | DataType::UInt8 => Some(DataType::Int16),
+        DataType::UInt16 => Some(DataType::Int32),
+        DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
+        _ => None,
+    }
+}
+
+/// The schema as sent on the wire (see [`wire_type`]).
+pub fn wire_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match wire_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 /// Row descriptions for a result schema in the requested format.
 pub fn fields(schema: &SchemaRef, format: &Format, opts: Arc<FormatOptions>) -> PgWireResult<Arc<Vec<FieldInfo>>> {
-    Ok(Arc::new(arrow_schema_to_pg_fields(schema, format, Some(opts))?))
+    Ok(Arc::new(arrow_schema_to_pg_fields(&wire_schema(schema), format, Some(opts))?))
+}
+
+fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| wire_type(f.data_type()).is_some()) {
+        return Ok(batch);
+    }
+    let schema = wire_schema(&batch.schema());
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    RecordBatch::try_new(schema, cols).map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
 /// Encode a stream of batches as a pgwire query response, batch by batch.
@@ -41,7 +82,10 @@ pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream) -> QueryResponse {
     let data = rows
         .map(move |batch| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => encode_recordbatch(f.clone(), b),
+                Ok(b) => match to_wire(b) {
+                    Ok(b) => encode_recordbatch(f.clone(), b),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                },
                 Err(e) => Box::new(std::iter::once(Err(PgWireError::from(e)))),
             };
             futures::stream::iter(it)

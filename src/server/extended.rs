@@ -22,6 +22,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::simple::{cancel_arm, respond, route_text};
 use super::session_of;
 use crate::error::LaloError;
+use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement as SqlStatement};
 use crate::router::Route;
 use crate::service::{Request, Lalo};
 
@@ -79,11 +80,70 @@ fn inferred_param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Lal
     Ok(ordered.into_iter().map(|(_, v)| v).collect())
 }
 
+/// SQL types for the placeholders when the client declared at least one in Parse: declared
+/// types win, the rest come from DataFusion's inference, else text (PostgreSQL's `unknown`).
+fn declared_types(types: &[Option<Type>], inferred: &[Option<DataType>]) -> Option<Vec<SqlDataType>> {
+    let known = |t: &Option<Type>| t.as_ref().and_then(pg_to_sql);
+    if !types.iter().any(|t| known(t).is_some()) {
+        return None;
+    }
+    let n = types.len().max(inferred.len());
+    Some(
+        (0..n)
+            .map(|i| {
+                types
+                    .get(i)
+                    .and_then(known)
+                    .or_else(|| inferred.get(i).cloned().flatten().as_ref().and_then(arrow_to_sql))
+                    .unwrap_or(SqlDataType::Text)
+            })
+            .collect(),
+    )
+}
+
+fn pg_to_sql(t: &Type) -> Option<SqlDataType> {
+    use datafusion::sql::sqlparser::ast::{ExactNumberInfo, TimezoneInfo};
+    Some(match *t {
+        Type::BOOL => SqlDataType::Boolean,
+        Type::INT2 => SqlDataType::SmallInt(None),
+        Type::INT4 => SqlDataType::Int(None),
+        Type::INT8 => SqlDataType::BigInt(None),
+        Type::FLOAT4 => SqlDataType::Real,
+        Type::FLOAT8 => SqlDataType::DoublePrecision,
+        Type::NUMERIC => SqlDataType::Numeric(ExactNumberInfo::None),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlDataType::Text,
+        Type::DATE => SqlDataType::Date,
+        Type::TIMESTAMP => SqlDataType::Timestamp(None, TimezoneInfo::None),
+        Type::TIMESTAMPTZ => SqlDataType::Timestamp(None, TimezoneInfo::WithTimeZone),
+        Type::BYTEA => SqlDataType::Bytea,
+        _ => return None,
+    })
+}
+
+fn arrow_to_sql(t: &DataType) -> Option<SqlDataType> {
+    use datafusion::sql::sqlparser::ast::{ExactNumberInfo, TimezoneInfo};
+    Some(match t {
+        DataType::Boolean => SqlDataType::Boolean,
+        DataType::Int16 => SqlDataType::SmallInt(None),
+        DataType::Int32 => SqlDataType::Int(None),
+        DataType::Int64 => SqlDataType::BigInt(None),
+        DataType::Float32 => SqlDataType::Real,
+        DataType::Float64 => SqlDataType::DoublePrecision,
+        DataType::Decimal128(p, s) => SqlDataType::Numeric(ExactNumberInfo::PrecisionAndScale(*p as u64, *s as i64)),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => SqlDataType::Text,
+        DataType::Date32 => SqlDataType::Date,
+        DataType::Timestamp(_, None) => SqlDataType::Timestamp(None, TimezoneInfo::None),
+        DataType::Timestamp(_, Some(_)) => SqlDataType::Timestamp(None, TimezoneInfo::WithTimeZone),
+        DataType::Binary => SqlDataType::Bytea,
+        _ => return None,
+    })
+}
+
 #[async_trait]
 impl QueryParser for LaloParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Prepared>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Prepared>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -98,7 +158,25 @@ impl QueryParser for LaloParser {
         };
         let (plan, param_types) = match &route {
             Route::Query(stmt) => {
-                let plan = self.lalo.plan(&session, stmt).await.map_err(PgWireError::from)?;
+                let untyped = self.lalo.plan(&session, stmt).await.map_err(PgWireError::from)?;
+                let inferred = inferred_param_types(&untyped).map_err(PgWireError::from)?;
+                let plan = match declared_types(types, &inferred) {
+                    // Types the client declared in Parse type the placeholders (`SELECT $1` echoes an int4).
+                    Some(data_types) => {
+                        let prepare = SqlStatement::Prepare {
+                            name: Ident::new("lalo_parse"),
+                            data_types,
+                            statement: stmt.clone(),
+                        };
+                        match self.lalo.plan(&session, &prepare).await.map_err(PgWireError::from)? {
+                            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => {
+                                p.input.as_ref().clone()
+                            }
+                            other => other,
+                        }
+                    }
+                    None => untyped,
+                };
                 let types = inferred_param_types(&plan).map_err(PgWireError::from)?;
                 (Some(plan), types)
             }
@@ -126,7 +204,7 @@ impl QueryParser for LaloParser {
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => {
                 let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
-                Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
+                Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&super::encode::wire_schema(&schema), format, None)?)
             }
             (Some(Route::Show(name)), None) => {
                 let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");

@@ -120,5 +120,11 @@ pub fn route_text(route: &Route) -> String {
         },
         Route::Close(Some(n)) => format!("CLOSE {n}"),
         Route::Close(None) => "CLOSE ALL".into(),
+        Route::Prepare { statement, .. } => statement.to_string(),
+        Route::Execute { name, params } => {
+            format!("EXECUTE {name}({})", params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))
+        }
+        Route::Deallocate(Some(n)) => format!("DEALLOCATE {n}"),
+        Route::Deallocate(None) => "DEALLOCATE ALL".into(),
     }
 }

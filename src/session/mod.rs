@@ -44,6 +44,8 @@ pub struct Session {
     epoch: AtomicU64,
     /// Open cursors (DECLARE ... CURSOR), by name.
     pub cursors: tokio::sync::Mutex<std::collections::HashMap<String, Cursor>>,
+    /// SQL-level prepared statements (PREPARE name AS ...), by name.
+    pub prepared: parking_lot::Mutex<std::collections::HashMap<String, Box<datafusion::sql::sqlparser::ast::Statement>>>,
 }
 
 /// An open cursor: the rest of a governed, running result.
@@ -79,6 +81,7 @@ impl Session {
             ctx,
             epoch: AtomicU64::new(0),
             cursors: Default::default(),
+            prepared: Default::default(),
         }
     }
 

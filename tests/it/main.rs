@@ -6,4 +6,5 @@ mod psql;
 mod governance;
 mod policy;
 mod mcp;
+mod clients;
 mod slt;
