@@ -7,4 +7,5 @@ mod governance;
 mod policy;
 mod mcp;
 mod clients;
+mod catalog;
 mod slt;
