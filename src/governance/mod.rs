@@ -49,6 +49,7 @@ impl GovernedPlan {
 struct Policies {
     access: AccessControl,
     rules: Rules,
+    cache: rewrite::RewriteCache,
 }
 
 /// Shared governance state.
@@ -68,7 +69,8 @@ impl std::fmt::Debug for Governance {
 impl Governance {
     pub async fn load(config: &Config) -> Result<Governance, LaloError> {
         let dir = config.resolve(&config.governance.policies);
-        let policies = Policies { access: AccessControl::load(&dir).await?, rules: Rules::load(&dir)? };
+        let policies =
+            Policies { access: AccessControl::load(&dir).await?, rules: Rules::load(&dir)?, cache: Default::default() };
         Ok(Governance {
             enabled: config.governance.enabled,
             dir,
@@ -79,7 +81,11 @@ impl Governance {
 
     /// Re-read the policy files; on error the old policies stay in force.
     pub async fn reload(&self) -> Result<(), LaloError> {
-        let p = Policies { access: AccessControl::load(&self.dir).await?, rules: Rules::load(&self.dir)? };
+        let p = Policies {
+            access: AccessControl::load(&self.dir).await?,
+            rules: Rules::load(&self.dir)?,
+            cache: Default::default(),
+        };
         *self.policies.write() = Arc::new(p);
         tracing::info!(dir = %self.dir.display(), "policies reloaded");
         Ok(())
@@ -148,7 +154,7 @@ impl Governance {
             }
         }
         let tables = refs.tables;
-        let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema).await?;
+        let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema, &pol.cache).await?;
         let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
             (true, true) => "allowed",
             (false, true) => "filtered",

@@ -11,6 +11,14 @@ use datafusion::prelude::SessionContext;
 use super::rules::{mask_sql, Rules, Subject};
 use crate::error::LaloError;
 
+/// Planned row filters and mask expressions, keyed by their SQL; planning them once per policy
+/// version keeps governance off the per-statement path. Dropped with the policies on reload.
+#[derive(Debug, Default)]
+pub struct RewriteCache {
+    filters: parking_lot::RwLock<std::collections::HashMap<(String, String), Expr>>,
+    masks: parking_lot::RwLock<std::collections::HashMap<(String, String), Expr>>,
+}
+
 /// What a rewrite applied, for the audit record and NOTICEs.
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
@@ -39,6 +47,7 @@ pub async fn apply(
     subject: &Subject,
     db: &str,
     schema: &str,
+    cache: &RewriteCache,
 ) -> Result<(LogicalPlan, Applied), LaloError> {
     // Collect the scans that need rewriting first (planning filters is async; transform is not).
     let mut work: Vec<(TableReference, Vec<Expr>, Vec<(String, String)>)> = Vec::new();
@@ -62,7 +71,7 @@ pub async fn apply(
         }
         let mut preds = Vec::new();
         for f in &filters {
-            preds.push(plan_filter(ctx, &full, f, &tref).await?);
+            preds.push(plan_filter(ctx, &full, f, &tref, cache).await?);
             applied.filters.push(format!("{full}: {f}"));
         }
         let masks: Vec<(String, String)> = masks.into_iter().collect();
@@ -85,7 +94,7 @@ pub async fn apply(
                 new = LogicalPlan::Filter(Filter::try_new(p.clone(), Arc::new(new))?);
             }
             if !masks.is_empty() {
-                new = mask_projection(ctx, new, masks)?;
+                new = mask_projection(ctx, new, masks, cache)?;
             }
             Ok(Transformed::yes(new))
         })?
@@ -99,20 +108,18 @@ async fn plan_filter(
     full: &str,
     filter: &str,
     tref: &TableReference,
+    cache: &RewriteCache,
 ) -> Result<Expr, LaloError> {
-    let sql = format!("SELECT * FROM {full} WHERE {filter}");
-    let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| {
-        LaloError::Config(format!("row filter on {full} does not plan: {e}"))
-    })?;
-    let mut found = None;
-    plan.apply(|n| {
-        if let LogicalPlan::Filter(f) = n {
-            found = Some(f.predicate.clone());
-            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+    let key = (full.to_string(), filter.to_string());
+    let cached = cache.filters.read().get(&key).cloned();
+    let pred = match cached {
+        Some(p) => p,
+        None => {
+            let p = plan_filter_uncached(ctx, full, filter).await?;
+            cache.filters.write().insert(key, p.clone());
+            p
         }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })?;
-    let pred = found.ok_or_else(|| LaloError::Config(format!("row filter on {full} has no predicate")))?;
+    };
     let full_ref = TableReference::parse_str(full);
     let requalified = pred
         .transform(|e| match e {
@@ -125,8 +132,30 @@ async fn plan_filter(
     Ok(requalified)
 }
 
+/// Plan `filter` against the table, with columns qualified by the table's full name.
+async fn plan_filter_uncached(ctx: &SessionContext, full: &str, filter: &str) -> Result<Expr, LaloError> {
+    let sql = format!("SELECT * FROM {full} WHERE {filter}");
+    let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| {
+        LaloError::Config(format!("row filter on {full} does not plan: {e}"))
+    })?;
+    let mut found = None;
+    plan.apply(|n| {
+        if let LogicalPlan::Filter(f) = n {
+            found = Some(f.predicate.clone());
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    found.ok_or_else(|| LaloError::Config(format!("row filter on {full} has no predicate")))
+}
+
 /// A projection that passes every column through, masking the listed ones, keeping qualifiers.
-fn mask_projection(ctx: &SessionContext, input: LogicalPlan, masks: &[(String, String)]) -> datafusion::error::Result<LogicalPlan> {
+fn mask_projection(
+    ctx: &SessionContext,
+    input: LogicalPlan,
+    masks: &[(String, String)],
+    cache: &RewriteCache,
+) -> datafusion::error::Result<LogicalPlan> {
     let schema: &DFSchema = input.schema();
     let mut exprs = Vec::with_capacity(schema.fields().len());
     for (q, f) in schema.iter() {
@@ -137,8 +166,29 @@ fn mask_projection(ctx: &SessionContext, input: LogicalPlan, masks: &[(String, S
                 let quoted = format!("\"{}\"", f.name().replace('"', "\"\""));
                 let sql = mask_sql(kind, &quoted, f.data_type())
                     .map_err(datafusion::error::DataFusionError::Plan)?;
-                let e = ctx.parse_sql_expr(&sql, schema)?;
-                let e = e.cast_to(f.data_type(), schema)?;
+                // Unqualified column references: the same expression serves every alias of the table.
+                let key = (sql.clone(), f.data_type().to_string());
+                let cached = cache.masks.read().get(&key).cloned();
+                let e = match cached {
+                    Some(e) => e,
+                    None => {
+                        let bare = DFSchema::from_unqualified_fields(
+                            vec![f.as_ref().clone()].into(),
+                            Default::default(),
+                        )?;
+                        let e = ctx.parse_sql_expr(&sql, &bare)?.cast_to(f.data_type(), &bare)?;
+                        cache.masks.write().insert(key, e.clone());
+                        e
+                    }
+                };
+                let e = e
+                    .transform(|x| match x {
+                        Expr::Column(c) if c.relation.is_none() => {
+                            Ok(Transformed::yes(Expr::Column(Column::new(q.cloned(), c.name))))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
                 exprs.push(e.alias_qualified(q.cloned(), f.name()));
             }
         }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# bench/governance: one query mix through lalo with the demo policies (as user analyst: a row
+# filter on orders, a mask on customer.c_phone, access checks on every column) and with
+# governance off, in one run; prints TPS for both and the ratio on/off (target >= 0.95).
+#
+#   bench/governance/run.sh            # builds lalo in release mode unless LALO_BIN is set
+#   CLIENTS=8 SECONDS_PER_RUN=20 bench/governance/run.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+clients="${CLIENTS:-4}"
+secs="${SECONDS_PER_RUN:-15}"
+command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install postgresql-client" >&2; exit 1; }
+
+if [ -z "${LALO_BIN:-}" ]; then
+  (cd "$repo" && cargo build --release --locked >&2)
+  LALO_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/lalo"
+fi
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+start() {  # name port http_port governance_enabled
+  (cd "$repo" && LALO_SERVER_LISTEN="127.0.0.1:$2" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$3" \
+    LALO_CATALOG_DATA_DIR="$work/data" LALO_GOVERNANCE_AUDIT_LOG="$work/$1-audit.log" \
+    LALO_GOVERNANCE_ENABLED="$4" LALO_LOG=warn "$LALO_BIN" serve >"$work/$1.log" 2>&1) &
+  pids+=($!)
+  for _ in $(seq 1 120); do
+    PGPASSWORD=analyst psql -X -q -h 127.0.0.1 -p "$2" -U analyst -d lalo -c "SELECT 1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "lalo ($1) did not start:" >&2; cat "$work/$1.log" >&2; exit 1
+}
+
+tps() {  # port mode
+  PGPASSWORD=analyst pgbench -n -h 127.0.0.1 -p "$1" -U analyst -M "$2" -c "$clients" -j 2 -T "$secs" \
+    -f "$here/mix.sql" lalo 2>/dev/null | awk '/^tps = / { print $3 }'
+}
+
+start governed 56532 56580 true
+start open 56533 56581 false
+for port in 56532 56533; do tps "$port" simple >/dev/null; done  # warm-up
+printf "%-10s %-10s %12s\n" mode governance tps
+for mode in simple prepared; do
+  on="$(tps 56532 "$mode")"
+  off="$(tps 56533 "$mode")"
+  printf "%-10s %-10s %12s\n" "$mode" on "$on"
+  printf "%-10s %-10s %12s\n" "$mode" off "$off"
+  awk -v a="$on" -v b="$off" -v m="$mode" 'BEGIN { printf "%-10s ratio on/off = %.3f (target >= 0.95)\n", m, a / b }'
+done
