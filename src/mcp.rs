@@ -84,6 +84,14 @@ fn tool_error(e: &LaloError) -> CallToolResult {
     CallToolResult::structured_error(v)
 }
 
+/// A tool's answer: structured content, or a tool error carrying the SQLSTATE.
+fn reply(result: Result<Value, LaloError>) -> CallToolResult {
+    match result {
+        Ok(v) => CallToolResult::structured(v),
+        Err(e) => tool_error(&e),
+    }
+}
+
 /// Rows as JSON objects (column name → value).
 fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, LaloError> {
     let mut buf = Vec::new();
@@ -174,10 +182,7 @@ impl LaloMcp {
             Ok::<_, LaloError>(json!({ "tables": list }))
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 
     #[tool(
@@ -210,10 +215,7 @@ impl LaloMcp {
             Ok::<_, LaloError>(json!({ "table": full, "description": t.description, "columns": columns }))
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 
     #[tool(
@@ -229,10 +231,7 @@ impl LaloMcp {
             Ok::<_, LaloError>(json!({ "results": hits }))
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 
     #[tool(
@@ -254,10 +253,7 @@ impl LaloMcp {
             self.run(&session, route, &args.sql, cap).await
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 
     #[tool(
@@ -272,10 +268,7 @@ impl LaloMcp {
             self.run(&session, route, &format!("ASK {}", args.question), cap).await
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 
     #[tool(
@@ -319,10 +312,7 @@ impl LaloMcp {
             }
         }
         .await;
-        Ok(match result {
-            Ok(v) => CallToolResult::structured(v),
-            Err(e) => tool_error(&e),
-        })
+        Ok(reply(result))
     }
 }
 

@@ -143,6 +143,14 @@ impl Lalo {
         Ok(plan)
     }
 
+    /// Plan a `PREPARE name AS statement`: the statement's plan, placeholders typed.
+    async fn plan_prepared(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
+        Ok(match self.plan(session, stmt).await? {
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
+            other => other,
+        })
+    }
+
     /// Govern a plan for this session's caller.
     pub async fn govern(&self, session: &Session, plan: LogicalPlan) -> Result<GovernedPlan, LaloError> {
         self.governance.govern(&session.ctx, plan, &session.subject, &session.database).await
@@ -287,10 +295,7 @@ impl Lalo {
                 let start = Request { sql: Some(statement.to_string()), ..start };
                 // Plan and govern now, so a PREPARE of something denied fails at once.
                 let checked = async {
-                    let plan = match self.plan(session, &statement).await? {
-                        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
-                        other => other,
-                    };
+                    let plan = self.plan_prepared(session, &statement).await?;
                     self.govern(session, plan).await
                 }
                 .await;
@@ -319,10 +324,7 @@ impl Lalo {
                 };
                 let start = Request { sql: Some(statement.to_string()), names: inner_names, ..start };
                 let result = async {
-                    let plan = match self.plan(session, &statement).await? {
-                        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
-                        other => other,
-                    };
+                    let plan = self.plan_prepared(session, &statement).await?;
                     let values = literal_params(session, &params)?;
                     let plan = plan.replace_params_with_values(&ParamValues::from(values))?;
                     self.govern(session, plan).await

@@ -2,8 +2,9 @@
 -- defog-ai/defog-data (data/restaurants/restaurants.sql), unchanged, followed by COMMENT ON
 -- statements built from its column descriptions (data/restaurants/restaurants.json).
 --
--- Origin: github.com/defog-ai/defog-data. Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
--- except in compliance with the License. You may obtain a copy of the License at
+-- Origin: the defog-ai/defog-data repository. Licensed under the Apache License, Version 2.0
+-- (the "License"); you may not use this file except in compliance with the License. You may
+-- obtain a copy of the License at
 --     http://www.apache.org/licenses/LICENSE-2.0
 -- Unless required by applicable law or agreed to in writing, software distributed under the
 -- License is distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND,
