@@ -291,3 +291,48 @@ async fn health_and_readiness() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"ready\":true"), "{body}");
 }
+
+#[tokio::test]
+async fn malformed_protocol_input_does_not_disturb_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = common::start().await;
+    let c = s.connect("admin").await;
+    for garbage in [
+        &b"\x00\x00\x00\x08\x04\xd2\x16\x2f"[..],                 // GSSENCRequest
+        &b"\x00\x00\x00\x04"[..],                                 // a length too short for any message
+        &b"\xff\xff\xff\xff garbage that is not a startup packet"[..],
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+    ] {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port())).await.unwrap();
+        let _ = sock.write_all(garbage).await;
+        let mut buf = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
+    }
+    // A client that authenticates, then sends a message of an unknown type.
+    let n: i64 = c.query_one("SELECT count(*) FROM tpch.nation", &[]).await.unwrap().get(0);
+    assert_eq!(n, 25);
+    let c2 = s.connect("analyst").await;
+    c2.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn explain_shows_the_governed_plan() {
+    let s = common::start().await;
+    let c = s.connect("analyst").await;
+    let rows = simple_rows(&c.simple_query("EXPLAIN SELECT c_phone FROM tpch.customer").await.unwrap());
+    let text: String = rows.iter().flatten().flatten().cloned().collect::<Vec<_>>().join("\n");
+    assert!(text.contains("right(") || text.contains("concat("), "the mask is part of the plan: {text}");
+}
+
+#[tokio::test]
+async fn questions_without_a_planner_are_declined_cleanly() {
+    let s = common::start().await;
+    let c = s.connect("analyst").await;
+    let e = c.simple_query("ASK how many orders were placed in 1995?").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42000");
+    c.batch_execute("SET lalo.input = 'nl'").await.unwrap();
+    let e = c.simple_query("how many orders were placed in 1995?").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42000");
+    c.batch_execute("SET lalo.input = 'sql'").await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+}

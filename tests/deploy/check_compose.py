@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""Static checks of docker-compose.yml, the Dockerfile and the files they mount.
+
+No Docker engine runs where the tests run, so this validates docker-compose.yml against the
+Compose Specification JSON schema (tests/deploy/compose-spec.json, vendored from
+compose-spec/compose-spec) both as written and after Compose-style variable interpolation, then
+checks what the deployment promises: lalo built from the repository's Dockerfile, a seeded
+PostgreSQL 15 upstream, health checks on both services, lalo starting only once PostgreSQL is
+healthy, lalo.toml, policies/ and catalog/ mounted, settings and secrets from the environment,
+and the upstream URL in the variable that catalog/sources.toml names. It also proves the schema
+check has teeth: broken copies of the file must be rejected.
+
+Usage: python3 tests/deploy/check_compose.py     (needs PyYAML and jsonschema)
+Prints one `ok:` or `FAIL:` line per check and a final `N passed, N failed`; exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
+
+passed = 0
+failed = 0
+
+
+def check(name: str, fn) -> None:
+    """Run one check; an AssertionError (or any exception) counts as a failure."""
+    global passed, failed
+    try:
+        detail = fn()
+    except Exception as e:  # noqa: BLE001 - every problem is a failed check
+        failed += 1
+        print(f"FAIL: {name}: {type(e).__name__}: {e}")
+        return
+    passed += 1
+    print(f"ok: {name}" + (f" ({detail})" if detail else ""))
+
+
+# --- Compose-style interpolation ----------------------------------------------------------
+
+_VAR = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate_str(s: str, env: dict[str, str], missing: list[str]) -> str:
+    """Compose's rules: $$ is a literal $, ${VAR:-default} (unset or empty), ${VAR-default}
+    (unset), ${VAR:?err} / ${VAR?err} (required), ${VAR} and $VAR."""
+
+    def repl(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        expr = m.group("braced") if m.group("braced") is not None else m.group("plain")
+        mm = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", expr, re.S)
+        if not mm:
+            raise ValueError(f"bad interpolation ${{{expr}}}")
+        var, op, arg = mm.group(1), mm.group(2), mm.group(3)
+        val = env.get(var)
+        if op == ":-":
+            return val if val else interpolate_str(arg, env, missing)
+        if op == "-":
+            return val if val is not None else interpolate_str(arg, env, missing)
+        if op in (":?", "?"):
+            if (val is None) or (op == ":?" and not val):
+                missing.append(var)
+                return ""
+            return val
+        if op in (":+", "+"):
+            present = bool(val) if op == ":+" else val is not None
+            return interpolate_str(arg, env, missing) if present else ""
+        if val is None:
+            missing.append(var)
+            return ""
+        return val
+
+    return _VAR.sub(repl, s)
+
+
+def interpolate(node, env: dict[str, str], missing: list[str]):
+    if isinstance(node, str):
+        return interpolate_str(node, env, missing)
+    if isinstance(node, list):
+        return [interpolate(v, env, missing) for v in node]
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, missing) for k, v in node.items()}
+    return node
+
+
+def env_dict(service: dict) -> dict[str, str]:
+    """A service's `environment`, in map or KEY=VALUE list form, as a dict of strings."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def volume_mounts(service: dict) -> list[tuple[str, str, bool]]:
+    """(source, target, read_only) for each short- or long-syntax volume of a service."""
+    out = []
+    for v in service.get("volumes") or []:
+        if isinstance(v, str):
+            parts = v.split(":")
+            source, target = parts[0], parts[1]
+            ro = len(parts) > 2 and "ro" in parts[2].split(",")
+        else:
+            source, target, ro = v.get("source", ""), v["target"], bool(v.get("read_only"))
+        out.append((source, target, ro))
+    return out
+
+
+def errors_of(validator: jsonschema.Draft7Validator, doc) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def main() -> int:
+    raw = yaml.safe_load(COMPOSE.read_text())
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    missing: list[str] = []
+    doc = interpolate(raw, {}, missing)  # what `docker compose config` sees with no .env
+    services = doc.get("services", {})
+    lalo = services.get("lalo", {})
+    pg = services.get("postgres", {})
+    lalo_env = env_dict(lalo)
+    pg_env = env_dict(pg)
+
+    # -- the schema ------------------------------------------------------------------------
+    def schema_is_compose_spec():
+        jsonschema.Draft7Validator.check_schema(schema)
+        assert schema.get("title") == "Compose Specification", schema.get("title")
+        return f"{SCHEMA.relative_to(ROOT)}, {len(schema['definitions'])} definitions"
+
+    def valid_as_written():
+        errs = errors_of(validator, raw)
+        assert not errs, "; ".join(errs)
+        return f"services: {', '.join(raw['services'])}"
+
+    def valid_interpolated():
+        errs = errors_of(validator, doc)
+        assert not errs, "; ".join(errs)
+
+    def every_variable_has_default():
+        assert not missing, f"variables without a default: {sorted(set(missing))}"
+        names = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text())))
+        return f"{len(names)} variables, all defaulted"
+
+    check("compose-spec.json is a valid draft-07 schema", schema_is_compose_spec)
+    check("docker-compose.yml validates against the Compose Specification", valid_as_written)
+    check("docker-compose.yml validates after interpolation with an empty environment", valid_interpolated)
+    check("every ${VAR} has a default, so `docker compose up` needs no .env", every_variable_has_default)
+
+    # -- the lalo service ------------------------------------------------------------------
+    def lalo_built_from_dockerfile():
+        build = lalo.get("build")
+        assert build, "services.lalo has no build"
+        ctx = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        path = (ROOT / ctx / dockerfile).resolve()
+        assert path.is_file(), f"{path} does not exist"
+        assert (ROOT / ctx / ".dockerignore").is_file(), ".dockerignore missing from the build context"
+        return f"context {ctx!r}, {dockerfile}"
+
+    def dockerfile_shape():
+        text = (ROOT / "Dockerfile").read_text()
+        froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+        assert len(froms) >= 2, f"expected a multi-stage build, got FROM {froms}"
+        assert froms[0].startswith("rust:"), froms[0]
+        assert re.search(r"^ARG RUST_VERSION=1\.(89|9\d)", text, re.M), "builder is not Rust 1.89+"
+        assert "protobuf-compiler" in text, "builder lacks protobuf-compiler"
+        assert "cargo build --release --locked" in text
+        assert froms[-1].startswith("debian:") and "slim" in froms[-1], froms[-1]
+        assert re.search(r"^ARG DEBIAN_RELEASE=bookworm", text, re.M)
+        assert "ca-certificates" in text
+        user = re.findall(r"^USER\s+(\S+)", text, re.M)
+        assert user and not user[-1].startswith(("root", "0")), f"runtime user {user}"
+        assert re.search(r"^HEALTHCHECK\b", text, re.M), "no HEALTHCHECK"
+        for src in ("deploy/lalo.toml", "policies/", "catalog/"):
+            assert re.search(rf"^COPY\s+{re.escape(src)}\s+/etc/lalo/", text, re.M), f"image lacks {src}"
+        return f"{froms[0]} -> {froms[-1]}, USER {user[-1]}"
+
+    def dockerignore_keeps_state_out():
+        lines = {l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()}
+        for pat in ("target/", "data/", ".git"):
+            assert pat in lines, f".dockerignore lacks {pat}"
+        for needed in ("Cargo.toml", "Cargo.lock", "src", "lalo.toml", "policies", "catalog", "tests", "deploy"):
+            assert needed not in lines and f"{needed}/" not in lines, f".dockerignore drops {needed}"
+
+    def lalo_healthcheck():
+        hc = lalo.get("healthcheck")
+        assert hc and not hc.get("disable"), "services.lalo has no healthcheck"
+        test = hc["test"] if isinstance(hc["test"], str) else " ".join(hc["test"])
+        assert "/healthz" in test and ":6480" in test, test
+        return test
+
+    def lalo_waits_for_postgres():
+        dep = lalo.get("depends_on")
+        assert isinstance(dep, dict) and "postgres" in dep, f"depends_on: {dep!r}"
+        assert dep["postgres"].get("condition") == "service_healthy", dep["postgres"]
+
+    def lalo_mounts():
+        mounts = volume_mounts(lalo)
+        by_target = {t: (s, ro) for s, t, ro in mounts}
+        cmd = lalo.get("command") or []
+        cmd = cmd.split() if isinstance(cmd, str) else cmd
+        config_target = cmd[cmd.index("--config") + 1] if "--config" in cmd else "/etc/lalo/lalo.toml"
+        want = {
+            config_target: "lalo.toml",
+            lalo_env.get("LALO_GOVERNANCE_POLICIES", "/etc/lalo/policies"): "policies",
+            lalo_env.get("LALO_CATALOG_DIR", "/etc/lalo/catalog"): "catalog",
+        }
+        for target, what in want.items():
+            assert target in by_target, f"{what} is not mounted at {target}"
+            source, ro = by_target[target]
+            assert ro, f"{target} should be mounted read-only"
+            host = (ROOT / source).resolve()
+            assert host.exists(), f"mount source {source} does not exist"
+            assert host.name == what or host.name.endswith(what), f"{target} mounts {source}"
+        for s, t, _ in mounts:
+            if s.startswith((".", "/")):
+                assert (ROOT / s).exists(), f"bind source {s} (for {t}) does not exist"
+        data = lalo_env.get("LALO_CATALOG_DATA_DIR")
+        assert data and data in by_target and not by_target[data][1], "data dir is not a writable volume"
+        return ", ".join(f"{s} -> {t}" for s, t, _ in mounts)
+
+    def lalo_env_settings():
+        need = {
+            "LALO_SERVER_LISTEN": "0.0.0.0:6432",
+            "LALO_SERVER_HTTP_LISTEN": "0.0.0.0:6480",
+            "LALO_CATALOG_DIR": None,
+            "LALO_CATALOG_DATA_DIR": None,
+            "LALO_GOVERNANCE_POLICIES": None,
+            "LALO_GOVERNANCE_AUDIT_LOG": None,
+        }
+        for k, v in need.items():
+            assert k in lalo_env, f"{k} not set"
+            if v is not None:
+                assert lalo_env[k] == v, f"{k}={lalo_env[k]!r}, want {v!r}"
+        return f"{sum(k.startswith('LALO_') for k in lalo_env)} LALO_* variables"
+
+    def lalo_ports():
+        published = {}
+        for p in lalo.get("ports") or []:
+            assert isinstance(p, str), f"port {p!r}"
+            *host, container = p.split(":")
+            published[int(container.split("/")[0])] = ":".join(host)
+        assert set(published) >= {6432, 6480}, f"published: {published}"
+        assert all(h.startswith("127.0.0.1:") for h in published.values()), \
+            f"demo defaults must bind to loopback only: {published}"
+        return ", ".join(f"{h} -> {c}" for c, h in sorted(published.items()))
+
+    def passwords_from_env():
+        cfg = tomllib.loads((ROOT / "deploy/lalo.toml").read_text())
+        users = cfg.get("users", [])
+        assert users, "deploy/lalo.toml has no users"
+        for u in users:
+            assert "password" not in u, f"user {u['name']} has a committed password"
+            var = u.get("password_env")
+            assert var, f"user {u['name']} has no password_env"
+            assert var in lalo_env and lalo_env[var], f"{var} (user {u['name']}) not set for lalo"
+        raw_env = raw["services"]["lalo"]["environment"]
+        for u in users:
+            assert "${" in str(raw_env[u["password_env"]]), f"{u['password_env']} is hard-coded"
+        assert cfg["server"]["listen"].startswith("0.0.0.0:"), cfg["server"]["listen"]
+        return ", ".join(u["password_env"] for u in users)
+
+    check("lalo is built from the repository's Dockerfile", lalo_built_from_dockerfile)
+    check("Dockerfile: Rust 1.89+ builder with protoc, slim Debian runtime, non-root user", dockerfile_shape)
+    check(".dockerignore keeps build output and data out, the sources in", dockerignore_keeps_state_out)
+    check("lalo has a healthcheck on /healthz", lalo_healthcheck)
+    check("lalo depends on postgres with condition service_healthy", lalo_waits_for_postgres)
+    check("lalo mounts lalo.toml, policies/ and catalog/ read-only, data on a volume", lalo_mounts)
+    check("lalo's listeners and paths are configured through LALO_* environment variables", lalo_env_settings)
+    check("lalo publishes pgwire and HTTP on loopback by default", lalo_ports)
+    check("user passwords come from the environment (password_env)", passwords_from_env)
+
+    # -- the upstream ----------------------------------------------------------------------
+    def upstream_url_env():
+        mounts = {t: s for s, t, _ in volume_mounts(lalo)}
+        catalog_dir = lalo_env.get("LALO_CATALOG_DIR", "/etc/lalo/catalog")
+        src = mounts.get(f"{catalog_dir}/sources.toml") or f"{mounts[catalog_dir]}/sources.toml"
+        sources = tomllib.loads((ROOT / src).read_text())
+        ups = [u for u in sources.get("upstream", []) if u.get("kind") == "postgres"]
+        assert ups, f"{src} declares no postgres upstream"
+        var = ups[0]["url_env"]
+        assert var in lalo_env, f"{var} (url_env of upstream {ups[0]['name']}) not set for lalo"
+        url = urlsplit(lalo_env[var])
+        assert url.scheme in ("postgres", "postgresql"), url.scheme
+        assert url.hostname == "postgres" and (url.port or 5432) == 5432, url.netloc
+        assert url.path.lstrip("/") == pg_env.get("POSTGRES_DB"), (url.path, pg_env.get("POSTGRES_DB"))
+        assert url.username == pg_env.get("LALO_READER_USER"), (url.username, pg_env.get("LALO_READER_USER"))
+        assert url.password == pg_env.get("LALO_READER_PASSWORD"), "upstream password differs from postgres'"
+        assert "${LALO_READER_PASSWORD" in raw["services"]["lalo"]["environment"][var], "password hard-coded"
+        return f"{src}: upstream {ups[0]['name']!r}, url_env {var}"
+
+    def postgres_service():
+        assert pg.get("image", "").split(":")[0] == "postgres", pg.get("image")
+        assert pg["image"].split(":")[1].split("-")[0].split(".")[0] == "15", pg["image"]
+        for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+            assert pg_env.get(k), f"{k} not set"
+        assert "${" in str(raw["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
+        return pg["image"]
+
+    def postgres_healthcheck():
+        hc = pg.get("healthcheck")
+        assert hc and not hc.get("disable"), "services.postgres has no healthcheck"
+        test = hc["test"] if isinstance(hc["test"], str) else " ".join(hc["test"])
+        assert "pg_isready" in test, test
+        return test
+
+    def postgres_seed():
+        seeds = [s for s, t, _ in volume_mounts(pg) if t.startswith("/docker-entrypoint-initdb.d")]
+        assert seeds, "nothing mounted into /docker-entrypoint-initdb.d"
+        seed = ROOT / seeds[0]
+        files = sorted(p.name for p in seed.iterdir() if p.suffix in (".sql", ".sh"))
+        assert any(f.endswith(".sql") for f in files), f"no .sql seed in {seeds[0]}"
+        sql = "".join((seed / f).read_text() for f in files if f.endswith(".sql"))
+        assert "CREATE TABLE" in sql and "INSERT INTO" in sql
+        assert "Apache License" in sql and (seed / "LICENSE").is_file(), "seed lacks its licence notice"
+        for f in files:
+            if f.endswith(".sh"):
+                assert (seed / f).stat().st_mode & 0o111, f"{f} is not executable"
+        return f"{seeds[0]}: {', '.join(files)}"
+
+    check("the upstream URL reaches the postgres service through url_env of catalog/sources.toml", upstream_url_env)
+    check("postgres service runs postgres:15 with credentials from the environment", postgres_service)
+    check("postgres has a pg_isready healthcheck", postgres_healthcheck)
+    check("postgres is seeded from the sample in deploy/postgres-seed/", postgres_seed)
+
+    # -- negative checks: the schema must reject broken files ------------------------------
+    def rejected(mutate, expect_path: str):
+        def run():
+            broken = copy.deepcopy(raw)
+            mutate(broken)
+            errs = errors_of(validator, broken)
+            assert errs, "the broken copy validated"
+            assert any(e.startswith(expect_path) for e in errs), f"errors elsewhere: {errs}"
+            return errs[0][:100]
+        return run
+
+    def ports_number(d):
+        d["services"]["lalo"]["ports"] = 6432
+
+    def bad_condition(d):
+        d["services"]["lalo"]["depends_on"]["postgres"]["condition"] = "service_ready"
+
+    def interval_number(d):
+        d["services"]["postgres"]["healthcheck"]["interval"] = 5
+
+    def unknown_service_key(d):
+        d["services"]["lalo"]["helthcheck"] = d["services"]["lalo"].pop("healthcheck")
+
+    def unknown_top_level(d):
+        d["service"] = d.pop("services")
+
+    check("rejected: services.lalo.ports as a number", rejected(ports_number, "services/lalo"))
+    check("rejected: depends_on condition 'service_ready'", rejected(bad_condition, "services/lalo"))
+    check("rejected: healthcheck interval as a number", rejected(interval_number, "services/postgres"))
+    check("rejected: misspelt service key 'helthcheck'", rejected(unknown_service_key, "services/lalo"))
+    check("rejected: top-level 'service' instead of 'services'", rejected(unknown_top_level, "<root>"))
+
+    def interpolation_understood():
+        m: list[str] = []
+        got = interpolate_str("${A:-x}|${B-y}|${C}|$$D|${E:-${F:-z}}", {"B": "", "C": "c"}, m)
+        assert got == "x||c|$D|z" and not m, (got, m)
+        interpolate_str("${NOPE}", {}, m)
+        assert m == ["NOPE"], m
+
+    check("the interpolation used above follows Compose's rules", interpolation_understood)
+
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
