@@ -10,7 +10,7 @@ healthy, lalo.toml, policies/ and catalog/ mounted, settings and secrets from th
 and the upstream URL in the variable that catalog/sources.toml names. It also proves the schema
 check has teeth: broken copies of the file must be rejected.
 
-Usage: python3 tests/deploy/check_compose.py     (needs PyYAML and jsonschema)
+Usage: python3 tests/deploy/check_compose.py [COMPOSE_FILE]     (needs PyYAML and jsonschema)
 Prints one `ok:` or `FAIL:` line per check and a final `N passed, N failed`; exits 1 on any failure.
 """
 
@@ -28,7 +28,9 @@ import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
+# The file to check: docker-compose.yml at the repository root, or the path given as argument
+# (relative mount sources still resolve against the repository root).
+COMPOSE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
 
 passed = 0
@@ -50,40 +52,66 @@ def check(name: str, fn) -> None:
 
 # --- Compose-style interpolation ----------------------------------------------------------
 
-_VAR = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def interpolate_str(s: str, env: dict[str, str], missing: list[str]) -> str:
     """Compose's rules: $$ is a literal $, ${VAR:-default} (unset or empty), ${VAR-default}
-    (unset), ${VAR:?err} / ${VAR?err} (required), ${VAR} and $VAR."""
+    (unset), ${VAR:?err} / ${VAR?err} (required), ${VAR:+alt} / ${VAR+alt}, ${VAR} and $VAR;
+    defaults may nest."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] != "$":
+            out.append(s[i])
+            i += 1
+            continue
+        if s.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        if s.startswith("${", i):
+            depth, j = 1, i + 2
+            while j < len(s) and depth:
+                if s[j] == "}":
+                    depth -= 1
+                elif s[j] == "{" and s[j - 1] == "$":
+                    depth += 1
+                j += 1
+            if depth:
+                raise ValueError(f"unterminated ${{ in {s!r}")
+            out.append(_expand(s[i + 2 : j - 1], env, missing))
+            i = j
+            continue
+        m = _NAME.match(s, i + 1)
+        if not m:
+            raise ValueError(f"bad interpolation in {s!r}")
+        out.append(_expand(m.group(0), env, missing))
+        i = m.end()
+    return "".join(out)
 
-    def repl(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        expr = m.group("braced") if m.group("braced") is not None else m.group("plain")
-        mm = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", expr, re.S)
-        if not mm:
-            raise ValueError(f"bad interpolation ${{{expr}}}")
-        var, op, arg = mm.group(1), mm.group(2), mm.group(3)
-        val = env.get(var)
-        if op == ":-":
-            return val if val else interpolate_str(arg, env, missing)
-        if op == "-":
-            return val if val is not None else interpolate_str(arg, env, missing)
-        if op in (":?", "?"):
-            if (val is None) or (op == ":?" and not val):
-                missing.append(var)
-                return ""
-            return val
-        if op in (":+", "+"):
-            present = bool(val) if op == ":+" else val is not None
-            return interpolate_str(arg, env, missing) if present else ""
-        if val is None:
+
+def _expand(expr: str, env: dict[str, str], missing: list[str]) -> str:
+    mm = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", expr, re.S)
+    if not mm:
+        raise ValueError(f"bad interpolation ${{{expr}}}")
+    var, op, arg = mm.group(1), mm.group(2), mm.group(3)
+    val = env.get(var)
+    if op == ":-":
+        return val if val else interpolate_str(arg, env, missing)
+    if op == "-":
+        return val if val is not None else interpolate_str(arg, env, missing)
+    if op in (":?", "?"):
+        if val is None or (op == ":?" and not val):
             missing.append(var)
             return ""
         return val
-
-    return _VAR.sub(repl, s)
+    if op in (":+", "+"):
+        present = bool(val) if op == ":+" else val is not None
+        return interpolate_str(arg, env, missing) if present else ""
+    if val is None:
+        missing.append(var)
+        return ""
+    return val
 
 
 def interpolate(node, env: dict[str, str], missing: list[str]):
@@ -158,8 +186,8 @@ def main() -> int:
         return f"{len(names)} variables, all defaulted"
 
     check("compose-spec.json is a valid draft-07 schema", schema_is_compose_spec)
-    check("docker-compose.yml validates against the Compose Specification", valid_as_written)
-    check("docker-compose.yml validates after interpolation with an empty environment", valid_interpolated)
+    check(f"{COMPOSE.name} validates against the Compose Specification", valid_as_written)
+    check(f"{COMPOSE.name} validates after interpolation with an empty environment", valid_interpolated)
     check("every ${VAR} has a default, so `docker compose up` needs no .env", every_variable_has_default)
 
     # -- the lalo service ------------------------------------------------------------------
@@ -334,7 +362,18 @@ def main() -> int:
                 assert (seed / f).stat().st_mode & 0o111, f"{f} is not executable"
         return f"{seeds[0]}: {', '.join(files)}"
 
+    def secrets_follow_environment():
+        env = {"LALO_READER_PASSWORD": "s3cret", "LALO_ADMIN_PASSWORD": "adm1n", "POSTGRES_PASSWORD": "pgpw"}
+        m: list[str] = []
+        d = interpolate(raw, env, m)
+        le, pe = env_dict(d["services"]["lalo"]), env_dict(d["services"]["postgres"])
+        assert pe["LALO_READER_PASSWORD"] == "s3cret" and pe["POSTGRES_PASSWORD"] == "pgpw", pe
+        assert urlsplit(le["RESTAURANTS_URL"]).password == "s3cret", le["RESTAURANTS_URL"]
+        assert le["LALO_ADMIN_PASSWORD"] == "adm1n" and le["LALO_ANALYST_PASSWORD"] == "analyst", le
+        assert not m, m
+
     check("the upstream URL reaches the postgres service through url_env of catalog/sources.toml", upstream_url_env)
+    check("secrets set in the environment replace the demo defaults in both services", secrets_follow_environment)
     check("postgres service runs postgres:15 with credentials from the environment", postgres_service)
     check("postgres has a pg_isready healthcheck", postgres_healthcheck)
     check("postgres is seeded from the sample in deploy/postgres-seed/", postgres_seed)

@@ -8,4 +8,5 @@ mod policy;
 mod mcp;
 mod clients;
 mod catalog;
+mod deploy;
 mod slt;
