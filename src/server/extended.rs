@@ -13,8 +13,8 @@ use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{FieldInfo, Response};
-use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::{MemPortalStore, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -265,6 +265,42 @@ impl ExtendedQueryHandler for ExtendedHandler {
                         Err(e)
                     }
                 }
+            }
+            Route::Declare { name, query } => {
+                let input = route_text(&Route::Declare { name: name.clone(), query: query.clone() });
+                let declared = self
+                    .lalo
+                    .run_route(&session, Route::Declare { name: name.clone(), query: query.clone() }, &input, None)
+                    .await;
+                if declared.is_ok() {
+                    // The SQL cursor is also a protocol portal of the same name, as in PostgreSQL:
+                    // psycopg 3 describes its server-side cursors that way.
+                    if let Ok(plan) = self.lalo.plan(&session, &query).await {
+                        let names = crate::naming::pg_names(&query);
+                        let prepared = Prepared {
+                            text: query.to_string(),
+                            route: Some(Route::Query(query)),
+                            plan: Some(plan),
+                            param_types: vec![],
+                            names,
+                            epoch: session.epoch(),
+                        };
+                        let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
+                        if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {
+                            store.put_portal(Arc::new(Portal::new_cursor(name, stmt)));
+                        }
+                    }
+                }
+                declared
+            }
+            Route::Close(name) => {
+                if let (Some(n), Some(store)) =
+                    (&name, client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>())
+                {
+                    store.rm_portal(n);
+                }
+                let input = route_text(&Route::Close(name.clone()));
+                self.lalo.run_route(&session, Route::Close(name), &input, None).await
             }
             other => {
                 let input = route_text(&other);
