@@ -138,6 +138,7 @@ impl Governance {
             return Ok(GovernedPlan { plan, objects: vec![], decision: "allowed".into(), rules: vec![], limits });
         }
         let schema = "public";
+        check_functions(&plan, &pol.rules.functions)?;
         // Every table and column the statement refers to, wherever it appears (lineage.rs).
         let refs = lineage::references(&plan, db);
         for t in &refs.tables {
@@ -208,6 +209,41 @@ fn refuse_writes(plan: &LogicalPlan) -> Result<(), LaloError> {
     })?;
     match bad {
         Some(w) => Err(LaloError::NotSupported(format!("{w} is not allowed: lalo is read-only"))),
+        None => Ok(()),
+    }
+}
+
+/// Every function a statement calls must pass `[functions]` in rules.toml (42501 otherwise).
+fn check_functions(plan: &LogicalPlan, rules: &rules::FunctionRules) -> Result<(), LaloError> {
+    if rules.allow.is_empty() && rules.deny.is_empty() {
+        return Ok(());
+    }
+    let mut denied_fn = None;
+    plan.apply_with_subqueries(|n| {
+        for e in n.expressions() {
+            e.apply(|x| {
+                let name = match x {
+                    Expr::ScalarFunction(f) => Some(f.name().to_string()),
+                    Expr::AggregateFunction(f) => Some(f.func.name().to_string()),
+                    Expr::WindowFunction(f) => Some(f.fun.name().to_string()),
+                    _ => None,
+                };
+                if let Some(name) = name {
+                    if !rules.allows(&name) {
+                        denied_fn = Some(name);
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(if denied_fn.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    match denied_fn {
+        Some(f) => Err(LaloError::PermissionDenied {
+            object: format!("function {f}"),
+            hint: Some("the function is not on the allowlist in policies/rules.toml".into()),
+        }),
         None => Ok(()),
     }
 }

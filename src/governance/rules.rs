@@ -16,6 +16,27 @@ pub struct Rules {
     pub row_filter: Vec<RowFilter>,
     pub mask: Vec<Mask>,
     pub limit: Vec<Limit>,
+    pub functions: FunctionRules,
+}
+
+/// `[functions]`: which SQL functions statements may call. With a non-empty `allow`, only those
+/// (plus the operators SQL needs) run; `deny` always wins. Names are lower case.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FunctionRules {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl FunctionRules {
+    /// Whether a statement may call `name`.
+    pub fn allows(&self, name: &str) -> bool {
+        let n = name.to_ascii_lowercase();
+        if self.deny.iter().any(|d| d.eq_ignore_ascii_case(&n)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|a| a.eq_ignore_ascii_case(&n))
+    }
 }
 
 /// Rows of `table` that `subject` may see: a SQL predicate over the table's columns.

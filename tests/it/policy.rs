@@ -146,3 +146,35 @@ async fn startup_parameters_apply_settings_but_never_identity() {
         assert_eq!(sqlstate(&e), "42501", "{bad}");
     }
 }
+
+#[tokio::test]
+async fn function_allowlist_and_denylist() {
+    let pol = policy_copy();
+    let mut rules = std::fs::read_to_string(pol.path().join("rules.toml")).unwrap();
+    rules.push_str("\n[functions]\ndeny = [\"md5\"]\n");
+    std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
+    let p = pol.path().to_path_buf();
+    let s = common::start_with(move |cfg| cfg.governance.policies = p).await;
+    let c = s.connect("admin").await;
+    let e = c.simple_query("SELECT md5(n_name) FROM tpch.nation").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(e.as_db_error().unwrap().message().contains("function md5"), "{e:?}");
+    c.simple_query("SELECT upper(n_name) FROM tpch.nation").await.unwrap();
+    // An allowlist: only the listed functions run.
+    let rules = rules.replace("deny = [\"md5\"]", "allow = [\"count\", \"upper\"]");
+    std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
+    let mut switched = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(e) = c.simple_query("SELECT lower(n_name) FROM tpch.nation").await {
+            assert_eq!(sqlstate(&e), "42501");
+            switched = true;
+            break;
+        }
+    }
+    assert!(switched, "the allowlist was not applied");
+    c.simple_query("SELECT count(*), upper(n_name) FROM tpch.nation GROUP BY n_name").await.unwrap();
+    let e = c.simple_query("SELECT max(n_name) FROM tpch.nation").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    c.simple_query("SELECT count(*) FROM tpch.nation").await.unwrap();
+}
