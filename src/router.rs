@@ -1,7 +1,12 @@
 //! Routes each statement a client sends: session commands (SET/SHOW/RESET, transactions,
 //! DISCARD), questions (ASK), or SQL to plan, govern and run.
 
-use datafusion::sql::sqlparser::ast::{CloseCursor, Expr, FetchDirection, ObjectName, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{
+    CloseCursor, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr, FetchDirection,
+    ObjectName, Set, Statement, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::LaloError;
@@ -35,6 +40,8 @@ pub enum Route {
     Execute { name: String, params: Vec<Expr> },
     /// DEALLOCATE [PREPARE] name | ALL.
     Deallocate(Option<String>),
+    /// COPY table|(query) TO STDOUT [CSV [HEADER]]: rows as COPY data.
+    CopyOut { query: Box<Statement>, csv: bool, header: bool },
 }
 
 /// Split SQL text into routed statements. `input_mode` is the session's `lalo.input`.
@@ -166,6 +173,52 @@ fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
             } else {
                 Route::Deallocate(Some(name.value))
             }
+        }
+        Statement::Copy { source, to: true, target: CopyTarget::Stdout, options, legacy_options, .. } => {
+            let query = match source {
+                CopySource::Query(q) => Statement::Query(q),
+                CopySource::Table { table_name, columns } => {
+                    let cols = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                    };
+                    let sql = format!("SELECT {cols} FROM {table_name}");
+                    Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+                        .map_err(|e| LaloError::Syntax(e.to_string()))?
+                        .pop()
+                        .ok_or_else(|| LaloError::Syntax("COPY needs a table".into()))?
+                }
+            };
+            let mut csv = false;
+            let mut header = false;
+            for o in &options {
+                match o {
+                    CopyOption::Format(f) if f.value.eq_ignore_ascii_case("csv") => csv = true,
+                    CopyOption::Format(f) if !f.value.eq_ignore_ascii_case("text") => {
+                        return Err(LaloError::NotSupported(format!("COPY FORMAT {f} is not supported (text, csv)")))
+                    }
+                    CopyOption::Header(h) => header = *h,
+                    _ => {}
+                }
+            }
+            for o in &legacy_options {
+                match o {
+                    CopyLegacyOption::Csv(opts) => {
+                        csv = true;
+                        header |= opts.iter().any(|x| matches!(x, CopyLegacyCsvOption::Header));
+                    }
+                    CopyLegacyOption::Header => header = true,
+                    CopyLegacyOption::Binary => {
+                        return Err(LaloError::NotSupported("COPY BINARY is not supported (text, csv)".into()))
+                    }
+                    _ => {}
+                }
+            }
+            Route::CopyOut { query: Box::new(query), csv, header }
+        }
+        Statement::Copy { to: false, .. } => {
+            return Err(LaloError::NotSupported("COPY FROM is not allowed: lalo is read-only".into()))
         }
         Statement::Prepare { ref name, .. } => Route::Prepare { name: name.value.clone(), statement: Box::new(stmt) },
         Statement::Execute { name: Some(name), parameters, .. } => {

@@ -46,6 +46,8 @@ pub enum Outcome {
     Rows { schema: SchemaRef, rows: RowStream },
     /// A command with its tag; `changed` lists settings to report (ParameterStatus).
     Command { tag: String, changed: Vec<(String, String)> },
+    /// Rows to send as COPY data (COPY ... TO STDOUT).
+    CopyOut { schema: SchemaRef, rows: RowStream, csv: bool, header: bool },
     Begin,
     Commit,
     Empty,
@@ -56,6 +58,7 @@ impl std::fmt::Debug for Outcome {
         match self {
             Outcome::Rows { schema, .. } => write!(f, "Rows({} columns)", schema.fields().len()),
             Outcome::Command { tag, .. } => write!(f, "Command({tag})"),
+            Outcome::CopyOut { .. } => write!(f, "CopyOut"),
             Outcome::Begin => write!(f, "Begin"),
             Outcome::Commit => write!(f, "Commit"),
             Outcome::Empty => write!(f, "Empty"),
@@ -290,6 +293,12 @@ impl Lalo {
                 }
             }
             Route::Fetch { name, count } => self.fetch(session, &name, count).await,
+            Route::CopyOut { query, csv, header } => {
+                match Box::pin(self.run_route_inner(session, Route::Query(query), input, cancel, cap)).await? {
+                    Outcome::Rows { schema, rows } => Ok(Outcome::CopyOut { schema, rows, csv, header }),
+                    other => Ok(other),
+                }
+            }
             Route::Prepare { name, statement } => {
                 let began = Instant::now();
                 let start = Request { sql: Some(statement.to_string()), ..start };

@@ -55,6 +55,10 @@ where
             }
             Response::Execution(Tag::new(&tag))
         }
+        Outcome::CopyOut { schema, rows, csv, header } => {
+            let fields = encode::fields(&schema, &Format::UnifiedText, encode::format_options(session))?;
+            Response::CopyOut(encode::copy_response(fields, rows, csv, header))
+        }
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit => Response::TransactionEnd(Tag::new(route_tag.unwrap_or("COMMIT"))),
         Outcome::Empty => Response::EmptyQuery,
@@ -126,5 +130,6 @@ pub fn route_text(route: &Route) -> String {
         }
         Route::Deallocate(Some(n)) => format!("DEALLOCATE {n}"),
         Route::Deallocate(None) => "DEALLOCATE ALL".into(),
+        Route::CopyOut { query, csv, .. } => format!("COPY ({query}) TO STDOUT{}", if *csv { " CSV" } else { "" }),
     }
 }

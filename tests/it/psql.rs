@@ -114,3 +114,22 @@ async fn tls_required_refuses_plaintext_and_accepts_sslmode_require() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "GERMANY");
 }
+
+#[tokio::test]
+async fn copy_to_stdout_in_text_and_csv() {
+    let s = common::start().await;
+    let (ok, out, err) = psql(&s, "admin", &["-c", "COPY (SELECT n_nationkey, n_name, NULL AS x FROM tpch.nation ORDER BY n_nationkey LIMIT 2) TO STDOUT"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "0\tALGERIA\t\\N\n1\tARGENTINA\t\\N\n");
+    let (ok, out, err) = psql(&s, "admin", &["-c", "COPY (SELECT r_name, 'a,b' AS t FROM tpch.region ORDER BY r_regionkey LIMIT 1) TO STDOUT WITH (FORMAT csv, HEADER true)"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "r_name,t\nAFRICA,\"a,b\"\n");
+    let (ok, out, err) = psql(&s, "admin", &["-c", "COPY tpch.region TO STDOUT"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5);
+    // Governance applies to COPY like to any query.
+    let (ok, _, err) = psql(&s, "intern", &["-c", "COPY (SELECT c_acctbal FROM tpch.customer) TO STDOUT"]).await;
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, _, err) = psql(&s, "admin", &["-c", "COPY tpch.region FROM STDIN"]).await;
+    assert!(!ok && err.contains("read-only"), "{err}");
+}
