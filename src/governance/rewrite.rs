@@ -15,7 +15,9 @@ use crate::error::LaloError;
 /// version keeps governance off the per-statement path. Dropped with the policies on reload.
 #[derive(Debug, Default)]
 pub struct RewriteCache {
-    filters: parking_lot::RwLock<std::collections::HashMap<(String, String), Expr>>,
+    /// Planned filters, with when they were planned: a filter whose subquery was evaluated into a
+    /// value list is re-planned after [`FILTER_TTL`], so data changes show within that time.
+    filters: parking_lot::RwLock<std::collections::HashMap<(String, String), (Expr, std::time::Instant)>>,
     masks: parking_lot::RwLock<std::collections::HashMap<(String, String), Expr>>,
 }
 
@@ -111,12 +113,13 @@ async fn plan_filter(
     cache: &RewriteCache,
 ) -> Result<Expr, LaloError> {
     let key = (full.to_string(), filter.to_string());
-    let cached = cache.filters.read().get(&key).cloned();
+    let cached = cache.filters.read().get(&key).filter(|(_, at)| at.elapsed() < FILTER_TTL).map(|(e, _)| e.clone());
     let pred = match cached {
         Some(p) => p,
         None => {
             let p = plan_filter_uncached(ctx, full, filter).await?;
-            cache.filters.write().insert(key, p.clone());
+            let p = inline_subqueries(ctx, p).await?;
+            cache.filters.write().insert(key, (p.clone(), std::time::Instant::now()));
             p
         }
     };
@@ -147,6 +150,41 @@ async fn plan_filter_uncached(ctx: &SessionContext, full: &str, filter: &str) ->
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     found.ok_or_else(|| LaloError::Config(format!("row filter on {full} has no predicate")))
+}
+
+/// How long a row filter's evaluated subquery stays in force before it is evaluated again.
+pub const FILTER_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The most values an evaluated `IN (subquery)` may inline; larger sets stay a subquery.
+const MAX_INLINE_VALUES: usize = 10_000;
+
+/// `col IN (SELECT …)` with an uncorrelated subquery, as in the demo filter, becomes
+/// `col IN (v1, v2, …)`: evaluated once instead of a semi-join on every statement.
+async fn inline_subqueries(ctx: &SessionContext, pred: Expr) -> Result<Expr, LaloError> {
+    use datafusion::logical_expr::expr::InList;
+    let Expr::InSubquery(ins) = &pred else { return Ok(pred) };
+    if !ins.subquery.outer_ref_columns.is_empty() {
+        return Ok(pred);
+    }
+    let plan = ins.subquery.subquery.as_ref().clone();
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let mut values = Vec::new();
+    for b in &batches {
+        if b.num_columns() != 1 {
+            return Ok(pred);
+        }
+        for i in 0..b.num_rows() {
+            values.push(Expr::Literal(datafusion::scalar::ScalarValue::try_from_array(b.column(0), i)?, None));
+            if values.len() > MAX_INLINE_VALUES {
+                return Ok(pred);
+            }
+        }
+    }
+    if values.is_empty() {
+        // Nothing matches: the filter admits no rows (NOT IN of nothing admits all).
+        return Ok(Expr::Literal(datafusion::scalar::ScalarValue::Boolean(Some(ins.negated)), None));
+    }
+    Ok(Expr::InList(InList::new(ins.expr.clone(), values, ins.negated)))
 }
 
 /// A projection that passes every column through, masking the listed ones, keeping qualifiers.
