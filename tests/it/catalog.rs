@@ -14,7 +14,9 @@ async fn sources_toml_registers_csv_and_parquet_with_docs() {
          [[table]]\nschema = \"sales\"\nname = \"nations\"\npath = \"nation.parquet\"\n",
     )
     .unwrap();
-    std::fs::copy(common::shared_data_dir().join("tpch-sf0.01/nation.parquet"), cat.path().join("nation.parquet")).unwrap();
+    // Tests run in parallel on a fresh checkout: make sure the demo data exists before copying from it.
+    let tpch = lalo::engine::tpch::ensure_generated(&common::shared_data_dir(), 0.01).await.unwrap();
+    std::fs::copy(tpch.join("nation.parquet"), cat.path().join("nation.parquet")).unwrap();
     std::fs::write(
         cat.path().join("docs/sales.targets.md"),
         "# sales.targets\n\nSales targets per region for the year.\n\n- region: region name\n- target: target in millions of dollars\n",
