@@ -89,3 +89,12 @@ pub async fn psql(server: &TestServer, user: &str, args: &[&str]) -> (bool, Stri
         .expect("psql is installed (the test command installs postgresql-client)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// Run a program to completion, print its output, and return stdout if it succeeded.
+pub async fn run_ok(cmd: &mut tokio::process::Command) -> String {
+    let out = cmd.current_dir(repo()).output().await.expect("the program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}

@@ -158,22 +158,18 @@ async fn python_mcp_sdk_over_stdio_and_http() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("python3")
-        .arg(common::repo().join("tests/clients/mcp_client.py"))
-        .args(["--lalo", env!("CARGO_BIN_EXE_lalo"), "--user", "intern"])
-        .arg("--url")
-        .arg(format!("http://{}/mcp", s.running.http_addr))
-        .args(["--token", "s3cret-py"])
-        .current_dir(common::repo())
-        .env("LALO_CATALOG_DATA_DIR", common::shared_data_dir())
-        .env("LALO_GOVERNANCE_AUDIT_LOG", dir.path().join("audit.log"))
-        .env("LALO_LOG", "warn")
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = common::run_ok(
+        tokio::process::Command::new("python3")
+            .arg(common::repo().join("tests/clients/mcp_client.py"))
+            .args(["--lalo", env!("CARGO_BIN_EXE_lalo"), "--user", "intern"])
+            .arg("--url")
+            .arg(format!("http://{}/mcp", s.running.http_addr))
+            .args(["--token", "s3cret-py"])
+            .env("LALO_CATALOG_DATA_DIR", common::shared_data_dir())
+            .env("LALO_GOVERNANCE_AUDIT_LOG", dir.path().join("audit.log"))
+            .env("LALO_LOG", "warn"),
+    )
+    .await;
     for transport in ["stdio", "http"] {
         assert!(stdout.contains(&format!("ok {transport}: denied column gives 42501")), "{stdout}");
     }
