@@ -80,7 +80,7 @@ fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {
 
 /// COPY ... TO STDOUT: each row's text-format fields as one line of COPY text (tab-separated,
 /// `\N` for NULL, backslash escapes) or CSV (quoted where needed, empty for NULL).
-pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, header: bool) -> CopyResponse {
+pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, header: bool, session_utc: bool) -> CopyResponse {
     let columns = fields.len();
     let head: Vec<PgWireResult<CopyData>> = if header {
         let names: Vec<String> = fields.iter().map(|f| if csv { csv_field(f.name().as_bytes()) } else { f.name().to_string() }).collect();
@@ -92,7 +92,8 @@ pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, he
     let f = fields.clone();
     let data = rows
         .map(move |batch| {
-            let lines: Vec<PgWireResult<CopyData>> = match batch.map_err(PgWireError::from).and_then(to_wire) {
+            let lines: Vec<PgWireResult<CopyData>> =
+                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(b, &f, session_utc)) {
                 Ok(b) => encode_recordbatch(f.clone(), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
                 Err(e) => vec![Err(e)],
             };
@@ -172,6 +173,99 @@ fn iso_date(days: i32, out: &mut String) {
     }
 }
 
+/// A timestamp in microseconds as PostgreSQL's text: `YYYY-MM-DD HH:MM:SS[.ffffff]`, trailing
+/// zeros of the fraction trimmed (PostgreSQL prints `13:14:15`, not `13:14:15.000000`).
+fn iso_timestamp(micros: i64, out: &mut String) {
+    use std::fmt::Write;
+    let days = micros.div_euclid(86_400_000_000);
+    let rem = micros.rem_euclid(86_400_000_000);
+    let (secs, frac) = (rem / 1_000_000, rem % 1_000_000);
+    let mut date = String::with_capacity(16);
+    iso_date(days as i32, &mut date);
+    let (date, bc) = match date.strip_suffix(" BC") {
+        Some(d) => (d.to_string(), true),
+        None => (date, false),
+    };
+    let _ = write!(out, "{date} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    if bc {
+        out.push_str(" BC");
+    }
+}
+
+fn to_micros(v: i64, unit: &datafusion::arrow::datatypes::TimeUnit) -> i64 {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1_000),
+    }
+}
+
+/// Whether a session TimeZone setting means UTC.
+pub fn is_utc(tz: &str) -> bool {
+    matches!(tz.to_ascii_uppercase().as_str(), "UTC" | "+00:00" | "+00" | "ETC/UTC" | "Z" | "GMT")
+}
+
+/// Whether a timestamp column can take the text fast path: naive, or zoned while the session is
+/// in UTC (then PostgreSQL appends `+00`).
+fn timestamp_suffix(t: &DataType, session_utc: bool) -> Option<&'static str> {
+    match t {
+        DataType::Timestamp(_, None) => Some(""),
+        DataType::Timestamp(_, Some(_)) if session_utc => Some("+00"),
+        _ => None,
+    }
+}
+
+/// Text-format DATE and TIMESTAMP columns become their text ahead of encoding; the row
+/// description still says date/timestamp, and the bytes are what PostgreSQL sends.
+fn temporal_as_text(batch: RecordBatch, fields: &[FieldInfo], session_utc: bool) -> RecordBatch {
+    use datafusion::arrow::array::{Array, StringBuilder};
+    use datafusion::arrow::compute::cast;
+    use pgwire::api::results::FieldFormat;
+    let batch = dates_as_text(batch, fields);
+    let schema = batch.schema();
+    let targets: Vec<(usize, &'static str)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| fields.get(*i).is_some_and(|fi| fi.format() == FieldFormat::Text))
+        .filter_map(|(i, f)| timestamp_suffix(f.data_type(), session_utc).map(|s| (i, s)))
+        .collect();
+    if targets.is_empty() {
+        return batch;
+    }
+    let mut cols = batch.columns().to_vec();
+    let mut new_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (i, suffix) in targets {
+        let DataType::Timestamp(unit, _) = schema.field(i).data_type().clone() else { continue };
+        // Reinterpret as plain i64 values in the column's unit.
+        let Ok(raw) = cast(&cols[i], &DataType::Int64) else { continue };
+        let raw = raw.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned();
+        let Some(raw) = raw else { continue };
+        let mut b = StringBuilder::with_capacity(raw.len(), raw.len() * 29);
+        let mut s = String::with_capacity(40);
+        for r in 0..raw.len() {
+            if raw.is_null(r) {
+                b.append_null();
+            } else {
+                s.clear();
+                iso_timestamp(to_micros(raw.value(r), &unit), &mut s);
+                s.push_str(suffix);
+                b.append_value(&s);
+            }
+        }
+        cols[i] = Arc::new(b.finish());
+        new_fields[i] = new_fields[i].clone().with_data_type(DataType::Utf8);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(new_fields)), cols).unwrap_or(batch)
+}
+
 /// Text-format DATE columns become their text ahead of encoding; the row description still
 /// says date, and the bytes are exactly what PostgreSQL sends.
 fn dates_as_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
@@ -210,13 +304,14 @@ fn dates_as_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(new_fields)), cols).unwrap_or(batch)
 }
 
-/// Encode a stream of batches as a pgwire query response, batch by batch.
-pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream) -> QueryResponse {
+/// Encode a stream of batches as a pgwire query response, batch by batch. `session_utc`: the
+/// session's TimeZone is UTC, so zoned timestamps print with `+00`.
+pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, session_utc: bool) -> QueryResponse {
     let f = fields.clone();
     let data = rows
         .map(move |batch| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => match to_wire(b).map(|b| dates_as_text(b, &f)) {
+                Ok(b) => match to_wire(b).map(|b| temporal_as_text(b, &f, session_utc)) {
                     Ok(b) => encode_recordbatch(f.clone(), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },
@@ -242,5 +337,19 @@ mod tests {
         assert_eq!(f(-719162), "0001-01-01");
         assert_eq!(f(-719163), "0001-12-31 BC");
         assert_eq!(f(2932896), "9999-12-31");
+    }
+
+    #[test]
+    fn iso_timestamps_trim_like_postgres() {
+        let f = |us| {
+            let mut s = String::new();
+            super::iso_timestamp(us, &mut s);
+            s
+        };
+        let base = 19782i64 * 86_400_000_000 + (13 * 3600 + 14 * 60 + 15) * 1_000_000;
+        assert_eq!(f(base), "2024-02-29 13:14:15");
+        assert_eq!(f(base + 123456), "2024-02-29 13:14:15.123456");
+        assert_eq!(f(base + 100000), "2024-02-29 13:14:15.1");
+        assert_eq!(f(-1), "1969-12-31 23:59:59.999999");
     }
 }

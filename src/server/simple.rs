@@ -46,8 +46,10 @@ where
 {
     Ok(match outcome {
         Outcome::Rows { schema, rows } => {
-            let fields = encode::fields(&schema, format, encode::format_options(session))?;
-            Response::Query(encode::response(fields, rows))
+            let opts = encode::format_options(session);
+            let utc = encode::is_utc(&opts.time_zone);
+            let fields = encode::fields(&schema, format, opts)?;
+            Response::Query(encode::response(fields, rows, utc))
         }
         Outcome::Command { tag, changed } => {
             for (k, v) in changed {
@@ -56,8 +58,10 @@ where
             Response::Execution(Tag::new(&tag))
         }
         Outcome::CopyOut { schema, rows, csv, header } => {
-            let fields = encode::fields(&schema, &Format::UnifiedText, encode::format_options(session))?;
-            Response::CopyOut(encode::copy_response(fields, rows, csv, header))
+            let opts = encode::format_options(session);
+            let utc = encode::is_utc(&opts.time_zone);
+            let fields = encode::fields(&schema, &Format::UnifiedText, opts)?;
+            Response::CopyOut(encode::copy_response(fields, rows, csv, header, utc))
         }
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit => Response::TransactionEnd(Tag::new(route_tag.unwrap_or("COMMIT"))),
