@@ -22,6 +22,7 @@ pub mod service;
 pub mod session;
 pub mod runtime;
 pub mod search;
+pub mod nl;
 pub mod mcp;
 
 pub use config::Config;

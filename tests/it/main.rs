@@ -10,3 +10,6 @@ mod clients;
 mod catalog;
 mod deploy;
 mod slt;
+mod nl_rules;
+mod pgcluster;
+mod upstream;

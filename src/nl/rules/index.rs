@@ -1,0 +1,277 @@
+//! The per-schema index the drafter builds once: word stems for every table and column (names
+//! split into words, abbreviations expanded, synonyms from descriptions), sample values, derived
+//! measures ("revenue is computed as ...") and the join graph.
+
+use std::collections::{HashMap, HashSet};
+
+use super::joins::Graph;
+use super::text::{expand_abbreviation, stem, tokenize, Kind};
+use crate::nl::context::{ColumnInfo, SchemaContext, TableInfo};
+
+/// Words too common in column names to identify one on their own.
+pub const GENERIC: &[&str] = &["id", "name", "number", "has", "is", "the", "of", "total", "count", "code", "type", "key", "value"];
+
+/// One table, indexed.
+#[derive(Debug, Clone)]
+pub struct TableIx {
+    /// `schema.table` as written into SQL.
+    pub qualified: String,
+    /// Bare name, also the alias in drafted SQL.
+    pub name: String,
+    /// The name as words ("domain_author" → domain, author).
+    pub words: Vec<String>,
+    /// Other names for the table, from the parenthesised lists in its description.
+    pub synonyms: Vec<Vec<String>>,
+    pub columns: Vec<ColIx>,
+    /// The identifying column (primary key by convention).
+    pub key: Option<usize>,
+    /// Columns that name a row for people (name, title).
+    pub labels: Vec<usize>,
+}
+
+/// One column, indexed.
+#[derive(Debug, Clone)]
+pub struct ColIx {
+    pub name: String,
+    /// Name words, prefix stripped, abbreviations expanded.
+    pub words: Vec<String>,
+    /// Content words of the description.
+    pub desc: HashSet<String>,
+    pub numeric: bool,
+    pub text: bool,
+    pub temporal: bool,
+    pub boolean: bool,
+    pub samples: Vec<String>,
+}
+
+/// A named computation a description defines ("revenue is usually computed as a * (1 - b)").
+#[derive(Debug, Clone)]
+pub struct Measure {
+    pub word: String,
+    pub table: usize,
+    /// SQL over the table's columns, columns qualified with the table alias.
+    pub sql: String,
+}
+
+/// The whole index.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub tables: Vec<TableIx>,
+    /// Every stem the schema knows (names, synonyms, descriptions): words outside it are unknown to the data.
+    pub known: HashSet<String>,
+    pub measures: Vec<Measure>,
+    pub graph: Graph,
+}
+
+impl Index {
+    pub fn new(ctx: &SchemaContext) -> Index {
+        let mut vocab: HashSet<String> = BASE_WORDS.iter().map(|w| w.to_string()).collect();
+        for t in &ctx.tables {
+            vocab.extend(t.name.split('_').filter(|w| w.len() > 2).map(str::to_lowercase));
+            for text in t.description.iter().chain(t.columns.iter().filter_map(|c| c.description.as_ref())) {
+                vocab.extend(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2).map(str::to_lowercase));
+            }
+            for c in &t.columns {
+                vocab.extend(c.name.split('_').filter(|w| w.len() > 2 && w.contains(char::is_alphabetic)).map(str::to_lowercase));
+            }
+        }
+        let mut tables: Vec<TableIx> = ctx.tables.iter().map(|t| table_ix(t, &vocab)).collect();
+        // Stop words of descriptions must not make a question word "known".
+        let mut known: HashSet<String> = HashSet::new();
+        for (t, info) in tables.iter_mut().zip(&ctx.tables) {
+            known.extend(t.words.iter().cloned());
+            known.extend(t.synonyms.iter().flatten().cloned());
+            if let Some(d) = &info.description {
+                known.extend(content_words(d));
+            }
+            for c in &t.columns {
+                known.extend(c.words.iter().cloned());
+                known.extend(c.desc.iter().cloned());
+            }
+        }
+        let measures = measures(ctx, &tables);
+        let graph = Graph::new(ctx, &tables);
+        Index { tables, known, measures, graph }
+    }
+}
+
+fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
+    let words: Vec<String> = identifier_words(&t.name, vocab);
+    let synonyms = t.description.as_deref().map(synonyms).unwrap_or_default();
+    let prefix = common_prefix(&t.columns);
+    let columns: Vec<ColIx> = t.columns.iter().map(|c| col_ix(c, &prefix, vocab)).collect();
+    let key = columns
+        .iter()
+        .position(|c| c.words == ["id"])
+        .or_else(|| columns.iter().position(|c| c.words.last().is_some_and(|w| w == "id" || w == "key" || w == "code") && words.iter().any(|tw| c.words.contains(tw))))
+        .or_else(|| {
+            // "aid" in author, "pid" in publication: a short id starting with the table's initial.
+            let initial = t.name.chars().next().unwrap_or('_');
+            t.columns.iter().position(|c| c.name.len() <= 4 && c.name.ends_with("id") && c.name.starts_with(initial))
+        })
+        .or_else(|| columns.iter().position(|c| c.words.last().is_some_and(|w| w == "id")));
+    let mut labels: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.text && c.words.last().is_some_and(|w| w == "name" || w == "title"))
+        .map(|(i, _)| i)
+        .collect();
+    // "name" alone (or the table's own name) first: author.name before author.homepage_name.
+    labels.sort_by_key(|&i| (columns[i].words.len(), !columns[i].words.iter().any(|w| words.contains(w))));
+    labels.truncate(1);
+    TableIx { qualified: t.qualified(), name: t.name.clone(), words, synonyms, columns, key, labels }
+}
+
+fn col_ix(c: &ColumnInfo, prefix: &str, vocab: &HashSet<String>) -> ColIx {
+    let bare = c.name.strip_prefix(prefix).unwrap_or(&c.name);
+    let mut words = identifier_words(bare, vocab);
+    let expanded: Vec<String> = words.iter().filter_map(|w| expand_abbreviation(w)).map(str::to_string).collect();
+    for e in expanded {
+        if !words.contains(&e) {
+            words.push(e);
+        }
+    }
+    let desc = c.description.as_deref().map(content_words).unwrap_or_default();
+    ColIx {
+        name: c.name.clone(),
+        words,
+        desc,
+        numeric: c.is_numeric(),
+        text: c.is_text(),
+        temporal: c.is_temporal(),
+        boolean: c.is_boolean(),
+        samples: c.samples.clone(),
+    }
+}
+
+/// "c_custkey", "c_name": the `c_` every column of TPC-H's customer starts with.
+fn common_prefix(columns: &[ColumnInfo]) -> String {
+    let Some(first) = columns.first() else { return String::new() };
+    let Some((p, _)) = first.name.split_once('_') else { return String::new() };
+    let prefix = format!("{p}_");
+    if columns.len() > 1 && p.len() <= 3 && columns.iter().all(|c| c.name.starts_with(&prefix)) {
+        prefix
+    } else {
+        String::new()
+    }
+}
+
+/// Split an identifier into stemmed words: on `_`, then run-together words by the vocabulary
+/// ("authorname" → author, name; "numcitedby" → num, cited, by).
+pub fn identifier_words(ident: &str, vocab: &HashSet<String>) -> Vec<String> {
+    let mut out = vec![];
+    for part in ident.to_lowercase().split('_').filter(|p| !p.is_empty()) {
+        for w in segment(part, vocab) {
+            out.push(stem(&w));
+        }
+    }
+    out
+}
+
+fn segment(word: &str, vocab: &HashSet<String>) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let n = chars.len();
+    if n < 5 {
+        return vec![word.to_string()];
+    }
+    // best[i]: best score and split for chars[..i]; parts must be vocabulary words (or short glue).
+    let mut best: Vec<Option<(usize, Vec<String>)>> = vec![None; n + 1];
+    best[0] = Some((0, vec![]));
+    for end in 1..=n {
+        for start in 0..end {
+            let Some((score, parts)) = &best[start] else { continue };
+            let piece: String = chars[start..end].iter().collect();
+            let ok = (piece.len() >= 3 && vocab.contains(&piece) && piece != word) || SHORT.contains(&piece.as_str());
+            if ok {
+                let s = score + piece.len() * piece.len();
+                if best[end].as_ref().is_none_or(|(b, _)| s > *b) {
+                    let mut p = parts.clone();
+                    p.push(piece);
+                    best[end] = Some((s, p));
+                }
+            }
+        }
+    }
+    match &best[n] {
+        Some((_, parts)) if parts.len() > 1 => parts.clone(),
+        _ => vec![word.to_string()],
+    }
+}
+
+const SHORT: &[&str] = &["id", "by", "no", "in", "of", "to"];
+
+/// Words every schema may use in names even if its docs never spell them out.
+const BASE_WORDS: &[&str] = &[
+    "name", "num", "number", "count", "total", "paper", "author", "key", "phrase", "venue", "journal", "cited", "citing",
+    "cite", "dataset", "year", "date", "time", "type", "code", "first", "last", "min", "max", "avg", "sum", "citation",
+];
+
+/// Stems of the content words of a description.
+pub fn content_words(text: &str) -> HashSet<String> {
+    tokenize(text)
+        .into_iter()
+        .filter(|t| t.kind == Kind::Word && t.lower.len() > 2 && !DESC_STOP.contains(&t.lower.as_str()))
+        .map(|t| t.stem)
+        .collect()
+}
+
+const DESC_STOP: &[&str] = &[
+    "the", "and", "for", "with", "that", "this", "from", "which", "each", "its", "are", "was", "has", "have", "been", "not",
+    "unique", "identifier", "foreign", "key", "referencing", "references", "referenced", "table", "column", "row", "rows",
+    "value", "values", "text", "integer", "one", "two", "given", "specific", "associated", "also", "where", "who", "what",
+    "such", "some", "other", "into", "than", "any", "all", "per", "can", "may", "used", "use", "based", "being", "their",
+    "there", "these", "those", "will", "would", "should", "indicates", "indicating", "represents", "whether", "form",
+];
+
+/// "Each row is a customer order (purchase, sale, transaction)": the parenthesised alternatives.
+fn synonyms(description: &str) -> Vec<Vec<String>> {
+    let mut out = vec![];
+    let first = description.split(". ").next().unwrap_or(description);
+    let mut rest = first;
+    while let Some(open) = rest.find('(') {
+        let Some(close) = rest[open..].find(')') else { break };
+        for alt in rest[open + 1..open + close].split([',', '/']) {
+            let words: Vec<String> = tokenize(alt).into_iter().filter(|t| t.kind == Kind::Word).map(|t| t.stem).collect();
+            if !words.is_empty() && words.len() <= 3 {
+                out.push(words);
+            }
+        }
+        rest = &rest[open + close..];
+    }
+    out
+}
+
+/// Measures defined in column descriptions: "<word> is [usually] computed as <expr>".
+fn measures(ctx: &SchemaContext, tables: &[TableIx]) -> Vec<Measure> {
+    let mut out = vec![];
+    for (ti, t) in ctx.tables.iter().enumerate() {
+        let cols: HashMap<String, &str> = t.columns.iter().map(|c| (c.name.to_lowercase(), c.name.as_str())).collect();
+        for c in &t.columns {
+            let Some(d) = &c.description else { continue };
+            let lower = d.to_lowercase();
+            let Some(at) = lower.find(" computed as ") else { continue };
+            let word = lower[..at].split_whitespace().filter(|w| *w != "is" && *w != "usually").last().unwrap_or("");
+            let expr = lower[at + " computed as ".len()..].split([';', '.']).next().unwrap_or("").trim().to_string();
+            // Only expressions over this table's own columns, numbers and arithmetic.
+            let mut sql = String::new();
+            let mut ok = !word.is_empty() && !expr.is_empty();
+            for piece in expr.split_inclusive(|ch: char| !(ch.is_alphanumeric() || ch == '_')) {
+                let (ident, tail) = piece.split_at(piece.trim_end_matches(|ch: char| !(ch.is_alphanumeric() || ch == '_')).len());
+                if ident.is_empty() || ident.chars().all(|ch| ch.is_ascii_digit()) {
+                    sql.push_str(piece);
+                } else if let Some(name) = cols.get(ident) {
+                    sql.push_str(&format!("{}.{}{}", t.name, name, tail));
+                } else {
+                    ok = false;
+                }
+                if !tail.chars().all(|ch| " *+-/()".contains(ch)) {
+                    ok = false;
+                }
+            }
+            if ok && ti < tables.len() {
+                out.push(Measure { word: stem(word), table: ti, sql: sql.trim().to_string() });
+            }
+        }
+    }
+    out
+}
