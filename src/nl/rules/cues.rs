@@ -41,7 +41,7 @@ pub fn aggregates(tokens: &[Token]) -> Vec<AggCue> {
     while i < tokens.len() {
         let cue = match w(i) {
             "how" if w(i + 1) == "many" => Some((Agg::Count, i + 2)),
-            "number" | "count" | "amount" if w(i + 1) == "of" => Some((Agg::Count, i + 2)),
+            "number" | "count" | "amount" if w(i + 1) == "of" && superlative(w(i.wrapping_sub(1))).is_none() => Some((Agg::Count, i + 2)),
             "count" | "counts" => Some((Agg::Count, i + 1)),
             "average" | "avg" | "mean" => Some((Agg::Avg, i + 1)),
             "total" | "sum" | "combined" | "overall" if w(i + 1) == "number" && w(i + 2) == "of" => Some((Agg::Count, i + 3)),

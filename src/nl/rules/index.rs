@@ -84,7 +84,9 @@ impl Index {
             if let Some(d) = &info.description {
                 known.extend(content_words(d));
             }
+            known.insert(t.name.to_lowercase());
             for c in &t.columns {
+                known.insert(c.name.to_lowercase());
                 known.extend(c.words.iter().cloned());
                 known.extend(c.desc.iter().cloned());
             }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+
 use super::index::TableIx;
 use crate::nl::context::SchemaContext;
 
@@ -14,6 +15,8 @@ pub struct Edge {
     pub ac: usize,
     pub b: usize,
     pub bc: usize,
+    /// Inferred from same-named non-key columns only: used when no key path exists.
+    pub weak: bool,
 }
 
 /// Undirected join graph.
@@ -38,7 +41,7 @@ impl Graph {
             let (Some(a), Some(b)) = (find(&fk.from_table), find(&fk.to_table)) else { continue };
             for (fc, tc) in fk.from_columns.iter().zip(&fk.to_columns) {
                 if let (Some(ac), Some(bc)) = (col(a, fc), col(b, tc)) {
-                    g.add(Edge { a, ac, b, bc });
+                    g.add(Edge { a, ac, b, bc, weak: false });
                 }
             }
         }
@@ -52,7 +55,7 @@ impl Graph {
                     if let Some(b) = find(table) {
                         if let Some(bc) = col(b, column) {
                             if b != a {
-                                g.add(Edge { a, ac, b, bc });
+                                g.add(Edge { a, ac, b, bc, weak: false });
                             }
                         }
                     }
@@ -68,7 +71,7 @@ impl Graph {
                     // Same name as b's key: author.oid → organization.oid.
                     if let Some(bk) = tb.key {
                         if tb.columns[bk].name.eq_ignore_ascii_case(&ca.name) && ta.key != Some(ac) {
-                            g.add(Edge { a, ac, b, bc: bk });
+                            g.add(Edge { a, ac, b, bc: bk, weak: false });
                             continue;
                         }
                         // Names b and ends like b's key: citingpaperid → paper.paperid, from_airport → airport.airport_code.
@@ -77,7 +80,7 @@ impl Graph {
                         let idish = ca.words.last().is_some_and(|w| matches!(w.as_str(), "id" | "key" | "code")) || ca.words.len() == 2;
                         if names_b && idish && ta.key != Some(ac) && (ca.words.last() == key_tail || ca.words.len() == 2) {
                             if ca.numeric == tb.columns[bk].numeric {
-                                g.add(Edge { a, ac, b, bc: bk });
+                                g.add(Edge { a, ac, b, bc: bk, weak: false });
                                 continue;
                             }
                         }
@@ -86,8 +89,11 @@ impl Graph {
                     if a < b {
                         if let Some(bc) = tb.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&ca.name)) {
                             let tail = ca.words.last().map(String::as_str).unwrap_or("");
-                            if matches!(tail, "id" | "key" | "code" | "name") || ca.name.len() <= 4 && ca.name.ends_with("id") {
-                                g.add(Edge { a, ac, b, bc });
+                            let idish = matches!(tail, "id" | "key" | "code") || ca.name.len() <= 4 && ca.name.ends_with("id");
+                            // "name" alone is not a key, "city_name" is.
+                            let named = tail == "name" && ca.words.len() >= 2 && ca.name.contains('_');
+                            if idish || named {
+                                g.add(Edge { a, ac, b, bc, weak: !idish });
                             }
                         }
                     }
@@ -110,7 +116,7 @@ impl Graph {
             if e.a == t {
                 Some(*e)
             } else if e.b == t {
-                Some(Edge { a: e.b, ac: e.bc, b: e.a, bc: e.ac })
+                Some(Edge { a: e.b, ac: e.bc, b: e.a, bc: e.ac, weak: e.weak })
             } else {
                 None
             }
@@ -120,6 +126,10 @@ impl Graph {
     /// Join steps connecting `want` to `root` (each new table joins one already present),
     /// shortest path first; `None` when some table cannot be reached.
     pub fn connect(&self, root: usize, want: &[usize], n: usize) -> Option<Vec<Step>> {
+        self.connect_with(root, want, n, false).or_else(|| self.connect_with(root, want, n, true))
+    }
+
+    fn connect_with(&self, root: usize, want: &[usize], n: usize, weak: bool) -> Option<Vec<Step>> {
         let mut have: BTreeSet<usize> = BTreeSet::from([root]);
         let mut steps = vec![];
         let mut todo: Vec<usize> = want.iter().copied().filter(|t| *t != root).collect();
@@ -139,7 +149,7 @@ impl Graph {
                     break;
                 }
                 for e in self.from(t) {
-                    if !seen[e.b] {
+                    if !seen[e.b] && (weak || !e.weak) {
                         seen[e.b] = true;
                         prev[e.b] = Some(e);
                         queue.push_back(e.b);

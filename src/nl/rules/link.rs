@@ -149,6 +149,21 @@ fn values(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
 /// Tables, columns and measures whose words `span` spells.
 fn schema(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
     let stems: Vec<&str> = span.iter().filter(|t| !is_stop(t)).map(|t| t.stem.as_str()).collect();
+    if span.len() == 1 {
+        // A column written by its exact name ("firstname", `course_id`).
+        let exact: Vec<(Target, f32)> = ix
+            .tables
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, t)| t.columns.iter().enumerate().filter(|(_, c)| c.name.eq_ignore_ascii_case(&span[0].raw) && c.name.len() > 3).map(move |(ci, _)| (Target::Column(ti, ci), 2.5)))
+            .collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        if is_function_word(&span[0]) {
+            return vec![];
+        }
+    }
     let joined = stem(&span.iter().map(|t| t.lower.as_str()).collect::<String>());
     let mut out: Vec<(Target, f32)> = vec![];
     for (ti, t) in ix.tables.iter().enumerate() {

@@ -28,6 +28,8 @@ pub(super) struct Ctx<'a> {
     pub used: Vec<bool>,
     pub q: Query,
     pub notes: Vec<String>,
+    /// Tables the question names.
+    pub mentioned: Vec<usize>,
 }
 
 pub fn plan(question: &str, ix: &Index) -> Planned {
@@ -39,7 +41,11 @@ pub fn plan(question: &str, ix: &Index) -> Planned {
     }
     let subject = subject(&mentions, ix).ok_or_else(|| "no table or column of the schema matches the question".to_string())?;
     let used = vec![false; mentions.len()];
-    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![] };
+    let mentioned = mentions.iter().filter_map(|m| match m.best() {
+        Target::Table(t) => Some(*t),
+        _ => None,
+    }).collect();
+    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![], mentioned };
     c.notes.push(format!("about {}", ix.tables[subject].name));
     c.filters();
     c.shape()?;
@@ -92,10 +98,24 @@ impl Ctx<'_> {
             Target::Literal(_) => None,
         };
         let top = cands[0].1;
-        let near: Vec<&(Target, f32)> = cands.iter().filter(|(_, s)| *s >= top - 0.35).collect();
+        let mut near: Vec<&(Target, f32)> = cands.iter().filter(|(_, s)| *s >= top - 0.35).collect();
+        // "from LAX to ORD": the value's column is the one named by the preposition before it.
+        let start = self.mentions[m].start;
+        let prep = if start > 0 { self.word(start - 1) } else { "" };
+        if matches!(prep, "from" | "to") {
+            let named: Vec<&(Target, f32)> = near
+                .iter()
+                .copied()
+                .filter(|(t, _)| matches!(t, Target::Value(ti, ci, _) if self.ix.tables[*ti].columns[*ci].words.iter().any(|w| w == prep)))
+                .collect();
+            if !named.is_empty() {
+                near = named;
+            }
+        }
         near.iter()
             .find(|(t, _)| table_of(t) == Some(self.q.root))
             .or_else(|| near.iter().find(|(t, _)| table_of(t).is_some_and(|x| self.q.tables.contains(&x))))
+            .or_else(|| near.iter().find(|(t, _)| table_of(t).is_some_and(|x| self.mentioned.contains(&x))))
             .map(|(t, _)| t.clone())
             .unwrap_or_else(|| cands[0].0.clone())
     }
@@ -134,21 +154,43 @@ impl Ctx<'_> {
 
     /// Value, literal, comparison and year filters.
     fn filters(&mut self) {
+        let mut values: Vec<(String, Vec<String>)> = vec![];
         for m in 0..self.mentions.len() {
             match self.resolve(m) {
                 Target::Value(t, c, v) => {
                     let col = self.col(t, c);
-                    self.q.filters.push(format!("{col} = {}", literal(&v)));
+                    match values.iter_mut().find(|(c, _)| *c == col) {
+                        Some((_, list)) => list.push(literal(&v)),
+                        None => values.push((col, vec![literal(&v)])),
+                    }
+                    self.used[m] = true;
+                }
+                Target::Column(t, c) if self.ix.tables[t].columns[c].boolean => {
+                    // "courses with exams", "without a final project".
+                    let start = self.mentions[m].start;
+                    let negated = (start.saturating_sub(3)..start).any(|i| matches!(self.word(i), "without" | "not" | "no" | "never"));
+                    let col = self.col(t, c);
+                    self.q.filters.push(format!("{col} = {}", if negated { "false" } else { "true" }));
                     self.used[m] = true;
                 }
                 Target::Literal(text) => {
                     if let Some((t, c)) = self.literal_column(m) {
                         let col = self.col(t, c);
-                        self.q.filters.push(format!("{col} ILIKE {}", contains_pattern(&text)));
+                        let start = self.mentions[m].start;
+                        let prefix = (start.saturating_sub(4)..start).any(|i| matches!(self.word(i), "start" | "starts" | "starting" | "begin" | "begins" | "beginning"));
+                        let pattern = if prefix { literal(&format!("{}%", text.replace('%', "\\%").replace('_', "\\_"))) } else { contains_pattern(&text) };
+                        self.q.filters.push(format!("{col} ILIKE {pattern}"));
                         self.used[m] = true;
                     }
                 }
                 _ => {}
+            }
+        }
+        for (col, list) in values {
+            if list.len() == 1 {
+                self.q.filters.push(format!("{col} = {}", list[0]));
+            } else {
+                self.q.filters.push(format!("{col} IN ({})", list.join(", ")));
             }
         }
         for i in 0..self.tokens.len() {

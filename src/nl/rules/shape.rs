@@ -49,9 +49,9 @@ impl Ctx<'_> {
             if let Some(r) = &rank {
                 self.q.order_by.push(format!("value {}", if r.desc { "DESC" } else { "ASC" }));
                 self.q.limit = limit.or(if self.singular_entity() { Some(1) } else { None });
-            } else if let Some(d) = direction {
+            } else if direction.is_some() || order_key.is_some() {
                 let key = order_key.unwrap_or_else(|| "value".to_string());
-                self.q.order_by.push(format!("{key} {}", if d { "DESC" } else { "ASC" }));
+                self.q.order_by.push(format!("{key} {}", if direction.unwrap_or(false) { "DESC" } else { "ASC" }));
             }
             return Ok(());
         }
@@ -91,7 +91,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        if let Some(r) = &rank {
+        if let Some(r) = rank.as_ref().filter(|r| !r.counted) {
             if !cols.contains(&r.measure.sql) {
                 cols.push(r.measure.sql.clone());
             }
@@ -249,14 +249,37 @@ impl Ctx<'_> {
                     self.q.use_table(me.table);
                     Rank { desc, measure: Measure { sql: format!("SUM({})", me.sql), table: me.table, count: false }, counted: true }
                 }
-                Target::Table(t) => Rank { desc, measure: self.count_of(t), counted: true },
+                Target::Table(t) => match self.adjective_column(self.word(i), t) {
+                    // "the longest rivers": rank rivers by their length, not by a count.
+                    Some(c) if !counted_phrase => {
+                        let sql = self.col(t, c);
+                        self.used[m] = false;
+                        return Some(Rank { desc, measure: Measure { sql, table: t, count: false }, counted: false });
+                    }
+                    _ => Rank { desc, measure: self.count_of(t), counted: true },
+                },
                 _ => continue,
             };
-            let _ = counted_phrase;
             self.used[m] = true;
             return Some(r);
         }
         None
+    }
+
+    /// The column a superlative adjective measures on `t`: longest → length, highest → altitude...
+    fn adjective_column(&self, adjective: &str, t: usize) -> Option<usize> {
+        let words: &[&str] = match adjective {
+            "longest" | "shortest" => &["length", "duration"],
+            "highest" | "tallest" | "lowest" => &["altitude", "elevation", "height", "rating", "score"],
+            "largest" | "biggest" | "smallest" => &["area", "size", "population", "capacity"],
+            "oldest" | "newest" | "latest" | "earliest" => &["year", "date", "age"],
+            "best" | "worst" => &["rating", "score", "star"],
+            "busiest" => &["count"],
+            "richest" => &["balance", "income"],
+            _ => &[],
+        };
+        let cols = &self.ix.tables[t].columns;
+        words.iter().find_map(|w| cols.iter().position(|c| c.numeric && c.words.iter().any(|x| x == w)))
     }
 
     /// The first unused table or column mention: what the question lists or ranks.

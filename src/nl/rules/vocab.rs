@@ -13,5 +13,7 @@ pub const COMMON: &[&str] = &[
     "thing", "things", "item", "list", "kind", "sort", "way", "give", "show", "tell", "return", "display", "calculate",
     "compute", "determine", "identify", "report", "retrieve", "fetch", "obtain", "get", "got", "use", "used", "using",
     "number", "total", "sum", "whose", "alphabetical", "respectively", "together", "along", "besides", "plus", "minus",
-    "ascending", "descending", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called",
+    "ascending", "descending", "letter", "taught", "teach", "teaches", "gotten", "either", "string", "strings", "exactly",
+    "match", "matching", "integer", "convert", "converted", "format", "case", "insensitive", "insensitively", "sensitive",
+    "filter", "query", "row", "rows", "column", "columns", "involve", "involved", "participate", "participated", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called",
 ];
