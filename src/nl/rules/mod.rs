@@ -7,6 +7,7 @@ mod index;
 mod joins;
 mod link;
 mod plan;
+mod ratio;
 mod shape;
 mod sql;
 mod states;

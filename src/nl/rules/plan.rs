@@ -30,6 +30,41 @@ pub(super) struct Ctx<'a> {
     pub notes: Vec<String>,
     /// Tables the question names.
     pub mentioned: Vec<usize>,
+    /// Filter conditions found so far, by position; `build` places them (WHERE, or a ratio's sides).
+    pub conds: Vec<Cond>,
+}
+
+/// One filter condition and where the question states it.
+#[derive(Debug, Clone)]
+pub(super) struct Cond {
+    pub at: usize,
+    pub col: String,
+    pub sql: String,
+    /// For `col = value`: the literal, so several values on one column become `IN (...)`.
+    pub eq: Option<String>,
+}
+
+/// WHERE terms for `conds`: equalities on one column merged into `IN (...)`.
+pub(super) fn where_terms(conds: &[Cond]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    let mut merged: Vec<(String, Vec<String>)> = vec![];
+    for c in conds {
+        match &c.eq {
+            Some(v) => match merged.iter_mut().find(|(col, _)| *col == c.col) {
+                Some((_, list)) => list.push(v.clone()),
+                None => merged.push((c.col.clone(), vec![v.clone()])),
+            },
+            None => out.push(c.sql.clone()),
+        }
+    }
+    for (col, list) in merged {
+        if list.len() == 1 {
+            out.insert(0, format!("{col} = {}", list[0]));
+        } else {
+            out.insert(0, format!("{col} IN ({})", list.join(", ")));
+        }
+    }
+    out
 }
 
 pub fn plan(question: &str, ix: &Index) -> Planned {
@@ -45,7 +80,7 @@ pub fn plan(question: &str, ix: &Index) -> Planned {
         Target::Table(t) => Some(*t),
         _ => None,
     }).collect();
-    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![], mentioned };
+    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![], mentioned, conds: vec![] };
     c.notes.push(format!("about {}", ix.tables[subject].name));
     c.filters();
     c.shape()?;
@@ -154,15 +189,13 @@ impl Ctx<'_> {
 
     /// Value, literal, comparison and year filters.
     fn filters(&mut self) {
-        let mut values: Vec<(String, Vec<String>)> = vec![];
         for m in 0..self.mentions.len() {
+            let at = self.mentions[m].start;
             match self.resolve(m) {
                 Target::Value(t, c, v) => {
                     let col = self.col(t, c);
-                    match values.iter_mut().find(|(c, _)| *c == col) {
-                        Some((_, list)) => list.push(literal(&v)),
-                        None => values.push((col, vec![literal(&v)])),
-                    }
+                    let sql = format!("{col} = {}", literal(&v));
+                    self.conds.push(Cond { at, col, sql, eq: Some(literal(&v)) });
                     self.used[m] = true;
                 }
                 Target::Column(t, c) if self.ix.tables[t].columns[c].boolean => {
@@ -170,7 +203,8 @@ impl Ctx<'_> {
                     let start = self.mentions[m].start;
                     let negated = (start.saturating_sub(3)..start).any(|i| matches!(self.word(i), "without" | "not" | "no" | "never"));
                     let col = self.col(t, c);
-                    self.q.filters.push(format!("{col} = {}", if negated { "false" } else { "true" }));
+                    let sql = format!("{col} = {}", if negated { "false" } else { "true" });
+                    self.conds.push(Cond { at, col, sql, eq: None });
                     self.used[m] = true;
                 }
                 Target::Literal(text) => {
@@ -179,18 +213,12 @@ impl Ctx<'_> {
                         let start = self.mentions[m].start;
                         let prefix = (start.saturating_sub(4)..start).any(|i| matches!(self.word(i), "start" | "starts" | "starting" | "begin" | "begins" | "beginning"));
                         let pattern = if prefix { literal(&format!("{}%", text.replace('%', "\\%").replace('_', "\\_"))) } else { contains_pattern(&text) };
-                        self.q.filters.push(format!("{col} ILIKE {pattern}"));
+                        let sql = format!("{col} ILIKE {pattern}");
+                        self.conds.push(Cond { at, col, sql, eq: None });
                         self.used[m] = true;
                     }
                 }
                 _ => {}
-            }
-        }
-        for (col, list) in values {
-            if list.len() == 1 {
-                self.q.filters.push(format!("{col} = {}", list[0]));
-            } else {
-                self.q.filters.push(format!("{col} IN ({})", list.join(", ")));
             }
         }
         for i in 0..self.tokens.len() {
@@ -198,7 +226,8 @@ impl Ctx<'_> {
             let Some(n) = self.tokens.get(i + len).and_then(Token::number) else { continue };
             if let Some((m, t, c)) = self.numeric_before(i) {
                 let col = self.col(t, c);
-                self.q.filters.push(format!("{col} {op} {}", number(n)));
+                let sql = format!("{col} {op} {}", number(n));
+                self.conds.push(Cond { at: i, col, sql, eq: None });
                 self.used[m] = true;
             }
         }
@@ -274,7 +303,7 @@ impl Ctx<'_> {
                 _ => format!("= {y}"),
             });
             if let Some(expr) = self.year_expr() {
-                self.q.filters.push(format!("{expr} {cond}"));
+                self.conds.push(Cond { at: i, col: expr.clone(), sql: format!("{expr} {cond}"), eq: None });
                 if let Some(m) = self.mention_at(i - 1).filter(|&m| matches!(self.resolve(m), Target::Column(..))) {
                     self.used[m] = true;
                 }

@@ -25,6 +25,10 @@ struct Rank {
 
 impl Ctx<'_> {
     pub(super) fn build(&mut self) -> Result<(), String> {
+        if self.ratio()? {
+            return Ok(());
+        }
+        self.q.filters = super::plan::where_terms(&self.conds);
         let aggs = cues::aggregates(&self.tokens);
         let limit = cues::limit(&self.tokens);
         let direction = cues::order_direction(&self.tokens);
