@@ -61,9 +61,16 @@ pub struct Index {
     pub known: HashSet<String>,
     pub measures: Vec<Measure>,
     pub graph: Graph,
+    /// Six-letter prefixes of `known` words.
+    pub prefixes: HashSet<String>,
 }
 
 impl Index {
+    /// Shares its first six letters with a schema word ("enrollment" / "enrolled").
+    pub fn known_prefix(&self, word: &str) -> bool {
+        word.len() >= 6 && word.is_char_boundary(6) && self.prefixes.contains(&word[..6])
+    }
+
     pub fn new(ctx: &SchemaContext) -> Index {
         let mut vocab: HashSet<String> = BASE_WORDS.iter().map(|w| w.to_string()).collect();
         for t in &ctx.tables {
@@ -87,13 +94,15 @@ impl Index {
             known.insert(t.name.to_lowercase());
             for c in &t.columns {
                 known.insert(c.name.to_lowercase());
+                known.insert(stem(&c.name.to_lowercase().replace('_', "")));
                 known.extend(c.words.iter().cloned());
                 known.extend(c.desc.iter().cloned());
             }
         }
         let measures = measures(ctx, &tables);
         let graph = Graph::new(ctx, &tables);
-        Index { tables, known, measures, graph }
+        let prefixes = known.iter().filter(|w| w.len() >= 6 && w.is_char_boundary(6)).map(|w| w[..6].to_string()).collect();
+        Index { tables, known, measures, graph, prefixes }
     }
 }
 

@@ -71,7 +71,7 @@ pub fn plan(question: &str, ix: &Index) -> Planned {
     let tokens = tokenize(question);
     let mentions = link(&tokens, ix);
     let unknown = unknown_words(&tokens, &mentions, ix);
-    if unknown.len() >= 2 || (unknown.len() == 1 && mentions.len() <= 1) {
+    if !unknown.is_empty() {
         return Err(format!("the schema has nothing about: {}", unknown.join(", ")));
     }
     let subject = subject(&mentions, ix).ok_or_else(|| "no table or column of the schema matches the question".to_string())?;
@@ -96,7 +96,7 @@ fn unknown_words(tokens: &[Token], mentions: &[Mention], ix: &Index) -> Vec<Stri
         .iter()
         .enumerate()
         .filter(|(i, t)| t.kind == Kind::Word && !covered(*i) && !is_function_word(t) && t.lower.len() > 2)
-        .filter(|(_, t)| !ix.known.contains(&t.stem) && !super::vocab::COMMON.contains(&t.stem.as_str()))
+        .filter(|(_, t)| !ix.known.contains(&t.stem) && !super::vocab::COMMON.contains(&t.stem.as_str()) && !ix.known_prefix(&t.stem))
         .map(|(_, t)| t.lower.clone())
         .collect()
 }

@@ -15,5 +15,9 @@ pub const COMMON: &[&str] = &[
     "number", "total", "sum", "whose", "alphabetical", "respectively", "together", "along", "besides", "plus", "minus",
     "ascending", "descending", "letter", "taught", "teach", "teaches", "gotten", "either", "string", "strings", "exactly",
     "match", "matching", "integer", "convert", "converted", "format", "case", "insensitive", "insensitively", "sensitive",
-    "filter", "query", "row", "rows", "column", "columns", "involve", "involved", "participate", "participated", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called",
+    "without", "terms", "term", "require", "requires", "required", "relevant", "relation", "relative", "rated", "positive",
+    "negative", "part", "non", "higher", "lower", "excluding", "exclude", "except", "differ", "difference", "date", "calendar",
+    "annual", "annually", "change", "changes", "length", "absolute", "pair", "pairs", "person", "came", "come", "comes",
+    "datetime", "respect", "weekend", "weekday", "week", "hour", "minute", "second", "daily", "monthly", "yearly", "regular",
+    "unix", "since", "today", "yesterday", "tomorrow", "ago", "pm", "am", "filter", "query", "row", "rows", "column", "columns", "involve", "involved", "participate", "participated", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called",
 ];
