@@ -114,7 +114,7 @@ fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
     let key = columns
         .iter()
         .position(|c| c.words == ["id"])
-        .or_else(|| columns.iter().position(|c| c.words.last().is_some_and(|w| w == "id" || w == "key" || w == "code") && words.iter().any(|tw| c.words.contains(tw))))
+        .or_else(|| columns.iter().position(|c| c.words.iter().any(|w| w == "id" || w == "key" || w == "code") && words.iter().any(|tw| c.words.contains(tw))))
         .or_else(|| {
             // "aid" in author, "pid" in publication: a short id starting with the table's initial.
             let initial = t.name.chars().next().unwrap_or('_');
@@ -192,7 +192,9 @@ fn segment(word: &str, vocab: &HashSet<String>) -> Vec<String> {
         for start in 0..end {
             let Some((score, parts)) = &best[start] else { continue };
             let piece: String = chars[start..end].iter().collect();
-            let ok = (piece.len() >= 3 && vocab.contains(&piece) && piece != word) || SHORT.contains(&piece.as_str());
+            let ok = (piece.len() >= 3 && vocab.contains(&piece) && piece != word)
+                || SHORT.contains(&piece.as_str())
+                || (piece.len() >= 3 && expand_abbreviation(&piece).is_some() && piece != word);
             if ok {
                 let s = score + piece.len() * piece.len();
                 if best[end].as_ref().is_none_or(|(b, _)| s > *b) {

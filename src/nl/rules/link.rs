@@ -160,10 +160,9 @@ fn schema(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
         if !exact.is_empty() {
             return exact;
         }
-        if is_function_word(&span[0]) {
-            return vec![];
-        }
     }
+    // A lone intent word ("order", "total") may name a table, never a column.
+    let tables_only = span.len() == 1 && is_function_word(&span[0]);
     let joined = stem(&span.iter().map(|t| t.lower.as_str()).collect::<String>());
     let mut out: Vec<(Target, f32)> = vec![];
     for (ti, t) in ix.tables.iter().enumerate() {
@@ -172,7 +171,7 @@ fn schema(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
         if table_words(&t.words) || glued || t.synonyms.iter().any(|s| table_words(s)) {
             out.push((Target::Table(ti), 2.0 + stems.len() as f32 * 0.2));
         }
-        for (ci, c) in t.columns.iter().enumerate() {
+        for (ci, c) in t.columns.iter().enumerate().filter(|_| !tables_only) {
             let all_in = stems.iter().all(|s| c.words.iter().any(|w| w == s));
             let glued = span.len() == 2 && c.words.len() == 1 && c.words[0] == joined;
             if !(all_in || glued) {

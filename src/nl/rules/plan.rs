@@ -42,6 +42,8 @@ pub(super) struct Cond {
     pub sql: String,
     /// For `col = value`: the literal, so several values on one column become `IN (...)`.
     pub eq: Option<String>,
+    /// A comparison on a measure worth showing in a listing ("orders with total price above 300000").
+    pub show: bool,
 }
 
 /// WHERE terms for `conds`: equalities on one column merged into `IN (...)`.
@@ -101,22 +103,38 @@ fn unknown_words(tokens: &[Token], mentions: &[Mention], ix: &Index) -> Vec<Stri
         .collect()
 }
 
-/// The table the question is about: its first table mention, else the table of its first column or value.
+/// The table the question is about: its first table mention, else the table most of its column
+/// and value mentions can come from ("account balance by market segment" → customer).
 fn subject(mentions: &[Mention], ix: &Index) -> Option<usize> {
-    let _ = ix;
-    mentions
-        .iter()
-        .find_map(|m| match m.best() {
-            Target::Table(t) => Some(*t),
-            _ => None,
-        })
-        .or_else(|| {
-            mentions.iter().find_map(|m| match m.best() {
-                Target::Column(t, _) | Target::Value(t, _, _) => Some(*t),
-                Target::Measure(mi) => Some(ix.measures[*mi].table),
-                _ => None,
-            })
-        })
+    let first_table = mentions.iter().find_map(|m| match m.best() {
+        Target::Table(t) => Some(*t),
+        _ => None,
+    });
+    if first_table.is_some() {
+        return first_table;
+    }
+    let table_of = |t: &Target| match t {
+        Target::Table(t) | Target::Column(t, _) | Target::Value(t, _, _) => Some(*t),
+        Target::Measure(mi) => Some(ix.measures[*mi].table),
+        Target::Literal(_) => None,
+    };
+    let mut votes = vec![0usize; ix.tables.len()];
+    for m in mentions {
+        let top = m.cands[0].1;
+        let mut seen = vec![];
+        for (t, s) in &m.cands {
+            if let Some(t) = table_of(t).filter(|t| *s >= top - 0.35 && !seen.contains(t)) {
+                seen.push(t);
+                votes[t] += 1;
+            }
+        }
+    }
+    let first = mentions.iter().find_map(|m| table_of(m.best()))?;
+    let best = votes.iter().copied().max().unwrap_or(0);
+    if votes[first] == best {
+        return Some(first);
+    }
+    votes.iter().position(|v| *v == best)
 }
 
 impl Ctx<'_> {
@@ -195,7 +213,7 @@ impl Ctx<'_> {
                 Target::Value(t, c, v) => {
                     let col = self.col(t, c);
                     let sql = format!("{col} = {}", literal(&v));
-                    self.conds.push(Cond { at, col, sql, eq: Some(literal(&v)) });
+                    self.conds.push(Cond { at, col, sql, eq: Some(literal(&v)), show: false });
                     self.used[m] = true;
                 }
                 Target::Column(t, c) if self.ix.tables[t].columns[c].boolean => {
@@ -204,7 +222,7 @@ impl Ctx<'_> {
                     let negated = (start.saturating_sub(3)..start).any(|i| matches!(self.word(i), "without" | "not" | "no" | "never"));
                     let col = self.col(t, c);
                     let sql = format!("{col} = {}", if negated { "false" } else { "true" });
-                    self.conds.push(Cond { at, col, sql, eq: None });
+                    self.conds.push(Cond { at, col, sql, eq: None, show: false });
                     self.used[m] = true;
                 }
                 Target::Literal(text) => {
@@ -214,7 +232,7 @@ impl Ctx<'_> {
                         let prefix = (start.saturating_sub(4)..start).any(|i| matches!(self.word(i), "start" | "starts" | "starting" | "begin" | "begins" | "beginning"));
                         let pattern = if prefix { literal(&format!("{}%", text.replace('%', "\\%").replace('_', "\\_"))) } else { contains_pattern(&text) };
                         let sql = format!("{col} ILIKE {pattern}");
-                        self.conds.push(Cond { at, col, sql, eq: None });
+                        self.conds.push(Cond { at, col, sql, eq: None, show: false });
                         self.used[m] = true;
                     }
                 }
@@ -227,7 +245,7 @@ impl Ctx<'_> {
             if let Some((m, t, c)) = self.numeric_before(i) {
                 let col = self.col(t, c);
                 let sql = format!("{col} {op} {}", number(n));
-                self.conds.push(Cond { at: i, col, sql, eq: None });
+                self.conds.push(Cond { at: i, col, sql, eq: None, show: true });
                 self.used[m] = true;
             }
         }
@@ -303,7 +321,7 @@ impl Ctx<'_> {
                 _ => format!("= {y}"),
             });
             if let Some(expr) = self.year_expr() {
-                self.conds.push(Cond { at: i, col: expr.clone(), sql: format!("{expr} {cond}"), eq: None });
+                self.conds.push(Cond { at: i, col: expr.clone(), sql: format!("{expr} {cond}"), eq: None, show: false });
                 if let Some(m) = self.mention_at(i - 1).filter(|&m| matches!(self.resolve(m), Target::Column(..))) {
                     self.used[m] = true;
                 }

@@ -95,6 +95,11 @@ impl Ctx<'_> {
                 }
             }
         }
+        for c in self.conds.iter().filter(|c| c.show) {
+            if !cols.contains(&c.col) {
+                cols.push(c.col.clone());
+            }
+        }
         if let Some(r) = rank.as_ref().filter(|r| !r.counted) {
             if !cols.contains(&r.measure.sql) {
                 cols.push(r.measure.sql.clone());
