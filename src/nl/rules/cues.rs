@@ -25,11 +25,10 @@ impl Agg {
     }
 }
 
-/// An aggregate cue at token `at`; its argument is looked for from `from` on.
+/// An aggregate cue; its argument is looked for from token `from` on.
 #[derive(Debug, Clone, Copy)]
 pub struct AggCue {
     pub agg: Agg,
-    pub at: usize,
     pub from: usize,
 }
 
@@ -51,7 +50,7 @@ pub fn aggregates(tokens: &[Token]) -> Vec<AggCue> {
             _ => None,
         };
         if let Some((agg, from)) = cue {
-            out.push(AggCue { agg, at: i, from });
+            out.push(AggCue { agg, from });
             i = from;
         } else {
             i += 1;

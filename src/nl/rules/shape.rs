@@ -308,10 +308,12 @@ impl Ctx<'_> {
         None
     }
 
+    /// A ranking measure read from another table than the entity's ("which city has the highest-rated restaurant").
     fn entity_differs(&self, e: Key, m: &Measure) -> bool {
         match e {
             Key::Entity(t) => t != m.table,
-            Key::Column(t, _) => t != m.table || true,
+            // A column entity (a street, a city) is always grouped.
+            Key::Column(..) => true,
         }
     }
 

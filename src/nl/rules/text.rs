@@ -26,10 +26,6 @@ pub struct Token {
 }
 
 impl Token {
-    pub fn is_word(&self, w: &str) -> bool {
-        self.kind == Kind::Word && (self.lower == w || self.stem == w)
-    }
-
     pub fn number(&self) -> Option<f64> {
         match self.kind {
             Kind::Number(n) => Some(n),
