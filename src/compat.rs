@@ -113,6 +113,17 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
                     *escape_char = None;
                 }
             }
+            // PostgreSQL's FLOAT (and FLOAT(25..53)) is double precision; DataFusion reads it as REAL.
+            if let Expr::Cast { data_type, .. } = e {
+                if let DataType::Float(info) = data_type {
+                    use datafusion::sql::sqlparser::ast::ExactNumberInfo;
+                    let double = match info {
+                        ExactNumberInfo::None => true,
+                        ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) => *p > 24,
+                    };
+                    *data_type = if double { DataType::DoublePrecision } else { DataType::Real };
+                }
+            }
             if let Expr::Cast { expr: inner, data_type: DataType::Text, .. } = e {
                 if let Expr::Cast { expr: base, data_type: dt, .. } = inner.as_ref() {
                     let t = dt.to_string().to_ascii_lowercase();

@@ -75,11 +75,13 @@ pub struct CatalogConfig {
     pub data_dir: PathBuf,
     /// TPC-H scale factor of the embedded demo schema `tpch`; 0 disables it.
     pub tpch_scale: f64,
+    /// Connections per upstream database.
+    pub upstream_pool_size: u32,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01 }
+        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16 }
     }
 }
 

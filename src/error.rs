@@ -30,7 +30,7 @@ pub enum LaloError {
     Timeout,
     #[error("canceling statement due to user request")]
     Canceled,
-    #[error("upstream \"{upstream}\" is unavailable: {message}")]
+    #[error("{message}")]
     UpstreamLost { upstream: String, message: String },
     #[error("{0}")]
     NotSupported(String),
@@ -141,6 +141,12 @@ fn classify_message(m: &str) -> LaloError {
         .trim_start_matches("Schema error: ")
         .to_string();
     let lower = msg.to_ascii_lowercase();
+    if let Some(at) = msg.find(crate::engine::upstream::pool::LOST_PREFIX) {
+        // Upstream failures reach here as text through datafusion-table-providers.
+        let text = &msg[at..];
+        let upstream = text.split('"').nth(1).unwrap_or("").to_string();
+        return LaloError::UpstreamLost { upstream, message: text.lines().next().unwrap_or(text).to_string() };
+    }
     if lower.contains("table '") && lower.contains("not found") {
         LaloError::UnknownTable(pg_table_message(&msg))
     } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {

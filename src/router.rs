@@ -40,6 +40,8 @@ pub enum Route {
     Execute { name: String, params: Vec<Expr> },
     /// DEALLOCATE [PREPARE] name | ALL.
     Deallocate(Option<String>),
+    /// REFRESH UPSTREAM [name]: re-read an upstream's catalog (all upstreams when no name).
+    RefreshUpstream(Option<String>),
     /// COPY table|(query) TO STDOUT [CSV [HEADER]]: rows as COPY data.
     CopyOut { query: Box<Statement>, csv: bool, header: bool },
 }
@@ -55,6 +57,16 @@ pub fn route_text(parser: &PostgresCompatibilityParser, text: &str, input_mode: 
     }
     if input_mode == "nl" && !trimmed.is_empty() && !looks_like_session_command(trimmed) {
         return Ok(vec![Route::Ask { question: trimmed.to_string(), explain: false }]);
+    }
+    if let Some(rest) = strip_keyword(trimmed, "REFRESH UPSTREAM") {
+        let name = rest.trim_matches('"').to_string();
+        if name.contains(char::is_whitespace) || name.contains(';') {
+            return Err(LaloError::Syntax(format!("REFRESH UPSTREAM takes one upstream name, not \"{rest}\"")));
+        }
+        return Ok(vec![Route::RefreshUpstream(Some(name))]);
+    }
+    if trimmed.eq_ignore_ascii_case("REFRESH UPSTREAM") || trimmed.eq_ignore_ascii_case("REFRESH UPSTREAMS") {
+        return Ok(vec![Route::RefreshUpstream(None)]);
     }
     if strip_keyword(trimmed, "CREATE EXTERNAL TABLE").is_some() {
         return Err(LaloError::NotSupported("CREATE EXTERNAL TABLE is not allowed: lalo is read-only".into()));

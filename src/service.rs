@@ -271,6 +271,23 @@ impl Lalo {
                 self.audit_failure(session, &start, &e, Instant::now()).await;
                 Err(e)
             }
+            Route::RefreshUpstream(name) => {
+                let began = Instant::now();
+                let result = self.refresh_upstreams(session, name.as_deref()).await;
+                match result {
+                    Ok(n) => {
+                        let mut rec = self.record(session, &start, None);
+                        rec.rows = n as u64;
+                        rec.duration_ms = began.elapsed().as_secs_f64() * 1000.0;
+                        self.audit.append(rec).await?;
+                        Ok(Outcome::Command { tag: "REFRESH UPSTREAM".into(), changed: vec![] })
+                    }
+                    Err(e) => {
+                        self.audit_failure(session, &start, &e, began).await;
+                        Err(e)
+                    }
+                }
+            }
             Route::Declare { name, query } => {
                 let began = Instant::now();
                 let start = Request { sql: Some(query.to_string()), names: crate::naming::pg_names(&query), ..start };
@@ -621,11 +638,43 @@ pub struct UpstreamStatus {
 impl Lalo {
     /// Whether the gateway can serve: the catalog is loaded; upstream health is reported per upstream.
     pub fn readiness(&self) -> Readiness {
-        Readiness { ready: true, databases: self.engine.catalogs().catalog_names(), upstreams: vec![] }
+        let upstreams: Vec<UpstreamStatus> = self
+            .engine
+            .upstreams()
+            .iter()
+            .map(|u| {
+                let up = u.is_up();
+                UpstreamStatus { name: u.name.clone(), up, error: if up { None } else { u.last_error() } }
+            })
+            .collect();
+        // Ready means every configured database answers; the body says which one does not.
+        let ready = upstreams.iter().all(|u| u.up);
+        Readiness { ready, databases: self.engine.catalogs().catalog_names(), upstreams }
     }
 }
 
 impl Lalo {
+    /// Re-read the catalog of one upstream (or all); returns how many tables they serve.
+    /// Needs the `refresh` action on the upstream's database in policy.csv (admins have `*`).
+    async fn refresh_upstreams(&self, session: &Session, name: Option<&str>) -> Result<usize, LaloError> {
+        let ups = self.engine.upstreams();
+        let targets: Vec<_> = match name {
+            Some(n) => vec![ups.get(n).cloned().ok_or_else(|| LaloError::UnknownTable(format!("upstream \"{n}\" does not exist")))?],
+            None => ups.iter().cloned().collect(),
+        };
+        let mut total = 0;
+        for up in targets {
+            if !self.governance.may(&session.user, &up.name, "refresh") {
+                return Err(LaloError::PermissionDenied {
+                    object: up.name.clone(),
+                    hint: Some("refreshing an upstream needs the refresh action on its database in policy.csv".into()),
+                });
+            }
+            total += up.refresh().await?;
+        }
+        Ok(total)
+    }
+
     /// Every table the session's caller may read, with visible columns and their docs.
     pub async fn visible_tables(&self, session: &Session) -> Result<Vec<crate::search::TableEntry>, LaloError> {
         use crate::search::{ColumnEntry, TableEntry};

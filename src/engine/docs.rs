@@ -10,6 +10,17 @@ use crate::error::LaloError;
 pub struct TableDoc {
     pub description: String,
     pub columns: BTreeMap<String, String>,
+    /// Foreign keys read from an upstream: join paths for the planner.
+    pub foreign_keys: Vec<ForeignKeyDoc>,
+}
+
+/// `columns` of this table reference `ref_columns` of `ref_schema.ref_table` (same database).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForeignKeyDoc {
+    pub columns: Vec<String>,
+    pub ref_schema: String,
+    pub ref_table: String,
+    pub ref_columns: Vec<String>,
 }
 
 /// All documentation, keyed by (database, schema, table), lower-case.
@@ -74,6 +85,18 @@ impl Docs {
 
     pub fn insert(&mut self, db: &str, schema: &str, table: &str, doc: TableDoc) {
         self.tables.insert(key(db, schema, table), doc);
+    }
+
+    /// Merge upstream comments and keys into a table's doc; text from doc files wins.
+    pub fn merge_upstream(&mut self, db: &str, schema: &str, table: &str, upstream: TableDoc) {
+        let doc = self.tables.entry(key(db, schema, table)).or_default();
+        if doc.description.is_empty() {
+            doc.description = upstream.description;
+        }
+        for (c, text) in upstream.columns {
+            doc.columns.entry(c).or_insert(text);
+        }
+        doc.foreign_keys = upstream.foreign_keys;
     }
 
     pub fn table(&self, db: &str, schema: &str, table: &str) -> Option<&TableDoc> {

@@ -4,9 +4,11 @@
 pub mod docs;
 pub mod functions;
 pub mod info_schema;
+pub mod pg_date_trunc;
 pub mod pg_descriptions;
 pub mod sources;
 pub mod tpch;
+pub mod upstream;
 pub mod views;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub struct Engine {
     docs: Arc<RwLock<Docs>>,
     template: SessionState,
     pg_static: Arc<PgCatalogStaticTables>,
+    upstreams: Arc<upstream::Upstreams>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,6 +107,31 @@ impl Engine {
 
         let mut docs = Docs::embedded();
         docs.load_dir(&catalog_dir.join("docs"))?;
+        let docs = Arc::new(RwLock::new(docs));
+
+        let mut ups = Vec::new();
+        for src in &sources.upstreams {
+            let up = upstream::Upstream::new(src, docs.clone(), config.catalog.upstream_pool_size)?;
+            if up.name == EMBEDDED_DB || base.catalog(&up.name).is_some() {
+                return Err(LaloError::Config(format!("upstream name '{}' is already a database", up.name)));
+            }
+            base.register_catalog(up.name.clone(), Arc::new(upstream::UpstreamCatalog::new(up.clone())));
+            ups.push(up);
+        }
+        // Connect to all upstreams at once; one that is down does not hold up the start.
+        let attempts = ups.iter().map(|u| {
+            let u = u.clone();
+            async move {
+                if let Err(e) = u.refresh().await {
+                    tracing::warn!(upstream = %u.name, error = %e, "upstream unavailable at start; retrying in the background");
+                }
+            }
+        });
+        futures::future::join_all(attempts).await;
+        for u in &ups {
+            u.spawn_monitor();
+        }
+        let upstreams = Arc::new(upstream::Upstreams::new(ups));
 
         // One template state holds every function and planner extension; sessions clone it.
         let template_ctx = SessionContext::new_with_config_rt(
@@ -113,9 +141,20 @@ impl Engine {
         datafusion_pg_catalog::setup_pg_catalog(&template_ctx, "datafusion", EmptyContextProvider)
             .map_err(|e| LaloError::Internal(e.to_string()))?;
         functions::register_static(&template_ctx);
-        let template = template_ctx.state();
+        // Federation: subtrees over one upstream are cut out and sent there as one statement.
+        // Where the library puts its rule (early, right after scalar subqueries become joins),
+        // with lalo's unparse fix-up just before it; later DataFusion rules (e.g. rewriting
+        // COUNT(DISTINCT) into nested aggregates) would produce plans the unparser cannot render.
+        let mut rules = datafusion::optimizer::Optimizer::new().rules;
+        let at = rules.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(rules.len());
+        rules.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
+        rules.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));
+        let template = SessionStateBuilder::new_from_existing(template_ctx.state())
+            .with_optimizer_rules(rules)
+            .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+            .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
-        Ok(Engine { base, docs: Arc::new(RwLock::new(docs)), template, pg_static })
+        Ok(Engine { base, docs, template, pg_static, upstreams })
     }
 
     /// Serve the audit log as `lalo.lalo_audit.events` (policy decides who may read it).
@@ -181,6 +220,11 @@ impl Engine {
     /// Whether a database of this name exists.
     pub fn has_database(&self, db: &str) -> bool {
         self.base.catalog(db).is_some()
+    }
+
+    /// The upstream databases.
+    pub fn upstreams(&self) -> Arc<upstream::Upstreams> {
+        self.upstreams.clone()
     }
 
     pub fn docs(&self) -> Arc<RwLock<Docs>> {

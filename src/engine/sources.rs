@@ -41,7 +41,12 @@ fn yes() -> bool {
 pub struct UpstreamSource {
     pub name: String,
     pub kind: String,
-    pub url_env: String,
+    /// The environment variable holding the connection URL (the usual way: URLs carry secrets).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A URL written here directly; only for upstreams that need no password (trust, peer, cert).
+    #[serde(default)]
+    pub url: Option<String>,
     #[serde(default)]
     pub schemas: Vec<String>,
 }

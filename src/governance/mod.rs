@@ -113,6 +113,12 @@ impl Governance {
         Arc::new(UserVisibility { gov: self.clone(), user: user.to_string() })
     }
 
+    /// May `user` perform `action` on `object` (a database, table or column name)? Always
+    /// true with governance off.
+    pub fn may(&self, user: &str, object: &str, action: &str) -> bool {
+        !self.enabled || self.current().access.table_allowed(user, object, action)
+    }
+
     /// Masks that apply to a caller on `table` (`db.schema.table`).
     pub fn masks_for(&self, subject: &Subject, table: &str) -> std::collections::BTreeMap<String, String> {
         self.current().rules.masks_for(subject, table)

@@ -121,6 +121,8 @@ pub fn route_text(route: &Route) -> String {
         Route::DiscardAll => "DISCARD ALL".into(),
         Route::Ask { question, explain } => format!("{}ASK {question}", if *explain { "EXPLAIN " } else { "" }),
         Route::Noop(t) => t.to_string(),
+        Route::RefreshUpstream(Some(n)) => format!("REFRESH UPSTREAM {n}"),
+        Route::RefreshUpstream(None) => "REFRESH UPSTREAM".into(),
         Route::Declare { name, query } => format!("DECLARE {name} CURSOR FOR {query}"),
         Route::Fetch { name, count } => match count {
             Some(n) => format!("FETCH {n} FROM {name}"),

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/pgbench: `pgbench -S` (select-only) against one PostgreSQL upstream directly, through
+# PgBouncer and through lalo (governance on, the demo policies, user admin), in one run, at 1 and
+# 16 clients, in the simple and the prepared protocol. Prints TPS and the ratios lalo/PgBouncer
+# and lalo/direct (target: lalo >= PgBouncer at 16 clients).
+#
+#   bench/pgbench/run.sh                 # builds lalo in release mode unless LALO_BIN is set
+#   SCALE=10 SECONDS_PER_RUN=20 bench/pgbench/run.sh
+#
+# Needs the Debian packages postgresql (server binaries), postgresql-client (pgbench) and
+# pgbouncer; run as root it starts PostgreSQL and PgBouncer as the `postgres` system user.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+scale="${SCALE:-10}"
+secs="${SECONDS_PER_RUN:-15}"
+clients_list="${CLIENTS:-1 16}"
+
+pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$pgbin/initdb" ] || { echo "PostgreSQL server binaries are missing: apt-get install postgresql" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install postgresql-client" >&2; exit 1; }
+command -v pgbouncer >/dev/null || { echo "pgbouncer is missing: apt-get install pgbouncer" >&2; exit 1; }
+
+if [ -z "${LALO_BIN:-}" ]; then
+  (cd "$repo" && cargo build --release --locked >&2)
+  LALO_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/lalo"
+fi
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+work="$(mktemp -d)"
+chmod 777 "$work"
+pg_port=56640; bouncer_port=56641; lalo_port=56642; lalo_http=56643
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "starting PostgreSQL (scale $scale) ..." >&2
+as_pg "$pgbin/initdb" -A trust -U postgres -D "$work/pg" >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c fsync=off" start >/dev/null
+psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench"
+pgbench -q -i -s "$scale" -h 127.0.0.1 -p "$pg_port" -U postgres bench >/dev/null 2>&1
+
+echo "starting PgBouncer ..." >&2
+cat >"$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 20
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+echo '"postgres" ""' >"$work/userlist.txt"
+chmod 644 "$work/pgbouncer.ini" "$work/userlist.txt"
+as_pg pgbouncer -d "$work/pgbouncer.ini"
+sleep 1
+pids+=("$(cat "$work/pgbouncer.pid")")
+
+echo "starting lalo ..." >&2
+mkdir -p "$work/catalog"
+cat >"$work/catalog/sources.toml" <<TOML
+[[upstream]]
+name = "bench"
+kind = "postgres"
+url_env = "BENCH_UPSTREAM_URL"
+schemas = ["public"]
+TOML
+(cd "$repo" && BENCH_UPSTREAM_URL="postgres://postgres@127.0.0.1:$pg_port/bench?sslmode=disable" \
+  LALO_SERVER_LISTEN="127.0.0.1:$lalo_port" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$lalo_http" \
+  LALO_SERVER_MAX_CONNECTIONS=200 LALO_CATALOG_DIR="$work/catalog" LALO_CATALOG_DATA_DIR="$work/data" \
+  LALO_CATALOG_TPCH_SCALE=0 LALO_GOVERNANCE_AUDIT_LOG="$work/audit.log" LALO_LOG=warn \
+  "$LALO_BIN" serve >"$work/lalo.log" 2>&1) &
+pids+=($!)
+for _ in $(seq 1 120); do
+  PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$lalo_port" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$lalo_port" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null \
+  || { echo "lalo did not start:" >&2; cat "$work/lalo.log" >&2; exit 1; }
+
+tps() {  # port user password mode clients
+  PGPASSWORD="$3" pgbench -n -S -s "$scale" -h 127.0.0.1 -p "$1" -U "$2" -M "$4" -c "$5" -j "$(( $5 < 2 ? 1 : 2 ))" \
+    -T "$secs" bench 2>/dev/null | awk '/^tps = / { print $3 }'
+}
+
+tps "$pg_port" postgres "" simple 4 >/dev/null           # warm the upstream's cache
+tps "$lalo_port" admin admin simple 4 >/dev/null         # and lalo's
+printf "%-9s %7s %12s %12s %12s %14s %12s\n" mode clients direct pgbouncer lalo lalo/pgbouncer lalo/direct
+for mode in simple prepared; do
+  for c in $clients_list; do
+    d="$(tps "$pg_port" postgres "" "$mode" "$c")"
+    b="$(tps "$bouncer_port" postgres "" "$mode" "$c")"
+    l="$(tps "$lalo_port" admin admin "$mode" "$c")"
+    awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" \
+      'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f\n", m, c, d, b, l, l / b, l / d }'
+  done
+done
+echo "audit records written by lalo: $(wc -l <"$work/audit.log")" >&2

@@ -1,0 +1,392 @@
+//! Upstream PostgreSQL databases through lalo: the defog databases served as lalo databases,
+//! results identical to PostgreSQL's, push-down visible in EXPLAIN, joins with the embedded
+//! catalog, refresh, and the down-at-start / killed-mid-query / comes-back cases.
+
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{self, sqlstate, TestServer};
+use crate::pgcluster::{self, PgCluster, DEFOG_DBS};
+
+/// A `catalog/` directory whose sources.toml lists `upstreams` as (name, url).
+pub fn catalog_with(upstreams: &[(String, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("catalog dir");
+    let mut toml = String::new();
+    for (name, url) in upstreams {
+        toml.push_str(&format!("[[upstream]]\nname = \"{name}\"\nkind = \"postgres\"\nurl = \"{url}\"\nschemas = [\"public\"]\n\n"));
+    }
+    std::fs::write(dir.path().join("sources.toml"), toml).expect("sources.toml");
+    dir
+}
+
+/// lalo with upstreams, returning the server and the catalog dir (kept alive with it).
+pub async fn start_with_upstreams(upstreams: &[(String, String)]) -> (TestServer, tempfile::TempDir) {
+    let catalog = catalog_with(upstreams);
+    let path = catalog.path().to_path_buf();
+    let server = common::start_with(move |cfg| cfg.catalog.dir = path).await;
+    (server, catalog)
+}
+
+/// lalo serving every defog database from the shared cluster.
+async fn defog_lalo() -> (TestServer, tempfile::TempDir, &'static PgCluster) {
+    let pg = pgcluster::defog().await;
+    let ups: Vec<(String, String)> = DEFOG_DBS.iter().map(|db| (db.to_string(), pg.url(db))).collect();
+    let (s, c) = start_with_upstreams(&ups).await;
+    (s, c, pg)
+}
+
+async fn connect_db(s: &TestServer, user: &str, db: &str) -> tokio_postgres::Client {
+    let conn = format!("host=127.0.0.1 port={} user={user} password={user} dbname={db}", s.port());
+    let (client, c) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("connect to lalo");
+    tokio::spawn(async move {
+        let _ = c.await;
+    });
+    client
+}
+
+type Rows = Vec<Vec<Option<String>>>;
+
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Result<Rows, tokio_postgres::Error> {
+    let msgs = client.simple_query(sql).await?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Values are equal when their text is, or when both are numbers that agree to 1e-9 relative
+/// (lalo and PostgreSQL may print a different number of trailing zeros for NUMERIC).
+fn same_value(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) if x == y => true,
+        (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn same_rows(a: &Rows, b: &Rows, ordered: bool) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let key = |r: &Vec<Option<String>>| format!("{r:?}");
+    let (mut a, mut b) = (a.clone(), b.clone());
+    if !ordered {
+        a.sort_by_key(key);
+        b.sort_by_key(key);
+    }
+    a.iter().zip(b.iter()).all(|(x, y)| x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same_value(p, q)))
+}
+
+/// Expand a defog gold query to one runnable statement: the first of `;`-separated
+/// alternatives, every braced column alternative taken in full (`{a, b}` → `a, b`).
+pub fn expand_gold(query: &str) -> String {
+    let first = query.split(';').map(str::trim).find(|q| !q.is_empty()).unwrap_or("").to_string();
+    let mut cols = String::new();
+    let mut out = String::new();
+    let mut rest = first.as_str();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else { break };
+        let inner = rest[open + 1..open + close].trim();
+        if inner.is_empty() {
+            out.push_str(&cols);
+        } else {
+            cols = inner.to_string();
+            out.push_str(inner);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// (question, gold, db, category) from questions.csv.
+pub fn defog_questions() -> Vec<(String, String, String, String)> {
+    let path = pgcluster::corpora().join("defog/questions.csv");
+    let text = std::fs::read_to_string(&path).expect("questions.csv");
+    parse_csv(&text)
+        .into_iter()
+        .skip(1)
+        .filter(|r| r.len() >= 4)
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone()))
+        .collect()
+}
+
+/// A small RFC 4180 reader (quoted fields, doubled quotes, newlines inside quotes).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\r') => {}
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+fn ordered(sql: &str) -> bool {
+    sql.to_ascii_lowercase().contains("order by")
+}
+
+/// Hand-written queries per database: joins, aggregates, date arithmetic, ORDER BY/LIMIT.
+const HAND_QUERIES: &[(&str, &str)] = &[
+    ("academic", "SELECT a.name, count(*) AS n FROM author a JOIN writes w ON a.aid = w.aid GROUP BY a.name ORDER BY n DESC, a.name LIMIT 5"),
+    ("academic", "SELECT p.year, sum(p.citation_num) AS c, avg(p.reference_num) AS r FROM publication p GROUP BY p.year ORDER BY p.year"),
+    ("academic", "SELECT d.name, count(DISTINCT da.aid) FROM domain d LEFT JOIN domain_author da ON d.did = da.did GROUP BY d.name ORDER BY 1"),
+    ("academic", "SELECT title FROM publication WHERE year BETWEEN 2015 AND 2020 AND title ILIKE '%learning%' ORDER BY title"),
+    ("restaurants", "SELECT r.food_type, count(*), avg(r.rating) FROM restaurant r GROUP BY r.food_type ORDER BY 2 DESC, 1"),
+    ("restaurants", "SELECT r.name, l.street_name FROM restaurant r JOIN location l ON r.id = l.restaurant_id WHERE r.rating > 4 ORDER BY r.name"),
+    ("restaurants", "SELECT city_name, max(rating) FROM restaurant GROUP BY city_name HAVING count(*) > 1 ORDER BY city_name"),
+    ("geography", "SELECT state_name, population / area AS density FROM state ORDER BY density DESC LIMIT 3"),
+    ("geography", "SELECT s.state_name, count(c.city_name) FROM state s JOIN city c ON s.state_name = c.state_name GROUP BY s.state_name ORDER BY 2 DESC, 1 LIMIT 5"),
+    ("yelp", "SELECT b.name, count(r.rid) AS reviews FROM business b JOIN review r ON b.business_id = r.business_id GROUP BY b.name ORDER BY reviews DESC, b.name LIMIT 5"),
+    ("yelp", "SELECT r.year, r.month, count(*) FROM review r GROUP BY r.year, r.month ORDER BY 1, 2"),
+    ("scholar", "SELECT v.venuename, count(p.paperid) FROM venue v JOIN paper p ON v.venueid = p.venueid GROUP BY v.venuename ORDER BY 2 DESC, 1"),
+    ("advising", "SELECT s.lastname, s.total_credit FROM student s WHERE s.total_credit > 50 ORDER BY s.total_credit DESC, s.lastname LIMIT 10"),
+    ("atis", "SELECT f.airline_code, count(*) FROM flight f GROUP BY f.airline_code ORDER BY 2 DESC, 1"),
+];
+
+/// Every hand query and every defog gold query that lalo plans returns what PostgreSQL returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defog_queries_match_postgres() {
+    let (s, _c, pg) = defog_lalo().await;
+    let mut clients = std::collections::HashMap::new();
+    for db in DEFOG_DBS {
+        clients.insert(*db, (connect_db(&s, "admin", db).await, pg.client(db).await));
+    }
+    for (db, sql) in HAND_QUERIES {
+        let (via_lalo, direct) = &clients[db];
+        let want = rows(direct, sql).await.unwrap_or_else(|e| panic!("{db}: {sql}: upstream: {e}"));
+        let got = rows(via_lalo, sql).await.unwrap_or_else(|e| panic!("{db}: {sql}: lalo: {e}"));
+        assert!(same_rows(&got, &want, ordered(sql)), "{db}: {sql}\nlalo: {got:?}\npostgres: {want:?}");
+    }
+
+    let (mut same, mut differ, mut failed) = (0, Vec::new(), Vec::new());
+    let questions = defog_questions();
+    for (_, gold, db, _) in &questions {
+        let Some((via_lalo, direct)) = clients.get(db.as_str()) else { continue };
+        let sql = expand_gold(gold);
+        let Ok(want) = rows(direct, &sql).await else { continue };
+        match rows(via_lalo, &sql).await {
+            Ok(got) if same_rows(&got, &want, ordered(&sql)) => same += 1,
+            Ok(got) => differ.push(format!("{db}: {sql}\n  lalo: {:?}\n  pg:   {:?}", &got[..got.len().min(3)], &want[..want.len().min(3)])),
+            Err(e) => failed.push(format!("{db} [{}]: {} :: {sql}", sqlstate(&e), e.as_db_error().map(|d| d.message().replace('\n', " ")).unwrap_or_default())),
+        }
+    }
+    println!("defog gold queries through lalo: {same} identical, {} different, {} not run, of {}", differ.len(), failed.len(), questions.len());
+    for d in &differ {
+        println!("DIFFERENT {d}");
+    }
+    for f in &failed {
+        println!("NOT RUN {f}");
+    }
+    assert!(differ.is_empty(), "results differ from PostgreSQL:\n{}", differ.join("\n"));
+    assert!(same * 100 >= questions.len() * 80, "only {same} of {} gold queries ran through lalo", questions.len());
+}
+
+/// Joins inside one upstream go upstream as one statement; EXPLAIN shows the SQL sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_push_down_and_explain_shows_the_upstream_sql() {
+    let (s, _c, _pg) = defog_lalo().await;
+    let c = connect_db(&s, "admin", "academic").await;
+    let plan = rows(&c, "EXPLAIN SELECT a.name, count(*) FROM author a JOIN writes w ON a.aid = w.aid WHERE a.aid < 100 GROUP BY a.name LIMIT 3")
+        .await
+        .expect("explain");
+    let text: String = plan.iter().flatten().flatten().cloned().collect::<Vec<_>>().join("\n");
+    assert!(text.contains("VirtualExecutionPlan"), "{text}");
+    let upstream_sql = text.lines().find(|l| l.contains("sql=")).unwrap_or_default().to_ascii_uppercase();
+    for part in ["JOIN", "GROUP BY", "LIMIT 3", "< 100"] {
+        assert!(upstream_sql.contains(part), "{part} not pushed down: {text}");
+    }
+}
+
+/// Three-part names join an upstream table with the embedded TPC-H catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_joins_embedded_tpch() {
+    let (s, _c, pg) = defog_lalo().await;
+    let c = s.connect("admin").await;
+    let got = rows(
+        &c,
+        "SELECT a.aid, a.name, n.n_name FROM academic.public.author a JOIN lalo.tpch.nation n ON a.aid = n.n_nationkey ORDER BY a.aid",
+    )
+    .await
+    .expect("cross-database join");
+    let direct = pg.client("academic").await;
+    let want = rows(&direct, "SELECT aid, name FROM author WHERE aid BETWEEN 0 AND 24 ORDER BY aid").await.expect("pg");
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert_eq!(&g[..2], &w[..]);
+        assert!(g[2].is_some(), "nation name joined: {g:?}");
+    }
+    // \l lists the upstreams as databases, and -d picks the default database.
+    let dbs = rows(&c, "SELECT datname FROM pg_catalog.pg_database ORDER BY 1").await.expect("pg_database");
+    let names: Vec<_> = dbs.iter().filter_map(|r| r[0].clone()).collect();
+    for db in ["academic", "lalo", "yelp"] {
+        assert!(names.iter().any(|n| n == db), "{db} in {names:?}");
+    }
+}
+
+/// Upstream comments and types reach the catalog: `\d` and information_schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_comments_and_types_are_in_the_catalog() {
+    let (s, _c, _pg) = defog_lalo().await;
+    let c = connect_db(&s, "admin", "academic").await;
+    let desc = rows(&c, "SELECT col_description('public.author'::regclass, 1)").await;
+    let cols = rows(
+        &c,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'publication' ORDER BY ordinal_position",
+    )
+    .await
+    .expect("information_schema");
+    assert!(cols.iter().any(|r| r[0].as_deref() == Some("title") && r[1].as_deref() == Some("text")), "{cols:?}");
+    assert!(cols.iter().any(|r| r[0].as_deref() == Some("year") && r[1].as_deref() == Some("bigint")), "{cols:?}");
+    let _ = desc;
+    let (ok, out, err) = psql_db(&s, "admin", "academic", &["-c", "\\d+ author"]).await;
+    assert!(ok, "{err}");
+    assert!(out.to_lowercase().contains("unique id"), "column comment from COMMENT ON shown: {out}");
+}
+
+async fn psql_db(s: &TestServer, user: &str, db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &s.port().to_string(), "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .env("PGPASSWORD", user)
+        .output()
+        .await
+        .expect("psql");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A table created upstream appears after REFRESH UPSTREAM, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_picks_up_new_upstream_tables() {
+    let pg = PgCluster::start().await;
+    pg.psql("postgres", "CREATE DATABASE shop").await;
+    pg.psql("shop", "CREATE TABLE item (id int PRIMARY KEY, price numeric(10,2), tags text[], made date, seen timestamptz, data jsonb, uid uuid, flag boolean, blob bytea, wait interval)").await;
+    pg.psql("shop", "INSERT INTO item VALUES (1, 12.50, '{a,b}', '2024-02-29', '2024-03-01 10:00:00+00', '{\"k\": 1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, '\\x0102', '1 day 02:00:00')").await;
+    let (s, _c) = start_with_upstreams(&[("shop".into(), pg.url("shop"))]).await;
+    let c = connect_db(&s, "admin", "shop").await;
+    let got = rows(&c, "SELECT id, price, made, seen, data, uid, flag, wait FROM item").await.expect("item");
+    assert_eq!(
+        got[0],
+        ["1", "12.50", "2024-02-29", "2024-03-01 10:00:00+00", "{\"k\": 1}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "t", "1 day 02:00:00"]
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let err = c.simple_query("SELECT * FROM later").await.expect_err("not there yet");
+    assert_eq!(sqlstate(&err), "42P01");
+    pg.psql("shop", "CREATE TABLE later (x int); INSERT INTO later VALUES (42)").await;
+    c.simple_query("REFRESH UPSTREAM shop").await.expect("refresh");
+    assert_eq!(rows(&c, "SELECT x FROM later").await.expect("later"), vec![vec![Some("42".to_string())]]);
+}
+
+/// Down at start: lalo serves everything else, reports the upstream in /readyz, answers 08006
+/// naming it, and picks it up when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_at_start_then_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/ghost?sslmode=disable");
+    let (s, _c) = start_with_upstreams(&[("ghost".into(), url)]).await;
+    let c = s.connect("admin").await;
+    let err = c.simple_query("SELECT * FROM ghost.public.t").await.expect_err("upstream is down");
+    assert_eq!(sqlstate(&err), "08006", "{err:?}");
+    assert!(err.as_db_error().map(|d| d.message().contains("ghost")).unwrap_or(false), "{err:?}");
+    // Everything else keeps working, on the same connection.
+    assert_eq!(rows(&c, "SELECT count(*) FROM lalo.tpch.region").await.expect("embedded"), vec![vec![Some("5".into())]]);
+    let (code, body) = crate::protocol::http_get(&s.running.http_addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("ghost"), "{body}");
+
+    let pg = PgCluster::start_on(port).await;
+    pg.psql("postgres", "CREATE DATABASE ghost").await;
+    pg.psql("ghost", "CREATE TABLE t (x int); INSERT INTO t VALUES (7)").await;
+    let mut last = String::new();
+    for _ in 0..60 {
+        match rows(&c, "SELECT x FROM ghost.public.t").await {
+            Ok(r) => {
+                assert_eq!(r, vec![vec![Some("7".into())]]);
+                let (code, body) = crate::protocol::http_get(&s.running.http_addr, "/readyz").await;
+                assert_eq!(code, 200, "{body}");
+                return;
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("lalo did not recover the upstream: {last}");
+}
+
+/// Killed in the middle of a result: the client gets 08006 and its connection stays usable;
+/// when the upstream is back, queries on it work again without restarting lalo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_killed_mid_query_then_back() {
+    let pg = PgCluster::start().await;
+    pg.psql("postgres", "CREATE DATABASE slow").await;
+    pg.psql(
+        "slow",
+        "CREATE FUNCTION crawl(i int) RETURNS int LANGUAGE sql AS 'SELECT pg_sleep(0.01); SELECT i'; \
+         CREATE VIEW ticks AS SELECT crawl(g) AS g FROM generate_series(1, 3000) g; \
+         CREATE TABLE one (x int); INSERT INTO one VALUES (1)",
+    )
+    .await;
+    let (s, _c) = start_with_upstreams(&[("slow".into(), pg.url("slow"))]).await;
+    let c = std::sync::Arc::new(connect_db(&s, "admin", "slow").await);
+    assert_eq!(rows(&c, "SELECT x FROM one").await.expect("one"), vec![vec![Some("1".into())]]);
+    let running = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query("SELECT g FROM ticks").await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.kill().await;
+    let err = running.await.expect("task").expect_err("the upstream died mid-result");
+    assert_eq!(sqlstate(&err), "08006", "{err:?}");
+    // The client's connection to lalo is still good.
+    assert_eq!(rows(&c, "SELECT 1").await.expect("connection usable"), vec![vec![Some("1".into())]]);
+    let err = c.simple_query("SELECT x FROM one").await.expect_err("still down");
+    assert_eq!(sqlstate(&err), "08006", "{err:?}");
+
+    pg.resume().await;
+    let mut last = String::new();
+    for _ in 0..60 {
+        match rows(&c, "SELECT x FROM one").await {
+            Ok(r) => {
+                assert_eq!(r, vec![vec![Some("1".into())]]);
+                return;
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("lalo did not recover the upstream: {last}");
+}
+
