@@ -108,6 +108,26 @@ fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, LaloError> {
     serde_json::from_slice(&buf).map_err(|e| LaloError::Internal(e.to_string()))
 }
 
+/// Rows of an outcome as JSON objects, at most `cap`, with the SQL that produced them.
+async fn rows_json(outcome: Outcome, cap: u64, sql: Option<String>) -> Result<Value, LaloError> {
+    let Outcome::Rows { schema, mut rows } = outcome else {
+        return Err(LaloError::NotSupported("only statements that return rows can run here".into()));
+    };
+    let mut batches = Vec::new();
+    while let Some(b) = rows.next().await {
+        batches.push(b?);
+    }
+    let mut values = batches_to_json(&batches)?;
+    let truncated = values.len() as u64 > cap;
+    values.truncate(cap as usize);
+    let columns: Vec<Value> = schema
+        .fields()
+        .iter()
+        .map(|f| json!({ "name": f.name(), "type": crate::engine::info_schema::pg_type_name(&f.data_type().to_string()) }))
+        .collect();
+    Ok(json!({ "sql": sql, "columns": columns, "rows": values, "row_count": values.len(), "truncated": truncated }))
+}
+
 #[tool_router]
 impl LaloMcp {
     pub fn new(lalo: Arc<Lalo>, fixed_user: Option<String>) -> Self {
@@ -135,22 +155,7 @@ impl LaloMcp {
             _ => None,
         };
         let outcome = self.lalo.run_route_capped(session, route, input, Some(cap + 1)).await?;
-        let Outcome::Rows { schema, mut rows } = outcome else {
-            return Err(LaloError::NotSupported("only statements that return rows can run here".into()));
-        };
-        let mut batches = Vec::new();
-        while let Some(b) = rows.next().await {
-            batches.push(b?);
-        }
-        let mut values = batches_to_json(&batches)?;
-        let truncated = values.len() as u64 > cap;
-        values.truncate(cap as usize);
-        let columns: Vec<Value> = schema
-            .fields()
-            .iter()
-            .map(|f| json!({ "name": f.name(), "type": crate::engine::info_schema::pg_type_name(&f.data_type().to_string()) }))
-            .collect();
-        Ok(json!({ "sql": sql, "columns": columns, "rows": values, "row_count": values.len(), "truncated": truncated }))
+        rows_json(outcome, cap, sql).await
     }
 
     fn single_statement(&self, session: &Session, sql: &str) -> Result<Route, LaloError> {
@@ -264,8 +269,12 @@ impl LaloMcp {
         let cap = args.max_rows.unwrap_or(100).clamp(1, 10_000);
         let result = async {
             let session = self.session(&ctx)?;
-            let route = Route::Ask { question: args.question.clone(), explain: false };
-            self.run(&session, route, &format!("ASK {}", args.question), cap).await
+            let input = format!("ASK {}", args.question);
+            let a = crate::nl::answer::answer(&self.lalo, &session, &args.question, &input, None, Some(cap + 1)).await?;
+            let mut v = rows_json(a.outcome, cap, Some(a.sql)).await?;
+            v["decision"] = json!(a.decision);
+            v["rules"] = json!(a.rules);
+            Ok(v)
         }
         .await;
         Ok(reply(result))
@@ -278,12 +287,29 @@ impl LaloMcp {
     async fn explain(&self, Parameters(args): Parameters<ExplainArgs>, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
         let result = async {
             let session = self.session(&ctx)?;
-            let route = self.single_statement(&session, &args.input)?;
-            let Route::Query(stmt) = route else {
-                return Err(LaloError::NotAnswerable {
-                    message: "explaining questions needs the natural-language planner".into(),
-                    hint: Some("send SQL".into()),
-                });
+            // Plain text that reads like a question is explained as one (no ASK prefix needed).
+            let route = match self.single_statement(&session, &args.input) {
+                Err(LaloError::Syntax(_)) if crate::router::reads_like_question(&args.input) => {
+                    Route::Ask { question: args.input.clone(), explain: true }
+                }
+                r => r?,
+            };
+            let stmt = match route {
+                Route::Query(stmt) => stmt,
+                Route::Ask { question, .. } => {
+                    let p = crate::nl::answer::explain(&self.lalo, &session, &question, &format!("EXPLAIN ASK {question}")).await?;
+                    return Ok(json!({
+                        "question": question,
+                        "sql": p.sql,
+                        "plan": format!("{}", p.governed.plan().display_indent()),
+                        "decision": p.governed.decision,
+                        "rules": p.governed.rules,
+                        "objects": p.governed.objects,
+                        "context": p.trace.given_tables,
+                        "trace": p.trace,
+                    }));
+                }
+                _ => return Err(LaloError::NotSupported("explain takes one SQL statement or ASK question".into())),
             };
             let began = std::time::Instant::now();
             let start = Request { input: format!("EXPLAIN {}", args.input), sql: Some(stmt.to_string()), ..Default::default() };

@@ -32,6 +32,8 @@ pub struct Lalo {
     pub users: Users,
     users_source: Arc<Users>,
     parser: PostgresCompatibilityParser,
+    /// Per-caller schema contexts for questions (nl/catalog.rs).
+    pub questions: crate::nl::catalog::ContextCache,
 }
 
 impl std::fmt::Debug for Lalo {
@@ -87,7 +89,7 @@ impl Lalo {
         engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
         let users_source = Arc::new(users.clone());
-        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new() }))
+        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new(), questions: Default::default() }))
     }
 
     /// The password source SCRAM authenticates against.
@@ -263,13 +265,8 @@ impl Lalo {
                     }
                 }
             }
-            Route::Ask { .. } => {
-                let e = LaloError::NotAnswerable {
-                    message: "natural-language questions need the planner, which this build does not include yet".into(),
-                    hint: Some("send SQL instead".into()),
-                };
-                self.audit_failure(session, &start, &e, Instant::now()).await;
-                Err(e)
+            Route::Ask { question, explain } => {
+                crate::nl::answer::run(self, session, &question, explain, input, cancel, cap).await
             }
             Route::RefreshUpstream(name) => {
                 let began = Instant::now();

@@ -1,7 +1,12 @@
-//! Plain-language questions to SQL without a model: the schema context a drafter sees and the
+//! Plain-language questions to SQL: the schema context a caller may see (`catalog`), retrieval
+//! and linking (`retrieve`), the planner graph (`graph`), its entry points (`answer`), and the
 //! built-in `rules` drafter (a small semantic parser over table/column names, docs and samples).
 
+pub mod answer;
+pub mod catalog;
 pub mod context;
+pub mod graph;
+pub mod retrieve;
 pub mod rules;
 
 pub use context::{ColumnInfo, ForeignKey, SchemaContext, TableInfo};

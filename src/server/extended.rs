@@ -182,9 +182,23 @@ impl QueryParser for LaloParser {
             }
             _ => (None, vec![]),
         };
-        let names = match &route {
+        let mut names = match &route {
             Route::Query(stmt) => crate::naming::pg_names(stmt),
             _ => None,
+        };
+        // A question is drafted now so Describe can tell its columns; Execute asks it again
+        // (cached context, same draft). If it cannot be answered, Execute reports why.
+        let plan = match &route {
+            Route::Ask { question, explain } => {
+                match crate::nl::answer::describe(&self.lalo, &session, question, *explain).await {
+                    Ok((p, n)) => {
+                        names = n;
+                        Some(p)
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => plan,
         };
         Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch })
     }

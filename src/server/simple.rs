@@ -44,6 +44,11 @@ where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
+    // NOTICEs queued by the statement (an ASK's SQL and policy rewrites) go before its rows.
+    for text in session.take_notices() {
+        let info = pgwire::error::ErrorInfo::new("NOTICE".into(), "00000".into(), text);
+        client.send(PgWireBackendMessage::NoticeResponse(info.into())).await?;
+    }
     Ok(match outcome {
         Outcome::Rows { schema, rows } => {
             let opts = encode::format_options(session);

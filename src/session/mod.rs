@@ -46,6 +46,10 @@ pub struct Session {
     pub cursors: tokio::sync::Mutex<std::collections::HashMap<String, Cursor>>,
     /// SQL-level prepared statements (PREPARE name AS ...), by name.
     pub prepared: parking_lot::Mutex<std::collections::HashMap<String, Box<datafusion::sql::sqlparser::ast::Statement>>>,
+    /// Statements known to run wholly upstream (or known not to), for the direct lane.
+    pub direct: parking_lot::Mutex<crate::passthrough::DirectCache>,
+    /// NOTICEs queued for the client (sent before the next result).
+    notices: parking_lot::Mutex<Vec<String>>,
 }
 
 /// An open cursor: the rest of a governed, running result.
@@ -82,11 +86,23 @@ impl Session {
             epoch: AtomicU64::new(0),
             cursors: Default::default(),
             prepared: Default::default(),
+            direct: Default::default(),
+            notices: Default::default(),
         }
     }
 
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Queue a NOTICE for the client.
+    pub fn notice(&self, text: impl Into<String>) {
+        self.notices.lock().push(text.into());
+    }
+
+    /// Take the queued NOTICEs.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock())
     }
 
     pub fn bump_epoch(&self) {

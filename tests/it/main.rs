@@ -13,3 +13,4 @@ mod slt;
 mod nl_rules;
 mod pgcluster;
 mod upstream;
+mod ask;

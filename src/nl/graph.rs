@@ -1,0 +1,236 @@
+//! The planner graph for one question: retrieve → link → draft → validate → govern, with a
+//! bounded repair loop, as explicit state passed through named nodes. Every run leaves a
+//! [`Trace`] that `EXPLAIN ASK` shows; a policy refusal ends the run, it is never worked around.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::error::LaloError;
+use crate::governance::GovernedPlan;
+use crate::nl::catalog::Built;
+use crate::nl::retrieve::{self, Link, Retrieved};
+use crate::nl::Drafted;
+use crate::router::{self, Route};
+use crate::service::Lalo;
+use crate::session::Session;
+
+/// Drafted SQL goes through the same compatibility rewrites as SQL a client sends.
+static PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+
+/// One node visit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub node: &'static str,
+    pub ms: f64,
+    pub note: String,
+}
+
+/// One draft and what became of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Draft {
+    pub sql: Option<String>,
+    pub confidence: Option<f32>,
+    pub explanation: String,
+    pub error: Option<String>,
+}
+
+/// What a run did, for EXPLAIN ASK, the MCP explain tool and `lalo eval`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Trace {
+    pub drafter: String,
+    pub steps: Vec<Step>,
+    /// Ranked tables with the columns and values that linked them.
+    pub retrieved: Vec<Link>,
+    /// The tables the drafter was given (`schema.table`).
+    pub given_tables: Vec<String>,
+    /// `schema.table.column` of every column the drafter was given.
+    pub given_columns: Vec<String>,
+    pub context_cached: bool,
+    pub drafts: Vec<Draft>,
+    pub repairs: u32,
+}
+
+impl Trace {
+    fn step(&mut self, node: &'static str, since: Instant, note: impl Into<String>) {
+        self.steps.push(Step { node, ms: since.elapsed().as_secs_f64() * 1000.0, note: note.into() });
+    }
+
+    /// Total time across nodes, in milliseconds.
+    pub fn total_ms(&self) -> f64 {
+        self.steps.iter().map(|s| s.ms).sum()
+    }
+}
+
+/// A question turned into a governed plan, ready to run.
+#[derive(Debug)]
+pub struct Planned {
+    pub sql: String,
+    pub statement: Box<Statement>,
+    pub governed: GovernedPlan,
+    pub trace: Trace,
+    pub context: Arc<Built>,
+}
+
+/// A run that ended without a plan: the error a client sees, and how far it got.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: LaloError,
+    /// The last drafted SQL, if any (for the audit record).
+    pub sql: Option<String>,
+    pub trace: Trace,
+}
+
+/// Run the graph for `question` in the caller's session.
+pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Planned, Box<Failed>> {
+    let mut trace = Trace { drafter: "rules".into(), ..Default::default() };
+    let fail = |error: LaloError, sql: Option<String>, trace: Trace| Box::new(Failed { error, sql, trace });
+
+    // retrieve: the caller's entitled context (cached per user, database, policies, catalog).
+    let t = Instant::now();
+    let (built, cached) = match lalo.questions.get(lalo, session).await {
+        Ok(b) => b,
+        Err(e) => {
+            trace.step("retrieve", t, format!("failed: {e}"));
+            return Err(fail(e, None, trace));
+        }
+    };
+    trace.context_cached = cached;
+    trace.step(
+        "retrieve",
+        t,
+        format!(
+            "{} tables in {} ({}{})",
+            built.context.tables.len(),
+            session.database,
+            if cached { "cached" } else { "built" },
+            if cached { String::new() } else { format!(" in {:.1} ms", built.built_in.as_secs_f64() * 1000.0) }
+        ),
+    );
+
+    // link: rank tables by names, docs and quoted sample values; cut large schemas.
+    let t = Instant::now();
+    let retrieved: Retrieved = retrieve::retrieve(&built, question);
+    trace.given_tables = retrieved.given_tables(&built);
+    trace.given_columns = retrieved
+        .context(&built)
+        .tables
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| format!("{}.{}", t.qualified(), c.name)))
+        .collect();
+    trace.retrieved = retrieved.links.iter().take(10).cloned().collect();
+    trace.step(
+        "link",
+        t,
+        format!(
+            "{} ranked; drafter given {} of {} tables",
+            retrieved.links.len(),
+            trace.given_tables.len(),
+            built.context.tables.len()
+        ),
+    );
+
+    let max_repairs = lalo.config.planner.max_repairs;
+    let mut feedback: Option<String> = None;
+    loop {
+        // draft
+        let t = Instant::now();
+        let sql = match draft(&retrieved, &built, question, feedback.as_deref()) {
+            Drafted::Sql { sql, confidence, explanation, .. } => {
+                trace.drafts.push(Draft { sql: Some(sql.clone()), confidence: Some(confidence), explanation, error: None });
+                trace.step("draft", t, format!("confidence {confidence:.2}"));
+                sql
+            }
+            Drafted::Declined { reason } => {
+                trace.drafts.push(Draft { sql: None, confidence: None, explanation: reason.clone(), error: None });
+                trace.step("draft", t, format!("declined: {reason}"));
+                let hint = decline_hint(&retrieved);
+                let last = trace.drafts.iter().rev().find_map(|d| d.sql.clone());
+                let error = LaloError::NotAnswerable { message: format!("cannot answer this question: {reason}"), hint: Some(hint) };
+                return Err(fail(error, last, trace));
+            }
+        };
+
+        // validate: the draft must be one read-only statement DataFusion plans in this session.
+        let t = Instant::now();
+        let error = match validate(lalo, session, &sql).await {
+            Ok((statement, plan)) => {
+                trace.step("validate", t, "planned");
+                // govern: the caller's policies, exactly as for SQL they send.
+                let t = Instant::now();
+                match lalo.govern(session, plan).await {
+                    Ok(governed) => {
+                        let note = format!("{} {}", governed.decision, governed.rules.join("; "));
+                        trace.step("govern", t, note.trim());
+                        return Ok(Planned { sql, statement, governed, trace, context: built });
+                    }
+                    Err(e @ LaloError::PermissionDenied { .. }) => {
+                        trace.step("govern", t, format!("refused: {e}"));
+                        return Err(fail(e, Some(sql), trace));
+                    }
+                    Err(e) => {
+                        trace.step("govern", t, format!("failed: {e}"));
+                        e
+                    }
+                }
+            }
+            Err(e) => {
+                trace.step("validate", t, format!("failed: {e}"));
+                e
+            }
+        };
+
+        // repair: bounded; the rules drafter has no second reading, so its repair is to decline.
+        if let Some(d) = trace.drafts.last_mut() {
+            d.error = Some(error.to_string());
+        }
+        let t = Instant::now();
+        if trace.repairs >= max_repairs || !can_repair(&trace.drafter) {
+            trace.step("repair", t, "declined: the drafted SQL does not plan");
+            let hint = format!("rephrase the question, or send SQL ({})", first_line(&error.to_string()));
+            let error = LaloError::NotAnswerable {
+                message: "cannot answer this question: the SQL drafted for it does not run here".into(),
+                hint: Some(hint),
+            };
+            return Err(fail(error, Some(sql), trace));
+        }
+        trace.repairs += 1;
+        feedback = Some(error.to_string());
+        trace.step("repair", t, format!("attempt {}", trace.repairs));
+    }
+}
+
+/// Drafters that can use error feedback. The rules drafter is deterministic: same input, same SQL.
+fn can_repair(drafter: &str) -> bool {
+    drafter != "rules"
+}
+
+fn draft(retrieved: &Retrieved, built: &Built, question: &str, _feedback: Option<&str>) -> Drafted {
+    retrieved.drafter(built).draft(question)
+}
+
+/// Parse and plan drafted SQL in the caller's session.
+async fn validate(lalo: &Lalo, session: &Session, sql: &str) -> Result<(Box<Statement>, datafusion::logical_expr::LogicalPlan), LaloError> {
+    let mut routes = router::route_text(&PARSER, sql, "sql")?;
+    let stmt = match (routes.len(), routes.pop()) {
+        (1, Some(Route::Query(stmt))) => stmt,
+        _ => return Err(LaloError::NotSupported("the drafted text is not one query".into())),
+    };
+    let plan = lalo.plan(session, &stmt).await?;
+    Ok((stmt, plan))
+}
+
+fn decline_hint(retrieved: &Retrieved) -> String {
+    let names: Vec<&str> = retrieved.links.iter().take(3).map(|l| l.table.as_str()).collect();
+    if names.is_empty() {
+        "name a table or column you can read, or send SQL".into()
+    } else {
+        format!("rephrase with the table and column names (closest tables: {}), or send SQL", names.join(", "))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
