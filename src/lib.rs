@@ -16,6 +16,7 @@ pub mod governance;
 pub mod http;
 pub mod metrics;
 pub mod naming;
+pub mod passthrough;
 pub mod router;
 pub mod server;
 pub mod service;

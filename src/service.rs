@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::ParamValues;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -252,6 +252,10 @@ impl Lalo {
                 let began = Instant::now();
                 let sql = stmt.to_string();
                 let start = Request { sql: Some(sql), names: crate::naming::pg_names(&stmt), ..start };
+                let mut cancel = cancel;
+                if let Some(done) = self.try_direct_query(session, &stmt, &start, &mut cancel, cap).await {
+                    return done;
+                }
                 let result = async {
                     let plan = self.plan(session, &stmt).await?;
                     self.govern(session, plan).await
@@ -651,6 +655,148 @@ impl Lalo {
 }
 
 impl Lalo {
+    fn direct_stamp(&self, session: &Session) -> crate::passthrough::Stamp {
+        (session.epoch(), self.governance.version(), self.engine.upstreams().generation())
+    }
+
+    /// The direct lane for a simple-protocol statement: `None` means "take the planned path".
+    async fn try_direct_query(
+        &self,
+        session: &Session,
+        stmt: &Statement,
+        start: &Request,
+        cancel: &mut Option<execution::CancelArm>,
+        cap: Option<u64>,
+    ) -> Option<Result<Outcome, LaloError>> {
+        let ups = self.engine.upstreams();
+        ups.get(&session.database)?;
+        let (lifted, values) = crate::passthrough::parameterize(stmt);
+        let key = lifted.to_string();
+        let stamp = self.direct_stamp(session);
+        let cached = session.direct.lock().get(stamp, &key);
+        let dp = match cached {
+            Some(dp) => dp?,
+            None => {
+                let built = async {
+                    let plan = self.plan(session, &lifted).await.ok()?;
+                    let governed = self.govern(session, plan).await.ok()?;
+                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).is_some()).map(Arc::new)
+                }
+                .await;
+                session.direct.lock().put(stamp, key.clone(), built.clone());
+                built?
+            }
+        };
+        self.execute_direct(session, &dp, values, start, cancel, cap, stamp, &key).await
+    }
+
+    /// The direct lane for a prepared statement (extended protocol): `plan` is its plan with
+    /// placeholders, `params` the bound values.
+    pub async fn try_direct_prepared(
+        &self,
+        session: &Session,
+        text: &str,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+        start: &Request,
+        cancel: &mut Option<execution::CancelArm>,
+    ) -> Option<Result<Outcome, LaloError>> {
+        let ups = self.engine.upstreams();
+        ups.get(&session.database)?;
+        let ParamValues::List(list) = params else { return None };
+        let values: Vec<ScalarValue> = list.iter().map(|v| v.value.clone()).collect();
+        let stamp = self.direct_stamp(session);
+        let key = format!("prepared:{text}");
+        let cached = session.direct.lock().get(stamp, &key);
+        let dp = match cached {
+            Some(dp) => dp?,
+            None => {
+                let built = async {
+                    let governed = self.govern(session, plan.clone()).await.ok()?;
+                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).is_some()).map(Arc::new)
+                }
+                .await;
+                session.direct.lock().put(stamp, key.clone(), built.clone());
+                built?
+            }
+        };
+        self.execute_direct(session, &dp, values, start, cancel, None, stamp, &key).await
+    }
+
+    /// Run a direct plan upstream under the same limits, guard and audit as the planned path.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_direct(
+        &self,
+        session: &Session,
+        dp: &Arc<crate::passthrough::DirectPlan>,
+        values: Vec<ScalarValue>,
+        start: &Request,
+        cancel: &mut Option<execution::CancelArm>,
+        cap: Option<u64>,
+        stamp: crate::passthrough::Stamp,
+        key: &str,
+    ) -> Option<Result<Outcome, LaloError>> {
+        use crate::engine::upstream::direct::DirectError;
+        let pool = self.engine.upstreams().get(&dp.upstream)?.direct()?;
+        if values.len() != dp.param_types.len() {
+            return None;
+        }
+        let values: Vec<ScalarValue> =
+            values.iter().zip(&dp.param_types).map(|(v, t)| v.cast_to(t)).collect::<Result<_, _>>().ok()?;
+        let began = Instant::now();
+        let governed = &dp.governed;
+        let slot = match self.governance.limits.admit(&session.user, &governed.limits, self.config.governance.rate_limit_per_minute) {
+            Ok(s) => s,
+            Err(e) => {
+                self.audit_failure(session, start, &e, began).await;
+                return Some(Err(e));
+            }
+        };
+        let stream = match pool.query(&dp.sql, &values, dp.schema.clone()).await {
+            Ok(s) => s,
+            Err(DirectError::Unsupported(why)) => {
+                tracing::debug!(why, "statement leaves the direct lane");
+                session.direct.lock().put(stamp, key.to_string(), None);
+                return None;
+            }
+            Err(DirectError::Lost(message)) => {
+                let e = LaloError::UpstreamLost { upstream: dp.upstream.clone(), message };
+                self.audit_failure(session, start, &e, began).await;
+                return Some(Err(e));
+            }
+            Err(DirectError::Upstream(m)) => {
+                let e = LaloError::Query(m);
+                self.audit_failure(session, start, &e, began).await;
+                return Some(Err(e));
+            }
+        };
+        let timeout_ms = [session.settings.read().statement_timeout_ms(), governed.limits.statement_timeout_ms.unwrap_or(0)]
+            .into_iter()
+            .filter(|v| *v > 0)
+            .min();
+        let max_rows = [self.config.governance.max_rows, governed.limits.max_rows.unwrap_or(0)]
+            .into_iter()
+            .filter(|v| *v > 0)
+            .min();
+        let record = self.record(session, start, Some(governed));
+        let schema = rename(&dp.schema, start.names.as_deref());
+        let rows = execution::guard(
+            stream,
+            GuardOptions {
+                timeout_ms,
+                max_rows,
+                cancel: cancel.take(),
+                audit: self.audit.clone(),
+                record,
+                began,
+                entry: session.entry.as_str(),
+                slot: Some(slot),
+                truncate_at: cap,
+            },
+        );
+        Some(Ok(Outcome::Rows { schema, rows }))
+    }
+
     /// Re-read the catalog of one upstream (or all); returns how many tables they serve.
     /// Needs the `refresh` action on the upstream's database in policy.csv (admins have `*`).
     async fn refresh_upstreams(&self, session: &Session, name: Option<&str>) -> Result<usize, LaloError> {

@@ -58,6 +58,8 @@ pub struct Governance {
     dir: PathBuf,
     policies: RwLock<Arc<Policies>>,
     pub limits: Arc<limits::LimitTracker>,
+    /// Bumped on every reload, so caches keyed by policy (plans, NL context) start over.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Governance {
@@ -76,6 +78,7 @@ impl Governance {
             dir,
             policies: RwLock::new(Arc::new(policies)),
             limits: Arc::new(limits::LimitTracker::default()),
+            version: Default::default(),
         })
     }
 
@@ -87,8 +90,14 @@ impl Governance {
             cache: Default::default(),
         };
         *self.policies.write() = Arc::new(p);
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         tracing::info!(dir = %self.dir.display(), "policies reloaded");
         Ok(())
+    }
+
+    /// Changes whenever the policies in force change.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn policy_dir(&self) -> &std::path::Path {

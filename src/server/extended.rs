@@ -259,6 +259,20 @@ impl ExtendedQueryHandler for ExtendedHandler {
                     names: prepared.names.clone(),
                     ..Default::default()
                 };
+                let mut cancel = cancel_arm(client);
+                // Statements that run wholly upstream take the direct lane (same governance).
+                let direct = match &prepared.plan {
+                    Some(plan) if prepared.epoch == session.epoch() => {
+                        let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+                        match arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
+                            Ok(params) => {
+                                self.lalo.try_direct_prepared(&session, &prepared.text, plan, &params, &start, &mut cancel).await
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                    _ => None,
+                };
                 let result = async {
                     // A statement prepared under other settings is planned again before it runs.
                     let plan = match &prepared.plan {
@@ -270,11 +284,15 @@ impl ExtendedQueryHandler for ExtendedHandler {
                         .map_err(|e| LaloError::Query(format!("invalid parameter: {e}")))?;
                     let plan = plan.replace_params_with_values(&params)?;
                     self.lalo.govern(&session, plan).await
-                }
-                .await;
+                };
+                let result = match direct {
+                    Some(done) => Err(done),
+                    None => Ok(result.await),
+                };
                 match result {
-                    Ok(g) => self.lalo.execute(&session, g, None, start, cancel_arm(client)).await,
-                    Err(e) => {
+                    Err(done) => done,
+                    Ok(Ok(g)) => self.lalo.execute(&session, g, None, start, cancel).await,
+                    Ok(Err(e)) => {
                         self.lalo.audit_failure(&session, &start, &e, began).await;
                         Err(e)
                     }

@@ -8,6 +8,7 @@
 //! it, and the circuit breaker keeps a dead upstream from stalling clients.
 
 pub mod breaker;
+pub mod direct;
 pub mod discover;
 pub mod pool;
 pub mod unparse_fix;
@@ -59,6 +60,10 @@ pub struct Upstream {
     docs: Arc<RwLock<Docs>>,
     /// Serialises connect/discover so a refresh and the probe do not race.
     refreshing: tokio::sync::Mutex<()>,
+    /// The direct lane (statements that run wholly here); None when the URL is missing.
+    direct: Option<Arc<direct::DirectPool>>,
+    /// Bumped on every successful refresh, so cached plans over this upstream start over.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -87,16 +92,26 @@ impl Upstream {
                 )))
             }
         };
+        let breaker = Arc::new(Breaker::default());
+        let name = src.name.to_ascii_lowercase();
+        let direct = url.as_ref().ok().map(|u| Arc::new(direct::DirectPool::new(&name, u, pool_size.max(1), breaker.clone())));
         Ok(Arc::new(Upstream {
-            name: src.name.to_ascii_lowercase(),
+            direct,
+            generation: Default::default(),
+            name,
             schemas: src.schemas.clone(),
             url,
             pool_size: pool_size.max(1),
-            breaker: Arc::new(Breaker::default()),
+            breaker,
             state: RwLock::new(State::default()),
             docs,
             refreshing: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The direct lane to this upstream, when it can have one.
+    pub fn direct(&self) -> Option<Arc<direct::DirectPool>> {
+        self.direct.clone().filter(|d| d.available())
     }
 
     /// Whether the upstream is reachable and its tables are known.
@@ -184,6 +199,7 @@ impl Upstream {
         st.pool = Some(pool);
         st.tables = tables;
         st.discovered = true;
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         tracing::info!(upstream = %self.name, tables = n, "upstream catalog loaded");
         Ok(n)
     }
@@ -296,6 +312,15 @@ impl Upstreams {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.list.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Changes whenever any upstream's catalog is re-read.
+    pub fn generation(&self) -> u64 {
+        self.list.values().map(|u| u.generation.load(std::sync::atomic::Ordering::Acquire)).sum()
     }
 
     pub fn names(&self) -> HashSet<String> {

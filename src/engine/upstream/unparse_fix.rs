@@ -5,12 +5,15 @@
 //! derived table (`FROM (SELECT a.name ...) AS derived_projection`) while the outer query still
 //! names `a.name`, which PostgreSQL rejects ("missing FROM-clause entry"). Such a projection
 //! only prunes columns, so over upstream tables lalo removes it before federation cuts the plan.
+//! A projection that computes (a governance mask, say) cannot go; lalo names its derived table
+//! after the one table its columns come from (`AS "location"`), so the outer references resolve.
 
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Result;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
+use datafusion::common::TableReference;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, SubqueryAlias};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 #[derive(Debug, Default)]
@@ -44,16 +47,66 @@ impl OptimizerRule for UnparseFriendly {
             return Ok(Transformed::no(plan));
         }
         plan.transform_up(|node| {
-            let LogicalPlan::Aggregate(agg) = &node else { return Ok(Transformed::no(node)) };
-            let LogicalPlan::Projection(proj) = agg.input.as_ref() else { return Ok(Transformed::no(node)) };
-            if !proj.expr.iter().all(|e| matches!(e, Expr::Column(_))) || !reads_upstream(&proj.input) {
-                return Ok(Transformed::no(node));
+            if let LogicalPlan::Aggregate(agg) = &node {
+                if let LogicalPlan::Projection(proj) = agg.input.as_ref() {
+                    if proj.expr.iter().all(|e| matches!(e, Expr::Column(_))) && reads_upstream(&proj.input) {
+                        let rebuilt =
+                            Aggregate::try_new(Arc::clone(&proj.input), agg.group_expr.clone(), agg.aggr_expr.clone())?;
+                        if rebuilt.schema.as_ref() == agg.schema.as_ref() {
+                            return Ok(Transformed::yes(LogicalPlan::Aggregate(rebuilt)));
+                        }
+                    }
+                }
             }
-            let rebuilt = Aggregate::try_new(Arc::clone(&proj.input), agg.group_expr.clone(), agg.aggr_expr.clone())?;
-            if rebuilt.schema.as_ref() != agg.schema.as_ref() {
-                return Ok(Transformed::no(node));
-            }
-            Ok(Transformed::yes(LogicalPlan::Aggregate(rebuilt)))
+            name_derived_projections(node)
         })
+        .map(|t| t)
     }
+}
+
+/// The one bare table name all of a projection's columns are qualified with, if any.
+fn single_bare_qualifier(plan: &LogicalPlan) -> Option<String> {
+    let mut name: Option<String> = None;
+    for (q, _) in plan.schema().iter() {
+        match q {
+            Some(TableReference::Bare { table }) => match &name {
+                Some(n) if n.as_str() != table.as_ref() => return None,
+                Some(_) => {}
+                None => name = Some(table.to_string()),
+            },
+            _ => return None,
+        }
+    }
+    name
+}
+
+/// Wrap computing projections beneath other nodes in a subquery alias named after their table.
+fn name_derived_projections(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    if matches!(node, LogicalPlan::SubqueryAlias(_) | LogicalPlan::Extension(_)) {
+        return Ok(Transformed::no(node));
+    }
+    let inputs = node.inputs();
+    let wrap: Vec<Option<String>> = inputs
+        .iter()
+        .map(|i| match i {
+            LogicalPlan::Projection(p) if reads_upstream(&p.input) => single_bare_qualifier(i),
+            _ => None,
+        })
+        .collect();
+    if wrap.iter().all(Option::is_none) {
+        return Ok(Transformed::no(node));
+    }
+    let new_inputs = inputs
+        .into_iter()
+        .zip(wrap)
+        .map(|(i, w)| match w {
+            Some(q) => SubqueryAlias::try_new(Arc::new(i.clone()), q).map(LogicalPlan::SubqueryAlias),
+            None => Ok(i.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rebuilt = node.with_new_exprs(node.expressions(), new_inputs)?;
+    if rebuilt.schema() != node.schema() {
+        return Ok(Transformed::no(node));
+    }
+    Ok(Transformed::yes(rebuilt))
 }

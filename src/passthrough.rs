@@ -1,0 +1,227 @@
+//! The direct lane's planning side: which statements run wholly on one upstream, the SQL they
+//! send there, and a per-session cache so repeated statements skip DataFusion entirely.
+//!
+//! A statement qualifies when its governed, optimized plan is a single federated subtree (the
+//! whole query, row filters and masks included, runs upstream). It is planned once with its
+//! literals lifted into parameters (`aid = 42` → `aid = $1`), governed, unparsed to upstream SQL
+//! and cached per (text, policy version, catalog generation, settings epoch); later executions
+//! bind the new literals and run the prepared statement upstream. Anything else takes the
+//! planned path, so the lane changes speed, never results or decisions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Statement, Value, VisitMut, VisitorMut};
+use datafusion::sql::unparser::dialect::PostgreSqlDialect;
+use datafusion::sql::unparser::Unparser;
+use datafusion_federation::sql::SQLTableSource;
+use datafusion_federation::FederatedPlanNode;
+
+use crate::governance::GovernedPlan;
+
+/// Entries kept per session before the cache starts over (statements are usually few).
+const MAX_ENTRIES: usize = 256;
+
+/// A statement that runs wholly on one upstream.
+#[derive(Debug)]
+pub struct DirectPlan {
+    pub upstream: String,
+    /// Upstream SQL with `$n` placeholders.
+    pub sql: String,
+    /// DataFusion's type for each parameter, `$1` first.
+    pub param_types: Vec<DataType>,
+    /// Result schema as planned (before PostgreSQL column naming).
+    pub schema: SchemaRef,
+    /// The governance decision, for limits and the audit record.
+    pub governed: GovernedPlan,
+}
+
+/// The cache stamp: anything that can change a plan or a decision.
+pub type Stamp = (u64, u64, u64);
+
+#[derive(Debug, Default)]
+pub struct DirectCache {
+    stamp: Stamp,
+    entries: HashMap<String, Option<Arc<DirectPlan>>>,
+}
+
+impl DirectCache {
+    /// `Some(Some(plan))` to go direct, `Some(None)` known not to qualify, `None` unknown.
+    pub fn get(&mut self, stamp: Stamp, key: &str) -> Option<Option<Arc<DirectPlan>>> {
+        if self.stamp != stamp {
+            self.stamp = stamp;
+            self.entries.clear();
+            return None;
+        }
+        self.entries.get(key).cloned()
+    }
+
+    pub fn put(&mut self, stamp: Stamp, key: String, plan: Option<Arc<DirectPlan>>) {
+        if self.stamp != stamp {
+            self.stamp = stamp;
+            self.entries.clear();
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.clear();
+        }
+        self.entries.insert(key, plan);
+    }
+}
+
+/// Lift comparison literals into parameters: `aid = 42` → `aid = $1` with 42 as a value.
+/// Only literals compared with non-literals (and IN lists, BETWEEN bounds) are lifted: there the
+/// parameter's type follows the other side, so the plan is the one the literal would give.
+/// Statements that already use `$n` parameters are left alone.
+pub fn parameterize(stmt: &Statement) -> (Statement, Vec<ScalarValue>) {
+    struct Lift {
+        values: Vec<ScalarValue>,
+    }
+    struct FindPlaceholder(bool);
+    impl datafusion::sql::sqlparser::ast::Visitor for FindPlaceholder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            if matches!(e, Expr::Value(v) if matches!(v.value, Value::Placeholder(_))) {
+                self.0 = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    fn literal(e: &Expr) -> Option<ScalarValue> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n.parse::<i64>().ok().map(|i| ScalarValue::Int64(Some(i))),
+                Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    impl Lift {
+        fn lift(&mut self, e: &mut Expr) {
+            if let Some(v) = literal(e) {
+                self.values.push(v);
+                *e = Expr::value(Value::Placeholder(format!("${}", self.values.len())));
+            }
+        }
+    }
+    impl VisitorMut for Lift {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            match e {
+                Expr::BinaryOp { left, op, right }
+                    if matches!(
+                        op,
+                        BinaryOperator::Eq
+                            | BinaryOperator::NotEq
+                            | BinaryOperator::Lt
+                            | BinaryOperator::LtEq
+                            | BinaryOperator::Gt
+                            | BinaryOperator::GtEq
+                    ) =>
+                {
+                    match (literal(left).is_some(), literal(right).is_some()) {
+                        (false, true) => self.lift(right),
+                        (true, false) => self.lift(left),
+                        _ => {}
+                    }
+                }
+                Expr::InList { expr, list, .. } if literal(expr).is_none() => {
+                    for item in list.iter_mut() {
+                        self.lift(item);
+                    }
+                }
+                Expr::Between { expr, low, high, .. } if literal(expr).is_none() => {
+                    self.lift(low);
+                    self.lift(high);
+                }
+                _ => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut found = FindPlaceholder(false);
+    let _ = datafusion::sql::sqlparser::ast::Visit::visit(stmt, &mut found);
+    if found.0 {
+        return (stmt.clone(), Vec::new());
+    }
+    let mut out = stmt.clone();
+    let mut lift = Lift { values: Vec::new() };
+    let _ = out.visit(&mut lift);
+    (out, lift.values)
+}
+
+/// The direct plan for a governed plan (with placeholders), if it runs wholly on one upstream
+/// under the same table names it has there.
+pub fn derive(state: &SessionState, governed: &GovernedPlan, is_upstream: impl Fn(&str) -> bool) -> Option<DirectPlan> {
+    let optimized = state.optimize(governed.plan()).ok()?;
+    let LogicalPlan::Extension(ext) = &optimized else { return None };
+    let fed = ext.node.as_any().downcast_ref::<FederatedPlanNode>()?;
+    let inner = fed.plan();
+    let mut same_names = true;
+    let _ = inner.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let remote = datafusion_federation::get_table_source(&scan.source)
+                .ok()
+                .flatten()
+                .and_then(|src| {
+                    let any: &dyn std::any::Any = src.as_ref();
+                    any.downcast_ref::<SQLTableSource>().map(|s| s.table_reference().clone())
+                });
+            if remote.as_ref() != Some(&scan.table_name) {
+                same_names = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if !same_names {
+        return None;
+    }
+    let db = governed.objects.first()?.split('.').next()?.to_string();
+    if !is_upstream(&db) || !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
+        return None;
+    }
+    let sql = Unparser::new(&PostgreSqlDialect {}).plan_to_sql(inner).ok()?.to_string();
+    let types = governed.plan().get_parameter_types().ok()?;
+    let mut param_types = Vec::with_capacity(types.len());
+    for i in 1..=types.len() {
+        param_types.push(types.get(&format!("${i}"))?.clone()?);
+    }
+    Some(DirectPlan {
+        upstream: db,
+        sql,
+        param_types,
+        schema: std::sync::Arc::new(governed.plan().schema().as_arrow().clone()),
+        governed: governed.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn parse(sql: &str) -> Statement {
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0)
+    }
+
+    #[test]
+    fn lifts_comparison_literals_only() {
+        let (s, v) = parameterize(&parse("SELECT abalance FROM pgbench_accounts WHERE aid = 42 LIMIT 5"));
+        assert_eq!(s.to_string(), "SELECT abalance FROM pgbench_accounts WHERE aid = $1 LIMIT 5");
+        assert_eq!(v, vec![ScalarValue::Int64(Some(42))]);
+        let (s, v) = parameterize(&parse("SELECT 1 = 1, x FROM t WHERE name IN ('a', 'b') AND y BETWEEN 1 AND 2"));
+        assert_eq!(s.to_string(), "SELECT 1 = 1, x FROM t WHERE name IN ($1, $2) AND y BETWEEN $3 AND $4");
+        assert_eq!(v.len(), 4);
+        let (s, v) = parameterize(&parse("SELECT x FROM t WHERE a = $1 AND b = 2"));
+        assert_eq!(s.to_string(), "SELECT x FROM t WHERE a = $1 AND b = 2");
+        assert!(v.is_empty());
+    }
+}
