@@ -24,6 +24,8 @@ pub mod session;
 pub mod runtime;
 pub mod search;
 pub mod nl;
+pub mod eval;
+pub mod pgcluster;
 pub mod mcp;
 
 pub use config::Config;

@@ -1,9 +1,11 @@
-//! The `lalo` command line: serve, check, audit verify.
+//! The `lalo` command line: serve, check, mcp, ask, eval, audit verify.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod ask;
 
 #[derive(Parser)]
 #[command(name = "lalo", version, about = "PostgreSQL-wire data gateway: SQL and questions, governed and audited")]
@@ -31,6 +33,38 @@ enum Command {
         /// The lalo user whose rights the agent gets.
         #[arg(long)]
         user: String,
+    },
+    /// Ask one question: print the SQL, the policy decisions and the rows.
+    Ask {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The lalo user whose rights apply (default: the first user of the config).
+        #[arg(long)]
+        user: Option<String>,
+        /// The database to ask about (default: the embedded one).
+        #[arg(long, default_value = "")]
+        database: String,
+        question: String,
+    },
+    /// Score the NL pipeline on a question corpus (defog format) against PostgreSQL.
+    Eval {
+        /// Questions CSV: question, query (gold SQL), db_name, query_category.
+        #[arg(long)]
+        questions: PathBuf,
+        /// Corpus data: DIR/<db>/<db>.sql and DIR/<db>/<db>.json.
+        #[arg(long)]
+        data: PathBuf,
+        /// Questions the schema cannot answer (should be declined).
+        #[arg(long)]
+        unanswerable: Option<PathBuf>,
+        /// A PostgreSQL server to load into; without it a throwaway cluster is started.
+        #[arg(long)]
+        pg_url: Option<String>,
+        #[arg(long, default_value = "rules")]
+        drafter: String,
+        /// Per-question results as JSON lines.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Audit trail tools.
     Audit {
@@ -95,6 +129,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let server = lalo::mcp::LaloMcp::new(lalo, Some(user)).serve(rmcp::transport::stdio()).await?;
             server.waiting().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask { config, user, database, question } => {
+            let cfg = lalo::Config::load(config.as_deref())?;
+            ask::run(cfg, user, &database, &question).await
+        }
+        Command::Eval { questions, data, unanswerable, pg_url, drafter, out } => {
+            let opts = lalo::eval::EvalOptions { questions, data, unanswerable, pg_url, drafter, out };
+            let report = lalo::eval::run(&opts).await?;
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

@@ -203,3 +203,52 @@ async fn context_holds_only_what_the_caller_may_read() {
     let (_, cached) = lalo.questions.get(&lalo, &session).await.expect("context");
     assert!(cached);
 }
+
+/// The rows of a corpus CSV whose `db_name` is one of `dbs`, written back as CSV.
+fn filtered_csv(src: &Path, dst: &Path, dbs: &[&str]) -> usize {
+    let rows = lalo::eval::corpus::parse_csv(&std::fs::read_to_string(src).expect("corpus csv"));
+    let db_col = rows[0].iter().position(|h| h == "db_name").expect("db_name column");
+    let quote = |f: &String| format!("\"{}\"", f.replace('"', "\"\""));
+    let kept: Vec<&Vec<String>> = rows.iter().skip(1).filter(|r| r.get(db_col).is_some_and(|d| dbs.contains(&d.as_str()))).collect();
+    let mut text = rows[0].iter().map(quote).collect::<Vec<_>>().join(",") + "\n";
+    for r in &kept {
+        text.push_str(&(r.iter().map(quote).collect::<Vec<_>>().join(",") + "\n"));
+    }
+    std::fs::write(dst, text).expect("write csv");
+    kept.len()
+}
+
+/// `lalo eval` on two defog databases of the shared cluster prints every metric and gets some right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_scores_two_defog_databases() {
+    let pg = crate::pgcluster::defog().await;
+    let corpus = crate::pgcluster::corpora().join("defog");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (q, u, out) = (dir.path().join("q.csv"), dir.path().join("u.csv"), dir.path().join("out.jsonl"));
+    let dbs = ["restaurants", "geography"];
+    let n = filtered_csv(&corpus.join("questions.csv"), &q, &dbs);
+    let m = filtered_csv(&corpus.join("unanswerable.csv"), &u, &dbs);
+    assert!(n > 10 && m > 0, "{n} questions, {m} unanswerable");
+    let stdout = common::run_ok(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
+            .arg("eval")
+            .arg("--questions")
+            .arg(&q)
+            .arg("--unanswerable")
+            .arg(&u)
+            .arg("--data")
+            .arg(corpus.join("data"))
+            .args(["--pg-url", &pg.url("postgres"), "--drafter", "rules", "--out"])
+            .arg(&out)
+            .env("LALO_LOG", "warn"),
+    )
+    .await;
+    for part in ["execution accuracy:", "per category:", "per database:", "restaurants", "geography", "schema-linking recall:", "unanswerable declined:", "pipeline p50"] {
+        assert!(stdout.contains(part), "{part} in:\n{stdout}");
+    }
+    let line = stdout.lines().find(|l| l.starts_with("execution accuracy:")).expect("accuracy line");
+    let correct: usize = line.trim_start_matches("execution accuracy:").trim().split('/').next().and_then(|c| c.trim().parse().ok()).expect("count");
+    assert!(correct > 0, "{line}");
+    let lines = std::fs::read_to_string(&out).expect("out file").lines().count();
+    assert_eq!(lines, n + m, "one JSON line per question");
+}
