@@ -129,6 +129,7 @@ fn size_pretty(bytes: f64) -> String {
 /// Functions that are the same for every session.
 pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_trunc::PgDateTrunc::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_age::PgAge::new()));
     ctx.register_udf(udf(
         "version",
         Signature::exact(vec![], Volatility::Stable),

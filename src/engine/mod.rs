@@ -4,6 +4,7 @@
 pub mod docs;
 pub mod functions;
 pub mod info_schema;
+pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
 pub mod sources;

@@ -171,6 +171,7 @@ const HAND_QUERIES: &[(&str, &str)] = &[
     ("yelp", "SELECT r.year, r.month, count(*) FROM review r GROUP BY r.year, r.month ORDER BY 1, 2"),
     ("scholar", "SELECT v.venuename, count(p.paperid) FROM venue v JOIN paper p ON v.venueid = p.venueid GROUP BY v.venuename ORDER BY 2 DESC, 1"),
     ("advising", "SELECT s.lastname, s.total_credit FROM student s WHERE s.total_credit > 50 ORDER BY s.total_credit DESC, s.lastname LIMIT 10"),
+    ("advising", "SELECT student_id, age(DATE '2024-06-30', admit_term), date_part('year', admit_term) FROM student ORDER BY student_id"),
     ("atis", "SELECT f.airline_code, count(*) FROM flight f GROUP BY f.airline_code ORDER BY 2 DESC, 1"),
 ];
 
