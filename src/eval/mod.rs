@@ -204,6 +204,11 @@ async fn ask_one(
             s.declined = e.sqlstate() == "42000";
             // A failure comes before execution: its whole time is pipeline time.
             s.pipeline_ms = s.total_ms;
+            // What was drafted before it failed (the graph is deterministic: run it again to see).
+            if let Err(failed) = crate::nl::graph::run(lalo, session, &q.question).await {
+                s.drafted = failed.sql;
+                s.draft_error = failed.trace.drafts.iter().rev().find_map(|d| d.error.clone());
+            }
             // Declined questions still had a context: recall is about what retrieval handed on.
             if let Ok((built, _)) = lalo.questions.get(lalo, session).await {
                 let given: Vec<String> = built

@@ -15,6 +15,9 @@ pub struct Scored {
     pub question: String,
     pub answerable: bool,
     pub sql: Option<String>,
+    /// SQL drafted for a question that then failed (did not plan, or was refused).
+    pub drafted: Option<String>,
+    pub draft_error: Option<String>,
     pub correct: bool,
     pub declined: bool,
     pub sqlstate: Option<String>,
@@ -40,6 +43,8 @@ impl Scored {
             question: q.question.clone(),
             answerable: q.answerable,
             sql: None,
+            drafted: None,
+            draft_error: None,
             correct: false,
             declined: false,
             sqlstate: None,
