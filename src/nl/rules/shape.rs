@@ -54,7 +54,8 @@ impl Ctx<'_> {
                 self.q.order_by.push(format!("value {}", if r.desc { "DESC" } else { "ASC" }));
                 self.q.limit = limit.or(if self.singular_entity() { Some(1) } else { None });
             } else if direction.is_some() || order_key.is_some() {
-                let key = order_key.unwrap_or_else(|| "value".to_string());
+                // A grouped query can only order by its groups or its measure.
+                let key = order_key.filter(|k| self.q.group_by.contains(k)).unwrap_or_else(|| "value".to_string());
                 self.q.order_by.push(format!("{key} {}", if direction.unwrap_or(false) { "DESC" } else { "ASC" }));
             }
             return Ok(());
