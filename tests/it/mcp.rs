@@ -58,10 +58,17 @@ async fn exercise(client: &RunningService<RoleClient, ()>) {
     assert!(v["plan"].as_str().unwrap().contains("TableScan"), "{v}");
 
     let (err, v) = call(client, "ask", json!({ "question": "how many orders are there?" })).await;
-    // Either an answer or a clean decline with a SQLSTATE; never a crash.
-    if err {
-        assert!(v["sqlstate"].as_str().is_some(), "{v}");
-    }
+    assert!(!err, "{v}");
+    assert!(v["sql"].as_str().unwrap_or("").contains("COUNT"), "the SQL that ran: {v}");
+    assert_eq!(v["row_count"], json!(1), "{v}");
+
+    let (err, v) = call(client, "explain", json!({ "input": "ASK how many orders are there?" })).await;
+    assert!(!err, "{v}");
+    assert!(v["sql"].as_str().unwrap_or("").contains("COUNT") && v["trace"]["steps"].is_array(), "{v}");
+
+    let (err, v) = call(client, "ask", json!({ "question": "what is the purpose of life?" })).await;
+    assert!(err, "{v}");
+    assert_eq!(v["sqlstate"], "42000", "{v}");
 }
 
 #[tokio::test]
