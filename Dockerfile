@@ -36,6 +36,7 @@ COPY --from=builder /out/lalo /usr/local/bin/lalo
 COPY deploy/lalo.toml /etc/lalo/lalo.toml
 COPY policies/ /etc/lalo/policies/
 COPY catalog/ /etc/lalo/catalog/
+COPY dialects/ /etc/lalo/dialects/
 COPY deploy/catalog/sources.toml /etc/lalo/catalog/sources.toml
 
 USER lalo:lalo

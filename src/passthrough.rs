@@ -17,7 +17,6 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Statement, Value, VisitMut, VisitorMut};
-use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 use datafusion::sql::unparser::Unparser;
 use datafusion_federation::sql::SQLTableSource;
 use datafusion_federation::FederatedPlanNode;
@@ -158,7 +157,11 @@ pub fn parameterize(stmt: &Statement) -> (Statement, Vec<ScalarValue>) {
 
 /// The direct plan for a governed plan (with placeholders), if it runs wholly on one upstream
 /// under the same table names it has there.
-pub fn derive(state: &SessionState, governed: &GovernedPlan, is_upstream: impl Fn(&str) -> bool) -> Option<DirectPlan> {
+pub fn derive(
+    state: &SessionState,
+    governed: &GovernedPlan,
+    dialect_of: impl Fn(&str) -> Option<Arc<crate::engine::dialect::ProfiledPostgres>>,
+) -> Option<DirectPlan> {
     let optimized = state.optimize(governed.plan()).ok()?;
     let LogicalPlan::Extension(ext) = &optimized else { return None };
     let fed = ext.node.as_any().downcast_ref::<FederatedPlanNode>()?;
@@ -184,10 +187,11 @@ pub fn derive(state: &SessionState, governed: &GovernedPlan, is_upstream: impl F
         return None;
     }
     let db = governed.objects.first()?.split('.').next()?.to_string();
-    if !is_upstream(&db) || !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
+    let dialect = dialect_of(&db)?;
+    if !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
         return None;
     }
-    let sql = Unparser::new(&PostgreSqlDialect {}).plan_to_sql(inner).ok()?.to_string();
+    let sql = Unparser::new(dialect.as_ref()).plan_to_sql(inner).ok()?.to_string();
     let types = governed.plan().get_parameter_types().ok()?;
     let mut param_types = Vec::with_capacity(types.len());
     for i in 1..=types.len() {

@@ -1,6 +1,7 @@
 //! The execution engine: DataFusion's catalog of embedded tables (and upstreams), and the
 //! per-session contexts that plan against a caller's view of it.
 
+pub mod dialect;
 pub mod docs;
 pub mod functions;
 pub mod info_schema;
@@ -112,7 +113,8 @@ impl Engine {
 
         let mut ups = Vec::new();
         for src in &sources.upstreams {
-            let up = upstream::Upstream::new(src, docs.clone(), config.catalog.upstream_pool_size)?;
+            let profile = dialect::DialectProfile::load(&config.resolve(std::path::Path::new("dialects")), &src.kind)?;
+            let up = upstream::Upstream::new(src, docs.clone(), config.catalog.upstream_pool_size, profile)?;
             if up.name == EMBEDDED_DB || base.catalog(&up.name).is_some() {
                 return Err(LaloError::Config(format!("upstream name '{}' is already a database", up.name)));
             }

@@ -20,13 +20,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
-use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 use datafusion::sql::TableReference;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use parking_lot::RwLock;
 
+use super::dialect::{DialectProfile, ProfiledPostgres};
 use super::docs::Docs;
 use super::sources::UpstreamSource;
 use crate::error::LaloError;
@@ -60,6 +60,9 @@ pub struct Upstream {
     docs: Arc<RwLock<Docs>>,
     /// Serialises connect/discover so a refresh and the probe do not race.
     refreshing: tokio::sync::Mutex<()>,
+    /// How SQL is written for this upstream (dialects/<kind>.toml).
+    pub profile: DialectProfile,
+    dialect: Arc<ProfiledPostgres>,
     /// The direct lane (statements that run wholly here); None when the URL is missing.
     direct: Option<Arc<direct::DirectPool>>,
     /// Bumped on every successful refresh, so cached plans over this upstream start over.
@@ -73,7 +76,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(src: &UpstreamSource, docs: Arc<RwLock<Docs>>, pool_size: u32) -> Result<Arc<Upstream>, LaloError> {
+    pub fn new(
+        src: &UpstreamSource,
+        docs: Arc<RwLock<Docs>>,
+        pool_size: u32,
+        profile: DialectProfile,
+    ) -> Result<Arc<Upstream>, LaloError> {
         if src.kind != "postgres" {
             return Err(LaloError::Config(format!(
                 "upstream {}: kind '{}' is not supported (postgres)",
@@ -96,6 +104,8 @@ impl Upstream {
         let name = src.name.to_ascii_lowercase();
         let direct = url.as_ref().ok().map(|u| Arc::new(direct::DirectPool::new(&name, u, pool_size.max(1), breaker.clone())));
         Ok(Arc::new(Upstream {
+            dialect: profile.unparser(),
+            profile,
             direct,
             generation: Default::default(),
             name,
@@ -107,6 +117,11 @@ impl Upstream {
             docs,
             refreshing: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The unparser dialect for SQL sent to this upstream.
+    pub fn dialect(&self) -> Arc<ProfiledPostgres> {
+        self.dialect.clone()
     }
 
     /// The direct lane to this upstream, when it can have one.
@@ -185,7 +200,7 @@ impl Upstream {
                     TableReference::partial(t.schema.clone(), t.name.clone())
                 };
                 let table = SqlTable::new_with_schema("postgres", &pool, t.arrow.clone(), reference)
-                    .with_dialect(Arc::new(PostgreSqlDialect {}));
+                    .with_dialect(self.dialect.clone());
                 let provider = Arc::new(table)
                     .create_federated_table_provider()
                     .map_err(LaloError::from)?;
