@@ -26,7 +26,7 @@ trap cleanup EXIT
 start() {  # name port http_port governance_enabled
   (cd "$repo" && LALO_SERVER_LISTEN="127.0.0.1:$2" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$3" \
     LALO_CATALOG_DATA_DIR="$work/data" LALO_GOVERNANCE_AUDIT_LOG="$work/$1-audit.log" \
-    LALO_GOVERNANCE_ENABLED="$4" LALO_LOG=warn "$LALO_BIN" serve >"$work/$1.log" 2>&1) &
+    LALO_GOVERNANCE_ENABLED="$4" LALO_LOG=warn exec "$LALO_BIN" serve >"$work/$1.log" 2>&1) &
   pids+=($!)
   for _ in $(seq 1 120); do
     PGPASSWORD="$user" psql -X -q -h 127.0.0.1 -p "$2" -U "$user" -d lalo -c "SELECT 1" >/dev/null 2>&1 && return 0

@@ -80,7 +80,7 @@ TOML
   LALO_SERVER_LISTEN="127.0.0.1:$lalo_port" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$lalo_http" \
   LALO_SERVER_MAX_CONNECTIONS=200 LALO_CATALOG_DIR="$work/catalog" LALO_CATALOG_DATA_DIR="$work/data" \
   LALO_CATALOG_TPCH_SCALE=0 LALO_GOVERNANCE_AUDIT_LOG="$work/audit.log" LALO_LOG=warn \
-  "$LALO_BIN" serve >"$work/lalo.log" 2>&1) &
+  exec "$LALO_BIN" serve >"$work/lalo.log" 2>&1) &
 pids+=($!)
 for _ in $(seq 1 120); do
   PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$lalo_port" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null 2>&1 && break
