@@ -157,7 +157,7 @@ pub fn parameterize(stmt: &Statement) -> (Statement, Vec<ScalarValue>) {
 
 /// The direct plan for a governed plan (with placeholders), if it runs wholly on one upstream
 /// under the same table names it has there.
-pub fn derive(
+pub async fn derive(
     state: &SessionState,
     governed: &GovernedPlan,
     dialect_of: impl Fn(&str) -> Option<Arc<crate::engine::dialect::ProfiledPostgres>>,
@@ -191,7 +191,12 @@ pub fn derive(
     if !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
         return None;
     }
-    let sql = Unparser::new(dialect.as_ref()).plan_to_sql(inner).ok()?.to_string();
+    // The SQL is the one datafusion-federation itself would send for this plan (its table-scan
+    // rewrite and unparse), read off the physical plan's description; an own unparse of the
+    // subtree differs for some shapes (ORDER BY a column not selected).
+    let physical = state.create_physical_plan(&optimized).await.ok()?;
+    let sql = federated_sql(&physical)?;
+    let _ = (Unparser::new(dialect.as_ref()), inner);
     let types = governed.plan().get_parameter_types().ok()?;
     let mut param_types = Vec::with_capacity(types.len());
     for i in 1..=types.len() {
@@ -204,6 +209,25 @@ pub fn derive(
         schema: std::sync::Arc::new(governed.plan().schema().as_arrow().clone()),
         governed: governed.clone(),
     })
+}
+
+/// The `base_sql` of the single VirtualExecutionPlan in a physical plan.
+fn federated_sql(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Option<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![plan.clone()];
+    while let Some(node) = stack.pop() {
+        if node.name() == "VirtualExecutionPlan" {
+            found.push(datafusion::physical_plan::displayable(node.as_ref()).one_line().to_string());
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    let [line] = found.as_slice() else { return None };
+    let sql = line.split_once(" base_sql=")?.1;
+    // Any later rewrite the library applied is printed after the base SQL; such plans stay planned.
+    if sql.contains(" rewritten_") {
+        return None;
+    }
+    Some(sql.trim_end().to_string())
 }
 
 #[cfg(test)]

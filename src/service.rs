@@ -680,7 +680,9 @@ impl Lalo {
                 let built = async {
                     let plan = self.plan(session, &lifted).await.ok()?;
                     let governed = self.govern(session, plan).await.ok()?;
-                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect())).map(Arc::new)
+                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
+                        .await
+                        .map(Arc::new)
                 }
                 .await;
                 session.direct.lock().put(stamp, key.clone(), built.clone());
@@ -713,7 +715,9 @@ impl Lalo {
             None => {
                 let built = async {
                     let governed = self.govern(session, plan.clone()).await.ok()?;
-                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect())).map(Arc::new)
+                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
+                        .await
+                        .map(Arc::new)
                 }
                 .await;
                 session.direct.lock().put(stamp, key.clone(), built.clone());

@@ -85,71 +85,11 @@ fn same_rows(a: &Rows, b: &Rows, ordered: bool) -> bool {
     a.iter().zip(b.iter()).all(|(x, y)| x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same_value(p, q)))
 }
 
-/// Expand a defog gold query to one runnable statement: the first of `;`-separated
-/// alternatives, every braced column alternative taken in full (`{a, b}` → `a, b`).
-pub fn expand_gold(query: &str) -> String {
-    let first = query.split(';').map(str::trim).find(|q| !q.is_empty()).unwrap_or("").to_string();
-    let mut cols = String::new();
-    let mut out = String::new();
-    let mut rest = first.as_str();
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else { break };
-        let inner = rest[open + 1..open + close].trim();
-        if inner.is_empty() {
-            out.push_str(&cols);
-        } else {
-            cols = inner.to_string();
-            out.push_str(inner);
-        }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// (question, gold, db, category) from questions.csv.
-pub fn defog_questions() -> Vec<(String, String, String, String)> {
-    let path = pgcluster::corpora().join("defog/questions.csv");
-    let text = std::fs::read_to_string(&path).expect("questions.csv");
-    parse_csv(&text)
-        .into_iter()
-        .skip(1)
-        .filter(|r| r.len() >= 4)
-        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone()))
-        .collect()
-}
-
-/// A small RFC 4180 reader (quoted fields, doubled quotes, newlines inside quotes).
-pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, '\r') => {}
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
+/// A defog gold query as one runnable statement: its first query with every braced column
+/// alternative taken in full (the longest of the corpus expansions).
+fn full_gold(gold: &str) -> String {
+    let first = gold.split(';').map(str::trim).find(|q| !q.is_empty()).unwrap_or("");
+    lalo::eval::corpus::expand_gold(first).into_iter().max_by_key(|q| q.len()).unwrap_or_default()
 }
 
 fn ordered(sql: &str) -> bool {
@@ -191,10 +131,12 @@ async fn defog_queries_match_postgres() {
     }
 
     let (mut same, mut differ, mut failed) = (0, Vec::new(), Vec::new());
-    let questions = defog_questions();
-    for (_, gold, db, _) in &questions {
+    let questions = lalo::eval::corpus::read_questions(&pgcluster::corpora().join("defog/questions.csv"), true)
+        .expect("questions.csv");
+    for q in &questions {
+        let db = &q.db;
         let Some((via_lalo, direct)) = clients.get(db.as_str()) else { continue };
-        let sql = expand_gold(gold);
+        let sql = full_gold(&q.gold);
         let Ok(want) = rows(direct, &sql).await else { continue };
         match rows(via_lalo, &sql).await {
             Ok(got) if same_rows(&got, &want, ordered(&sql)) => same += 1,
@@ -210,7 +152,9 @@ async fn defog_queries_match_postgres() {
         println!("NOT RUN {f}");
     }
     assert!(differ.is_empty(), "results differ from PostgreSQL:\n{}", differ.join("\n"));
-    assert!(same * 100 >= questions.len() * 80, "only {same} of {} gold queries ran through lalo", questions.len());
+    // Known: avg(interval) and to_char(time) do not plan in DataFusion 54, and one SELECT DISTINCT
+    // with a column alias unparses into SQL PostgreSQL rejects. Anything more is a regression.
+    assert!(failed.len() <= 3, "{} gold queries did not run through lalo:\n{}", failed.len(), failed.join("\n"));
 }
 
 /// Joins inside one upstream go upstream as one statement; EXPLAIN shows the SQL sent.

@@ -89,7 +89,13 @@ fn name_derived_projections(node: LogicalPlan) -> Result<Transformed<LogicalPlan
     let wrap: Vec<Option<String>> = inputs
         .iter()
         .map(|i| match i {
-            LogicalPlan::Projection(p) if reads_upstream(&p.input) => single_bare_qualifier(i),
+            // Only projections that compute something (a mask, say): column-only projections
+            // unparse into the enclosing SELECT already.
+            LogicalPlan::Projection(p)
+                if reads_upstream(&p.input) && !p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+            {
+                single_bare_qualifier(i)
+            }
             _ => None,
         })
         .collect();
