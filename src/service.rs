@@ -673,22 +673,12 @@ impl Lalo {
         let (lifted, values) = crate::passthrough::parameterize(stmt);
         let key = lifted.to_string();
         let stamp = self.direct_stamp(session);
-        let cached = session.direct.lock().get(stamp, &key);
-        let dp = match cached {
-            Some(dp) => dp?,
-            None => {
-                let built = async {
-                    let plan = self.plan(session, &lifted).await.ok()?;
-                    let governed = self.govern(session, plan).await.ok()?;
-                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
-                        .await
-                        .map(Arc::new)
-                }
-                .await;
-                session.direct.lock().put(stamp, key.clone(), built.clone());
-                built?
-            }
-        };
+        let dp = self
+            .direct_plan(session, stamp, &key, async {
+                let plan = self.plan(session, &lifted).await.ok()?;
+                self.govern(session, plan).await.ok()
+            })
+            .await?;
         self.execute_direct(session, &dp, values, start, cancel, cap, stamp, &key).await
     }
 
@@ -709,22 +699,33 @@ impl Lalo {
         let values: Vec<ScalarValue> = list.iter().map(|v| v.value.clone()).collect();
         let stamp = self.direct_stamp(session);
         let key = format!("prepared:{text}");
-        let cached = session.direct.lock().get(stamp, &key);
-        let dp = match cached {
-            Some(dp) => dp?,
-            None => {
-                let built = async {
-                    let governed = self.govern(session, plan.clone()).await.ok()?;
-                    crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
-                        .await
-                        .map(Arc::new)
-                }
-                .await;
-                session.direct.lock().put(stamp, key.clone(), built.clone());
-                built?
-            }
-        };
+        let dp = self.direct_plan(session, stamp, &key, async { self.govern(session, plan.clone()).await.ok() }).await?;
         self.execute_direct(session, &dp, values, start, cancel, None, stamp, &key).await
+    }
+
+    /// The session's cached direct plan for `key`, or one derived from the governed plan `build`
+    /// yields (and remembered either way, "not direct" included).
+    async fn direct_plan(
+        &self,
+        session: &Session,
+        stamp: crate::passthrough::Stamp,
+        key: &str,
+        build: impl std::future::Future<Output = Option<GovernedPlan>>,
+    ) -> Option<Arc<crate::passthrough::DirectPlan>> {
+        if let Some(cached) = session.direct.lock().get(stamp, key) {
+            return cached;
+        }
+        let ups = self.engine.upstreams();
+        let built = match build.await {
+            Some(governed) => {
+                crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
+                    .await
+                    .map(Arc::new)
+            }
+            None => None,
+        };
+        session.direct.lock().put(stamp, key.to_string(), built.clone());
+        built
     }
 
     /// Run a direct plan upstream under the same limits, guard and audit as the planned path.
