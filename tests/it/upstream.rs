@@ -240,6 +240,8 @@ async fn refresh_picks_up_new_upstream_tables() {
     pg.psql("shop", "INSERT INTO item VALUES (1, 12.50, '{a,b}', '2024-02-29', '2024-03-01 10:00:00+00', '{\"k\": 1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, '\\x0102', '1 day 02:00:00')").await;
     let (s, _c) = start_with_upstreams(&[("shop".into(), pg.url("shop"))]).await;
     let c = connect_db(&s, "admin", "shop").await;
+    // Arrays arrive as arrays (PostgreSQL's text form on the wire).
+    assert_eq!(rows(&c, "SELECT tags FROM item").await.expect("array"), vec![vec![Some("{a,b}".to_string())]]);
     let got = rows(&c, "SELECT id, price, made, seen, data, uid, flag, wait FROM item").await.expect("item");
     assert_eq!(
         got[0],
