@@ -96,6 +96,10 @@ pub struct PlannerConfig {
     pub embeddings_base_url: Option<String>,
     pub embeddings_model: Option<String>,
     pub max_repairs: u32,
+    /// `llm` drafter: how long one chat completion may take.
+    pub llm_timeout_ms: u64,
+    /// `llm` drafter: tokens (`usage.total_tokens`) one user may spend per hour; 0 means unlimited.
+    pub llm_token_budget_per_hour: u64,
 }
 
 impl Default for PlannerConfig {
@@ -108,6 +112,8 @@ impl Default for PlannerConfig {
             embeddings_base_url: None,
             embeddings_model: None,
             max_repairs: 2,
+            llm_timeout_ms: 20_000,
+            llm_token_budget_per_hour: 0,
         }
     }
 }
@@ -213,6 +219,8 @@ const OVERRIDABLE: &[(&str, &str)] = &[
     ("planner", "embeddings_base_url"),
     ("planner", "embeddings_model"),
     ("planner", "max_repairs"),
+    ("planner", "llm_timeout_ms"),
+    ("planner", "llm_token_budget_per_hour"),
     ("governance", "enabled"),
     ("governance", "policies"),
     ("governance", "audit_log"),

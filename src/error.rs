@@ -30,6 +30,9 @@ pub enum LaloError {
     Timeout,
     #[error("canceling statement due to user request")]
     Canceled,
+    /// A wait other than the statement timeout ran out (e.g. the `llm` drafter's call).
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{message}")]
     UpstreamLost { upstream: String, message: String },
     #[error("{0}")]
@@ -63,7 +66,7 @@ impl LaloError {
             LaloError::NotAnswerable { .. } => "42000",
             LaloError::LimitExceeded(_) => "53400",
             LaloError::RateLimited(_) => "54000",
-            LaloError::Timeout | LaloError::Canceled => "57014",
+            LaloError::Timeout | LaloError::Canceled | LaloError::TimedOut(_) => "57014",
             LaloError::UpstreamLost { .. } => "08006",
             LaloError::NotSupported(_) => "0A000",
             LaloError::UnknownSetting(_) => "42704",

@@ -34,6 +34,8 @@ pub struct Lalo {
     parser: PostgresCompatibilityParser,
     /// Per-caller schema contexts for questions (nl/catalog.rs).
     pub questions: crate::nl::catalog::ContextCache,
+    /// The `llm` drafter, built on first use (nl/llm.rs).
+    pub llm: crate::nl::llm::LlmState,
 }
 
 impl std::fmt::Debug for Lalo {
@@ -89,7 +91,7 @@ impl Lalo {
         engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
         let users_source = Arc::new(users.clone());
-        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new(), questions: Default::default() }))
+        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new(), questions: Default::default(), llm: Default::default() }))
     }
 
     /// The password source SCRAM authenticates against.

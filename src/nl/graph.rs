@@ -85,7 +85,8 @@ pub struct Failed {
 
 /// Run the graph for `question` in the caller's session.
 pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Planned, Box<Failed>> {
-    let mut trace = Trace { drafter: "rules".into(), ..Default::default() };
+    let llm = lalo.config.planner.drafter == "llm";
+    let mut trace = Trace { drafter: if llm { "llm" } else { "rules" }.into(), ..Default::default() };
     let fail = |error: LaloError, sql: Option<String>, trace: Trace| Box::new(Failed { error, sql, trace });
 
     // retrieve: the caller's entitled context (cached per user, database, policies, catalog).
@@ -137,10 +138,26 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
     loop {
         // draft
         let t = Instant::now();
-        let sql = match draft(&retrieved, &built, question, feedback.as_deref()) {
+        let drafted = if llm {
+            // A repair sends the last draft back with the error it met.
+            let previous = trace.drafts.last().and_then(|d| Some((d.sql.as_deref()?, feedback.as_deref()?)));
+            match crate::nl::llm::draft(lalo, session, retrieved.context(&built), question, previous).await {
+                Ok(d) => d,
+                Err(e) => {
+                    trace.step("draft", t, format!("failed: {e}"));
+                    let last = trace.drafts.iter().rev().find_map(|d| d.sql.clone());
+                    return Err(fail(e, last, trace));
+                }
+            }
+        } else {
+            draft(&retrieved, &built, question, feedback.as_deref())
+        };
+        let sql = match drafted {
             Drafted::Sql { sql, confidence, explanation, .. } => {
-                trace.drafts.push(Draft { sql: Some(sql.clone()), confidence: Some(confidence), explanation, error: None });
-                trace.step("draft", t, format!("confidence {confidence:.2}"));
+                let note = if llm { explanation.clone() } else { format!("confidence {confidence:.2}") };
+                let confidence = (!llm).then_some(confidence);
+                trace.drafts.push(Draft { sql: Some(sql.clone()), confidence, explanation, error: None });
+                trace.step("draft", t, note);
                 sql
             }
             Drafted::Declined { reason } => {

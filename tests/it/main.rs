@@ -14,3 +14,4 @@ mod nl_rules;
 mod pgcluster;
 mod upstream;
 mod ask;
+mod llm;
