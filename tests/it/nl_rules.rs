@@ -1,8 +1,7 @@
 //! The built-in `rules` drafter on the TPC-H demo schema: drafted SQL runs in DataFusion and
 //! returns what a hand-written query returns; questions the schema cannot answer are declined.
-//! `defog_drafts` (ignored) drafts the defog corpus for `tests/nl_eval/eval.py`.
+//! The whole defog corpus is scored through the gateway by `lalo eval` (tests/it/ask.rs runs it).
 
-use std::path::Path;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
@@ -10,9 +9,6 @@ use lalo::engine::docs::Docs;
 use lalo::nl::{ColumnInfo, Drafted, Drafter, SchemaContext, TableInfo};
 
 use crate::common;
-
-#[path = "../nl_eval/defog.rs"]
-mod defog;
 
 const TABLES: &[&str] = &["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"];
 
@@ -149,13 +145,4 @@ async fn unanswerable_questions_are_declined() {
 fn drafting_needs_a_schema() {
     let drafted = lalo::nl::draft("how many customers are there", &SchemaContext::default());
     assert!(matches!(drafted, Drafted::Declined { .. }));
-}
-
-/// Drafts the defog questions for the scoring harness: `python3 tests/nl_eval/eval.py`.
-#[test]
-#[ignore = "run by tests/nl_eval/eval.py"]
-fn defog_drafts() {
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set; run tests/nl_eval/eval.py"));
-    let root = var("LALO_NL_EVAL_ROOT");
-    defog::draft_file(Path::new(&root), Path::new(&var("LALO_NL_EVAL_IN")), Path::new(&var("LALO_NL_EVAL_OUT"))).expect("drafts written");
 }

@@ -18,20 +18,19 @@ pub fn corpora() -> PathBuf {
 /// A running PostgreSQL cluster on 127.0.0.1:`port`, trust authentication, superuser `postgres`.
 pub struct PgCluster {
     inner: pg::PgCluster,
-    pub port: u16,
 }
 
 impl PgCluster {
     /// initdb and start a new cluster.
     pub async fn start() -> PgCluster {
         let inner = pg::PgCluster::start().await.expect("a throwaway PostgreSQL cluster");
-        PgCluster { port: inner.port, inner }
+        PgCluster { inner }
     }
 
     /// initdb and start a new cluster on a given port.
     pub async fn start_on(port: u16) -> PgCluster {
         let inner = pg::PgCluster::start_on(port).await.expect("a throwaway PostgreSQL cluster");
-        PgCluster { port: inner.port, inner }
+        PgCluster { inner }
     }
 
     /// Start (again) the postmaster of this cluster on its port.
