@@ -16,6 +16,7 @@ pub async fn check(config_path: Option<&Path>) -> Vec<String> {
     if let Err(e) = crate::session::auth::Users::from_config(&cfg.users) {
         problems.push(e.to_string());
     }
+    problems.extend(planner_problems(&cfg.planner));
     let gov = match Governance::load(&cfg).await {
         Ok(g) => Some(g),
         Err(e) => {
@@ -32,4 +33,46 @@ pub async fn check(config_path: Option<&Path>) -> Vec<String> {
         Err(e) => problems.push(e.to_string()),
     }
     problems
+}
+
+/// `[planner]`: a drafter lalo knows, and what the llm drafter needs to reach its endpoint.
+fn planner_problems(p: &crate::config::PlannerConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    match p.drafter.as_str() {
+        "rules" => {}
+        "llm" => {
+            if p.llm_base_url.as_deref().unwrap_or("").is_empty() {
+                out.push("planner: drafter = \"llm\" needs llm_base_url".to_string());
+            }
+            if p.llm_model.as_deref().unwrap_or("").is_empty() {
+                out.push("planner: drafter = \"llm\" needs llm_model".to_string());
+            }
+            if let Some(var) = p.llm_api_key_env.as_deref() {
+                if std::env::var(var).is_err() {
+                    out.push(format!("planner: llm_api_key_env names {var}, which is not set"));
+                }
+            }
+        }
+        other => out.push(format!("planner: unknown drafter \"{other}\" (rules or llm)")),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planner_settings_are_checked() {
+        let mut p = crate::config::PlannerConfig::default();
+        assert!(planner_problems(&p).is_empty());
+        p.drafter = "llm".into();
+        assert_eq!(planner_problems(&p).len(), 2);
+        p.llm_base_url = Some("http://127.0.0.1:11434/v1".into());
+        p.llm_model = Some("m".into());
+        p.llm_api_key_env = Some("LALO_TEST_SURELY_UNSET_KEY".into());
+        assert_eq!(planner_problems(&p), vec!["planner: llm_api_key_env names LALO_TEST_SURELY_UNSET_KEY, which is not set"]);
+        p.drafter = "magic".into();
+        assert!(planner_problems(&p)[0].contains("unknown drafter"));
+    }
 }
