@@ -30,6 +30,11 @@ pub fn statement(outcome: &'static str, entry: &'static str, seconds: f64) {
 }
 
 /// A client connected (+1) or left (-1).
+/// A statement answered on the direct lane (wholly upstream, no planning).
+pub fn direct_statement() {
+    metrics::counter!("lalo_direct_statements_total").increment(1);
+}
+
 pub fn connection(delta: f64) {
     metrics::gauge!("lalo_connections").increment(delta);
     if delta > 0.0 {

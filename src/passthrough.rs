@@ -216,7 +216,8 @@ fn federated_sql(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionP
     let mut found = Vec::new();
     let mut stack = vec![plan.clone()];
     while let Some(node) = stack.pop() {
-        if node.name() == "VirtualExecutionPlan" {
+        // datafusion-federation names its VirtualExecutionPlan "sql_federation_exec".
+        if node.name() == "sql_federation_exec" {
             found.push(datafusion::physical_plan::displayable(node.as_ref()).one_line().to_string());
         }
         stack.extend(node.children().into_iter().cloned());

@@ -785,6 +785,7 @@ impl Lalo {
             .into_iter()
             .filter(|v| *v > 0)
             .min();
+        crate::metrics::direct_statement();
         let record = self.record(session, start, Some(governed));
         let schema = rename(&dp.schema, start.names.as_deref());
         let rows = execution::guard(
