@@ -17,7 +17,6 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Statement, Value, VisitMut, VisitorMut};
-use datafusion::sql::unparser::Unparser;
 use datafusion_federation::sql::SQLTableSource;
 use datafusion_federation::FederatedPlanNode;
 
@@ -160,7 +159,7 @@ pub fn parameterize(stmt: &Statement) -> (Statement, Vec<ScalarValue>) {
 pub async fn derive(
     state: &SessionState,
     governed: &GovernedPlan,
-    dialect_of: impl Fn(&str) -> Option<Arc<crate::engine::dialect::ProfiledPostgres>>,
+    is_upstream: impl Fn(&str) -> bool,
 ) -> Option<DirectPlan> {
     let optimized = state.optimize(governed.plan()).ok()?;
     let LogicalPlan::Extension(ext) = &optimized else { return None };
@@ -187,16 +186,16 @@ pub async fn derive(
         return None;
     }
     let db = governed.objects.first()?.split('.').next()?.to_string();
-    let dialect = dialect_of(&db)?;
-    if !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
+    if !is_upstream(&db) || !governed.objects.iter().all(|o| o.split('.').next() == Some(db.as_str())) {
         return None;
     }
     // The SQL is the one datafusion-federation itself would send for this plan (its table-scan
     // rewrite and unparse), read off the physical plan's description; an own unparse of the
     // subtree differs for some shapes (ORDER BY a column not selected).
-    let physical = state.create_physical_plan(&optimized).await.ok()?;
+    // The plan is optimized already: physical planning only (SessionState::create_physical_plan
+    // would optimize it a second time).
+    let physical = state.query_planner().create_physical_plan(&optimized, state).await.ok()?;
     let sql = federated_sql(&physical)?;
-    let _ = (Unparser::new(dialect.as_ref()), inner);
     let types = governed.plan().get_parameter_types().ok()?;
     let mut param_types = Vec::with_capacity(types.len());
     for i in 1..=types.len() {

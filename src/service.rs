@@ -205,6 +205,24 @@ impl Lalo {
                 return Err(e);
             }
         };
+        let rows = self.guarded(session, &governed, stream, &start, began, cancel, slot, truncate_at);
+        Ok(Outcome::Rows { schema, rows })
+    }
+
+    /// A result stream under the caller's limits (statement timeout, row cap), cancel, and the
+    /// audit record written when it ends: the same for planned and direct-lane statements.
+    #[allow(clippy::too_many_arguments)]
+    fn guarded(
+        &self,
+        session: &Session,
+        governed: &GovernedPlan,
+        stream: datafusion::execution::SendableRecordBatchStream,
+        start: &Request,
+        began: Instant,
+        cancel: Option<execution::CancelArm>,
+        slot: crate::governance::limits::Slot,
+        truncate_at: Option<u64>,
+    ) -> RowStream {
         let timeout_ms = [
             session.settings.read().statement_timeout_ms(),
             governed.limits.statement_timeout_ms.unwrap_or(0),
@@ -216,12 +234,11 @@ impl Lalo {
             .into_iter()
             .filter(|v| *v > 0)
             .min();
-        let record = self.record(session, &start, Some(&governed));
-        let rows = execution::guard(
+        let record = self.record(session, start, Some(governed));
+        execution::guard(
             stream,
             GuardOptions { timeout_ms, max_rows, cancel, audit: self.audit.clone(), record, began, entry: session.entry.as_str(), slot: Some(slot), truncate_at },
-        );
-        Ok(Outcome::Rows { schema, rows })
+        )
     }
 
     /// [`Lalo::run_route`] for callers that read at most `cap` rows (MCP).
@@ -720,7 +737,7 @@ impl Lalo {
         let ups = self.engine.upstreams();
         let built = match build.await {
             Some(governed) => {
-                crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).map(|u| u.dialect()))
+                crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).is_some())
                     .await
                     .map(Arc::new)
             }
@@ -777,31 +794,9 @@ impl Lalo {
                 return Some(Err(e));
             }
         };
-        let timeout_ms = [session.settings.read().statement_timeout_ms(), governed.limits.statement_timeout_ms.unwrap_or(0)]
-            .into_iter()
-            .filter(|v| *v > 0)
-            .min();
-        let max_rows = [self.config.governance.max_rows, governed.limits.max_rows.unwrap_or(0)]
-            .into_iter()
-            .filter(|v| *v > 0)
-            .min();
         crate::metrics::direct_statement();
-        let record = self.record(session, start, Some(governed));
         let schema = rename(&dp.schema, start.names.as_deref());
-        let rows = execution::guard(
-            stream,
-            GuardOptions {
-                timeout_ms,
-                max_rows,
-                cancel: cancel.take(),
-                audit: self.audit.clone(),
-                record,
-                began,
-                entry: session.entry.as_str(),
-                slot: Some(slot),
-                truncate_at: cap,
-            },
-        );
+        let rows = self.guarded(session, governed, stream, start, began, cancel.take(), slot, cap);
         Some(Ok(Outcome::Rows { schema, rows }))
     }
 

@@ -13,7 +13,7 @@ pub mod discover;
 pub mod pool;
 pub mod unparse_fix;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,11 +117,6 @@ impl Upstream {
             docs,
             refreshing: tokio::sync::Mutex::new(()),
         }))
-    }
-
-    /// The unparser dialect for SQL sent to this upstream.
-    pub fn dialect(&self) -> Arc<ProfiledPostgres> {
-        self.dialect.clone()
     }
 
     /// The direct lane to this upstream, when it can have one.
@@ -329,17 +324,9 @@ impl Upstreams {
         self.list.values()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// Changes whenever any upstream's catalog is re-read.
     pub fn generation(&self) -> u64 {
         self.list.values().map(|u| u.generation.load(std::sync::atomic::Ordering::Acquire)).sum()
-    }
-
-    pub fn names(&self) -> HashSet<String> {
-        self.list.keys().cloned().collect()
     }
 }
 

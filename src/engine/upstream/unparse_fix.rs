@@ -60,7 +60,6 @@ impl OptimizerRule for UnparseFriendly {
             }
             name_derived_projections(node)
         })
-        .map(|t| t)
     }
 }
 
