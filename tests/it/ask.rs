@@ -9,14 +9,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{self, sqlstate};
 
-fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect()),
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::text_rows as rows;
 
 #[tokio::test]
 async fn ask_over_psql_sends_the_sql_as_a_notice() {

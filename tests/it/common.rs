@@ -34,12 +34,22 @@ impl TestServer {
 
     /// A connection string for `user` (password = user name in the demo config).
     pub fn conn_str(&self, user: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} password={user} dbname=lalo", self.port())
+        self.conn_str_db(user, "lalo")
+    }
+
+    /// [`TestServer::conn_str`] for database `db`.
+    pub fn conn_str_db(&self, user: &str, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} password={user} dbname={db}", self.port())
     }
 
     /// Connect with tokio-postgres as `user`.
     pub async fn connect(&self, user: &str) -> Client {
-        let (client, conn) = tokio_postgres::connect(&self.conn_str(user), NoTls).await.expect("connect");
+        self.connect_db(user, "lalo").await
+    }
+
+    /// Connect with tokio-postgres as `user` to database `db`.
+    pub async fn connect_db(&self, user: &str, db: &str) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.conn_str_db(user, db), NoTls).await.expect("connect");
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -71,6 +81,16 @@ pub async fn start() -> TestServer {
     start_with(|_| {}).await
 }
 
+/// The data rows of a simple-query reply, NULL as "".
+pub fn text_rows(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The SQLSTATE of a failed statement.
 pub fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no db error: {e}"))
@@ -79,8 +99,13 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> String {
 /// Run a psql command against the server and return (success, stdout, stderr).
 /// (Async: the gateway under test runs on this test's runtime.)
 pub async fn psql(server: &TestServer, user: &str, args: &[&str]) -> (bool, String, String) {
+    psql_db(server, user, "lalo", args).await
+}
+
+/// [`psql`] connected to database `db` (an upstream, say).
+pub async fn psql_db(server: &TestServer, user: &str, db: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new("psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &server.port().to_string(), "-U", user, "-d", "lalo", "-v", "ON_ERROR_STOP=1"])
+        .args(["-X", "-h", "127.0.0.1", "-p", &server.port().to_string(), "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1"])
         .args(args)
         .env("PGPASSWORD", user)
         .env("PGCONNECT_TIMEOUT", "10")

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{self, sqlstate, TestServer};
 
@@ -91,14 +90,7 @@ async fn start_llm(base: &str, timeout_ms: u64, budget: u64) -> TestServer {
     .await
 }
 
-fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect()),
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::text_rows as rows;
 
 /// The text of every message of a recorded request.
 fn messages(req: &Value) -> Vec<String> {

@@ -36,15 +36,6 @@ async fn defog_lalo() -> (TestServer, tempfile::TempDir, &'static PgCluster) {
     (s, c, pg)
 }
 
-async fn connect_db(s: &TestServer, user: &str, db: &str) -> tokio_postgres::Client {
-    let conn = format!("host=127.0.0.1 port={} user={user} password={user} dbname={db}", s.port());
-    let (client, c) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("connect to lalo");
-    tokio::spawn(async move {
-        let _ = c.await;
-    });
-    client
-}
-
 type Rows = Vec<Vec<Option<String>>>;
 
 async fn rows(client: &tokio_postgres::Client, sql: &str) -> Result<Rows, tokio_postgres::Error> {
@@ -121,7 +112,7 @@ async fn defog_queries_match_postgres() {
     let (s, _c, pg) = defog_lalo().await;
     let mut clients = std::collections::HashMap::new();
     for db in DEFOG_DBS {
-        clients.insert(*db, (connect_db(&s, "admin", db).await, pg.client(db).await));
+        clients.insert(*db, (s.connect_db("admin", db).await, pg.client(db).await));
     }
     for (db, sql) in HAND_QUERIES {
         let (via_lalo, direct) = &clients[db];
@@ -161,7 +152,7 @@ async fn defog_queries_match_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_push_down_and_explain_shows_the_upstream_sql() {
     let (s, _c, _pg) = defog_lalo().await;
-    let c = connect_db(&s, "admin", "academic").await;
+    let c = s.connect_db("admin", "academic").await;
     let plan = rows(&c, "EXPLAIN SELECT a.name, count(*) FROM author a JOIN writes w ON a.aid = w.aid WHERE a.aid < 100 GROUP BY a.name LIMIT 3")
         .await
         .expect("explain");
@@ -204,7 +195,7 @@ async fn upstream_joins_embedded_tpch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_comments_and_types_are_in_the_catalog() {
     let (s, _c, _pg) = defog_lalo().await;
-    let c = connect_db(&s, "admin", "academic").await;
+    let c = s.connect_db("admin", "academic").await;
     let desc = rows(&c, "SELECT col_description('public.author'::regclass, 1)").await;
     let cols = rows(
         &c,
@@ -215,20 +206,9 @@ async fn upstream_comments_and_types_are_in_the_catalog() {
     assert!(cols.iter().any(|r| r[0].as_deref() == Some("title") && r[1].as_deref() == Some("text")), "{cols:?}");
     assert!(cols.iter().any(|r| r[0].as_deref() == Some("year") && r[1].as_deref() == Some("bigint")), "{cols:?}");
     let _ = desc;
-    let (ok, out, err) = psql_db(&s, "admin", "academic", &["-c", "\\d+ author"]).await;
+    let (ok, out, err) = common::psql_db(&s, "admin", "academic", &["-c", "\\d+ author"]).await;
     assert!(ok, "{err}");
     assert!(out.to_lowercase().contains("unique id"), "column comment from COMMENT ON shown: {out}");
-}
-
-async fn psql_db(s: &TestServer, user: &str, db: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new("psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &s.port().to_string(), "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1"])
-        .args(args)
-        .env("PGPASSWORD", user)
-        .output()
-        .await
-        .expect("psql");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A table created upstream appears after REFRESH UPSTREAM, without a restart.
@@ -239,7 +219,7 @@ async fn refresh_picks_up_new_upstream_tables() {
     pg.psql("shop", "CREATE TABLE item (id int PRIMARY KEY, price numeric(10,2), tags text[], made date, seen timestamptz, data jsonb, uid uuid, flag boolean, blob bytea, wait interval)").await;
     pg.psql("shop", "INSERT INTO item VALUES (1, 12.50, '{a,b}', '2024-02-29', '2024-03-01 10:00:00+00', '{\"k\": 1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, '\\x0102', '1 day 02:00:00')").await;
     let (s, _c) = start_with_upstreams(&[("shop".into(), pg.url("shop"))]).await;
-    let c = connect_db(&s, "admin", "shop").await;
+    let c = s.connect_db("admin", "shop").await;
     // Arrays arrive as arrays (PostgreSQL's text form on the wire).
     assert_eq!(rows(&c, "SELECT tags FROM item").await.expect("array"), vec![vec![Some("{a,b}".to_string())]]);
     let got = rows(&c, "SELECT id, price, made, seen, data, uid, flag, wait FROM item").await.expect("item");
@@ -308,7 +288,7 @@ async fn upstream_killed_mid_query_then_back() {
     )
     .await;
     let (s, _c) = start_with_upstreams(&[("slow".into(), pg.url("slow"))]).await;
-    let c = std::sync::Arc::new(connect_db(&s, "admin", "slow").await);
+    let c = std::sync::Arc::new(s.connect_db("admin", "slow").await);
     assert_eq!(rows(&c, "SELECT x FROM one").await.expect("one"), vec![vec![Some("1".into())]]);
     let running = {
         let c = c.clone();
@@ -376,7 +356,7 @@ async fn upstream_tables_are_governed_and_filters_push_down() {
     })
     .await;
     let direct = pg.client("restaurants").await;
-    let analyst = connect_db(&s, "analyst", "restaurants").await;
+    let analyst = s.connect_db("analyst", "restaurants").await;
     let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE city_name = 'New York'").await.expect("pg");
     assert_eq!(rows(&analyst, "SELECT count(*) FROM restaurant").await.expect("count"), want);
     // A Los Angeles restaurant is outside the analyst's rows, however it is asked for.
@@ -400,7 +380,7 @@ async fn upstream_tables_are_governed_and_filters_push_down() {
     let sql = format!("SELECT count(*) FROM location WHERE street_name = '{}'", real.replace('\'', "''"));
     assert_eq!(rows(&analyst, &sql).await.expect("masked predicate"), vec![vec![Some("0".into())]]);
     // The intern's denied column is refused however it is reached, simple or prepared.
-    let intern = connect_db(&s, "intern", "restaurants").await;
+    let intern = s.connect_db("intern", "restaurants").await;
     for sql in ["SELECT rating FROM restaurant WHERE id = 1", "SELECT name FROM restaurant WHERE rating > 4", "SELECT name FROM restaurant ORDER BY RATING"] {
         let e = intern.simple_query(sql).await.expect_err("denied column");
         assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
@@ -422,7 +402,7 @@ async fn upstream_tables_are_governed_and_filters_push_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_point_lookups_match_postgres() {
     let (s, _c, pg) = defog_lalo().await;
-    let via = connect_db(&s, "admin", "academic").await;
+    let via = s.connect_db("admin", "academic").await;
     let direct = pg.client("academic").await;
     for aid in [1i64, 2, 3, 999_999, 5, 1] {
         let sql = format!("SELECT name, homepage FROM author WHERE aid = {aid}");
