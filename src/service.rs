@@ -197,7 +197,19 @@ impl Lalo {
             plan = plan.replace_params_with_values(&p)?;
         }
         let schema: SchemaRef = rename(plan.schema().as_arrow(), start.names.as_deref());
-        let stream = match async { session.ctx.execute_logical_plan(plan).await?.execute_stream().await }.await {
+        let optimized = governed.is_optimized();
+        let stream = match async {
+            if optimized {
+                // Optimized already (a cached plan): physical planning only.
+                let state = session.ctx.state();
+                let physical = state.query_planner().create_physical_plan(&plan, &state).await?;
+                datafusion::physical_plan::execute_stream(physical, session.ctx.task_ctx())
+            } else {
+                session.ctx.execute_logical_plan(plan).await?.execute_stream().await
+            }
+        }
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let e = LaloError::from(e);
@@ -272,8 +284,13 @@ impl Lalo {
                 let sql = stmt.to_string();
                 let start = Request { sql: Some(sql), names: crate::naming::pg_names(&stmt), ..start };
                 let mut cancel = cancel;
-                if let Some(done) = self.try_direct_query(session, &stmt, &start, &mut cancel, cap).await {
+                let (lifted, values) = crate::passthrough::parameterize(&stmt);
+                let key = lifted.to_string();
+                if let Some(done) = self.try_direct_query(session, &lifted, &key, &values, &start, &mut cancel, cap).await {
                     return done;
+                }
+                if let Some(governed) = self.cached_plan(session, &lifted, &key, &values).await {
+                    return self.execute_capped(session, governed, None, start, cancel, cap).await;
                 }
                 let result = async {
                     let plan = self.plan(session, &stmt).await?;
@@ -679,26 +696,90 @@ impl Lalo {
     }
 
     /// The direct lane for a simple-protocol statement: `None` means "take the planned path".
+    /// `lifted` is the statement with its literals lifted into parameters (`values`), `key` its text.
+    #[allow(clippy::too_many_arguments)]
     async fn try_direct_query(
         &self,
         session: &Session,
-        stmt: &Statement,
+        lifted: &Statement,
+        key: &str,
+        values: &[ScalarValue],
         start: &Request,
         cancel: &mut Option<execution::CancelArm>,
         cap: Option<u64>,
     ) -> Option<Result<Outcome, LaloError>> {
         let ups = self.engine.upstreams();
         ups.get(&session.database)?;
-        let (lifted, values) = crate::passthrough::parameterize(stmt);
-        let key = lifted.to_string();
         let stamp = self.direct_stamp(session);
         let dp = self
-            .direct_plan(session, stamp, &key, async {
-                let plan = self.plan(session, &lifted).await.ok()?;
+            .direct_plan(session, stamp, key, async {
+                let plan = self.plan(session, lifted).await.ok()?;
                 self.govern(session, plan).await.ok()
             })
             .await?;
-        self.execute_direct(session, &dp, values, start, cancel, cap, stamp, &key).await
+        self.execute_direct(session, &dp, values.to_vec(), start, cancel, cap, stamp, key).await
+    }
+
+    /// The session's cached governed plan for a simple-protocol statement (literals lifted into
+    /// parameters), bound to this execution's values; `None` means "plan it afresh".
+    async fn cached_plan(
+        &self,
+        session: &Session,
+        lifted: &Statement,
+        key: &str,
+        values: &[ScalarValue],
+    ) -> Option<GovernedPlan> {
+        if !matches!(lifted, Statement::Query(_)) {
+            return None;
+        }
+        let cached = self
+            .plan_entry(session, key, async {
+                let plan = self.plan(session, lifted).await.ok()?;
+                self.govern(session, plan).await.ok()
+            })
+            .await?;
+        cached.bind(values)
+    }
+
+    /// A prepared statement's cached governed plan, bound to `params`; `None` means "govern the
+    /// statement's plan afresh".
+    pub async fn cached_prepared(
+        &self,
+        session: &Session,
+        text: &str,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+    ) -> Option<GovernedPlan> {
+        let ParamValues::List(list) = params else { return None };
+        let values: Vec<ScalarValue> = list.iter().map(|v| v.value.clone()).collect();
+        // The same text parsed with other declared parameter types is another plan.
+        let types: Vec<_> = values.iter().map(|v| v.data_type()).collect();
+        let key = format!("prepared:{types:?}:{text}");
+        let cached = self.plan_entry(session, &key, async { self.govern(session, plan.clone()).await.ok() }).await?;
+        cached.bind(&values)
+    }
+
+    /// The session's plan cache entry for `key`, or one built from the governed plan `build`
+    /// yields (remembered either way, "not reusable" included).
+    async fn plan_entry(
+        &self,
+        session: &Session,
+        key: &str,
+        build: impl std::future::Future<Output = Option<GovernedPlan>>,
+    ) -> Option<Arc<crate::plan_cache::CachedPlan>> {
+        let stamp = self.direct_stamp(session);
+        if let Some(cached) = session.plans.lock().get(stamp, key) {
+            if cached.is_some() {
+                crate::metrics::cached_plan();
+            }
+            return cached;
+        }
+        let built = match build.await {
+            Some(governed) => crate::plan_cache::build(&session.ctx.state(), &governed).map(Arc::new),
+            None => None,
+        };
+        session.plans.lock().put(stamp, key.to_string(), built.clone());
+        built
     }
 
     /// The direct lane for a prepared statement (extended protocol): `plan` is its plan with

@@ -37,11 +37,33 @@ pub struct GovernedPlan {
     /// Rules applied (row filters and masks), for NOTICEs and the audit record.
     pub rules: Vec<String>,
     pub limits: EffectiveLimits,
+    /// The plan went through DataFusion's optimizer already (see [`GovernedPlan::optimize`]).
+    optimized: bool,
 }
 
 impl GovernedPlan {
     pub fn plan(&self) -> &LogicalPlan {
         &self.plan
+    }
+
+    /// True when [`GovernedPlan::plan`] is optimized and goes straight to physical planning.
+    pub fn is_optimized(&self) -> bool {
+        self.optimized
+    }
+
+    /// The same decision over the optimized plan. The optimizer only reorders and simplifies what
+    /// governance produced (row filters and masks stay beneath the user's predicates: they are
+    /// part of the scan's input the user's plan reads), so the decision still holds.
+    pub fn optimize(&self, state: &datafusion::execution::session_state::SessionState) -> Result<GovernedPlan, LaloError> {
+        if self.optimized {
+            return Ok(self.clone());
+        }
+        Ok(GovernedPlan { plan: state.optimize(&self.plan)?, optimized: true, ..self.clone() })
+    }
+
+    /// Parameter values bound into the plan; binding literals changes no decision.
+    pub fn bind(&self, values: &datafusion::common::ParamValues) -> Result<GovernedPlan, LaloError> {
+        Ok(GovernedPlan { plan: self.plan.clone().replace_params_with_values(values)?, ..self.clone() })
     }
 }
 
@@ -150,7 +172,14 @@ impl Governance {
         let pol = self.current();
         let limits = pol.rules.limits_for(subject);
         if !self.enabled {
-            return Ok(GovernedPlan { plan, objects: vec![], decision: "allowed".into(), rules: vec![], limits });
+            return Ok(GovernedPlan {
+                plan,
+                objects: vec![],
+                decision: "allowed".into(),
+                rules: vec![],
+                limits,
+                optimized: false,
+            });
         }
         let schema = "public";
         check_functions(&plan, &pol.rules.functions)?;
@@ -181,7 +210,7 @@ impl Governance {
         rules.extend(applied.masks);
         let mut objects: Vec<String> = tables.into_iter().collect();
         objects.extend(columns);
-        Ok(GovernedPlan { plan, objects, decision: decision.into(), rules, limits })
+        Ok(GovernedPlan { plan, objects, decision: decision.into(), rules, limits, optimized: false })
     }
 }
 

@@ -274,14 +274,20 @@ impl ExtendedQueryHandler for ExtendedHandler {
                     _ => None,
                 };
                 let result = async {
+                    let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+                    let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &types)
+                        .map_err(|e| LaloError::Query(format!("invalid parameter: {e}")))?;
+                    // Executed before under the same settings and policies: the cached plan.
+                    if let Some(p) = prepared.plan.as_ref().filter(|_| prepared.epoch == session.epoch()) {
+                        if let Some(g) = self.lalo.cached_prepared(&session, &prepared.text, p, &params).await {
+                            return Ok(g);
+                        }
+                    }
                     // A statement prepared under other settings is planned again before it runs.
                     let plan = match &prepared.plan {
                         Some(p) if prepared.epoch == session.epoch() => p.clone(),
                         _ => self.lalo.plan(&session, &stmt).await?,
                     };
-                    let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
-                    let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &types)
-                        .map_err(|e| LaloError::Query(format!("invalid parameter: {e}")))?;
                     let plan = plan.replace_params_with_values(&params)?;
                     self.lalo.govern(&session, plan).await
                 };

@@ -48,6 +48,8 @@ pub struct Session {
     pub prepared: parking_lot::Mutex<std::collections::HashMap<String, Box<datafusion::sql::sqlparser::ast::Statement>>>,
     /// Statements known to run wholly upstream (or known not to), for the direct lane.
     pub direct: parking_lot::Mutex<crate::passthrough::DirectCache>,
+    /// Governed, optimized plans of repeated statements on the embedded engine.
+    pub plans: parking_lot::Mutex<crate::plan_cache::PlanCache>,
     /// NOTICEs queued for the client (sent before the next result).
     notices: parking_lot::Mutex<Vec<String>>,
 }
@@ -87,6 +89,7 @@ impl Session {
             cursors: Default::default(),
             prepared: Default::default(),
             direct: Default::default(),
+            plans: Default::default(),
             notices: Default::default(),
         }
     }

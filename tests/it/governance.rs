@@ -204,3 +204,56 @@ async fn identity_cannot_be_changed_from_inside_a_session() {
     let e = c.simple_query("SELECT c_acctbal FROM tpch.customer").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
 }
+
+/// A statement repeated with other literals (simple protocol) or other parameters (extended)
+/// runs on the session's cached governed plan: each execution still gets its own rows, the
+/// analyst's row filter and mask still apply, and time-dependent statements are not frozen.
+#[tokio::test]
+async fn repeated_statements_reuse_governed_plans_with_each_literal() {
+    let s = common::start().await;
+    let admin = s.connect("admin").await;
+    let analyst = s.connect("analyst").await;
+    // A customer of nation 7 with orders: the analyst sees that customer's orders.
+    let german = "SELECT min(o_custkey) FROM tpch.orders JOIN tpch.customer ON o_custkey = c_custkey WHERE c_nationkey = 7";
+    let g: i64 = common::text_rows(&admin.simple_query(german).await.expect("german"))[0][0].parse().expect("key");
+    for k in [1i64, g, 7, 42, 150, 1499, 1, g] {
+        let sql = format!("SELECT c_name, c_phone FROM tpch.customer WHERE c_custkey = {k}");
+        let mine = common::text_rows(&analyst.simple_query(&sql).await.expect("analyst"));
+        let full = common::text_rows(&admin.simple_query(&sql).await.expect("admin"));
+        assert_eq!(mine.len(), 1, "{sql}");
+        assert_eq!(mine[0][0], full[0][0], "same customer for {k}");
+        let (masked, real) = (&mine[0][1], &full[0][1]);
+        assert!(masked.starts_with("*") && masked.ends_with(&real[real.len() - 4..]), "{masked} vs {real}");
+        // Orders: the analyst sees those of customers in nation 7 only, in both protocols.
+        let count = format!("SELECT count(*) FROM tpch.orders WHERE o_custkey = {k}");
+        let own = &common::text_rows(&analyst.simple_query(&count).await.expect("count"))[0][0];
+        let q = format!("SELECT c_nationkey FROM tpch.customer WHERE c_custkey = {k}");
+        let nation = common::text_rows(&admin.simple_query(&q).await.expect("nation"))[0][0].clone();
+        let all = &common::text_rows(&admin.simple_query(&count).await.expect("count"))[0][0];
+        let want = if nation == "7" { all.clone() } else { "0".to_string() };
+        assert_eq!(own, &want, "analyst's orders of customer {k} (nation {nation})");
+        let prepared: i64 = analyst
+            .query_one("SELECT count(*) FROM tpch.orders WHERE o_custkey = $1", &[&k])
+            .await
+            .expect("prepared count")
+            .get(0);
+        assert_eq!(prepared.to_string(), want, "prepared count for {k}");
+        if k == g {
+            assert_ne!(want, "0", "customer {g} has orders the analyst sees");
+        }
+    }
+    // now() is read at each execution, not when the plan was first made.
+    let t = || async { common::text_rows(&analyst.simple_query("SELECT CAST(now() AS VARCHAR)").await.expect("now"))[0][0].clone() };
+    let first = t().await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_ne!(first, t().await, "now() advanced");
+    let (code, metrics) = crate::protocol::http_get(&s.running.http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let reused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("lalo_cached_plans_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(reused >= 10.0, "cached plans used: {reused}\n{metrics}");
+}

@@ -1,0 +1,145 @@
+//! Per-session cache of governed, optimized plans, so a statement repeated with other literals
+//! (or a prepared statement executed again) skips SQL planning, governance and the optimizer.
+//!
+//! PostgreSQL keeps plans of prepared statements; lalo does the same for the embedded engine and
+//! also for simple-protocol text, whose comparison literals are lifted into parameters first
+//! (`passthrough::parameterize`). An entry holds the plan after governance and optimization, with
+//! `$n` placeholders still in it; each execution binds the values (cast to the types the plan
+//! inferred) and goes straight to physical planning. Access decisions, row filters and masks are
+//! the ones made when the entry was built; the stamp (settings epoch, policy version, catalog
+//! generation) and an age limit (row filters whose subquery was evaluated into a value list are
+//! re-evaluated after `rewrite::FILTER_TTL`) retire entries, so a cached plan never outlives the
+//! decision it carries.
+//!
+//! Plans that could differ between executions are never cached: those calling a function that
+//! is not immutable (`now()`, `random()`, `current_user`: the optimizer folds some of them into
+//! constants) and those with a federated (upstream) part, whose SQL is fixed inside an extension
+//! node that parameter binding does not reach.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+use crate::governance::GovernedPlan;
+
+/// Entries kept per session before the cache starts over (statements are usually few).
+const MAX_ENTRIES: usize = 256;
+
+/// A governed, optimized plan with its parameters' types, `$1` first.
+#[derive(Debug)]
+pub struct CachedPlan {
+    pub governed: GovernedPlan,
+    pub param_types: Vec<DataType>,
+    made: Instant,
+}
+
+impl CachedPlan {
+    /// The plan with `values` bound, ready for physical planning; `None` when a value does not
+    /// convert to its parameter's type (the statement then takes the uncached path, which
+    /// reports the error PostgreSQL would).
+    pub fn bind(&self, values: &[ScalarValue]) -> Option<GovernedPlan> {
+        if values.len() != self.param_types.len() {
+            return None;
+        }
+        if values.is_empty() {
+            return Some(self.governed.clone());
+        }
+        let typed: Vec<ScalarValue> =
+            values.iter().zip(&self.param_types).map(|(v, t)| v.cast_to(t)).collect::<Result<_, _>>().ok()?;
+        self.governed.bind(&ParamValues::from(typed)).ok()
+    }
+}
+
+/// The cache stamp: anything that can change a plan or a decision.
+pub type Stamp = (u64, u64, u64);
+
+#[derive(Debug, Default)]
+pub struct PlanCache {
+    stamp: Stamp,
+    entries: HashMap<String, Option<Arc<CachedPlan>>>,
+}
+
+impl PlanCache {
+    /// `Some(Some(plan))` to reuse, `Some(None)` known not to qualify, `None` unknown.
+    pub fn get(&mut self, stamp: Stamp, key: &str) -> Option<Option<Arc<CachedPlan>>> {
+        if self.stamp != stamp {
+            self.stamp = stamp;
+            self.entries.clear();
+            return None;
+        }
+        match self.entries.get(key) {
+            Some(Some(p)) if p.made.elapsed() >= crate::governance::rewrite::FILTER_TTL => {
+                self.entries.remove(key);
+                None
+            }
+            other => other.cloned(),
+        }
+    }
+
+    pub fn put(&mut self, stamp: Stamp, key: String, plan: Option<Arc<CachedPlan>>) {
+        if self.stamp != stamp {
+            self.stamp = stamp;
+            self.entries.clear();
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.clear();
+        }
+        self.entries.insert(key, plan);
+    }
+}
+
+/// Build a cache entry from a governed plan (placeholders unbound), or `None` when the plan may
+/// not be reused.
+pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan> {
+    if !reusable(governed.plan()) {
+        return None;
+    }
+    let types = governed.plan().get_parameter_types().ok()?;
+    let mut param_types = Vec::with_capacity(types.len());
+    for i in 1..=types.len() {
+        param_types.push(types.get(&format!("${i}"))?.clone()?);
+    }
+    let optimized = governed.optimize(state).ok()?;
+    let mut federated = false;
+    let _ = optimized.plan().apply_with_subqueries(|n| {
+        federated = matches!(n, LogicalPlan::Extension(_));
+        Ok(if federated { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    if federated {
+        return None;
+    }
+    Some(CachedPlan { governed: optimized, param_types, made: Instant::now() })
+}
+
+/// A query whose every function is immutable: its optimized plan means the same at any time.
+fn reusable(plan: &LogicalPlan) -> bool {
+    if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::Statement(_)) {
+        return false;
+    }
+    let mut ok = true;
+    let _ = plan.apply_with_subqueries(|n| {
+        for e in n.expressions() {
+            let _ = e.apply(|x| {
+                let volatile = match x {
+                    Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+                    Expr::AggregateFunction(f) => f.func.signature().volatility == Volatility::Volatile,
+                    Expr::WindowFunction(_) => false,
+                    _ => false,
+                };
+                if volatile {
+                    ok = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    });
+    ok
+}
