@@ -1,6 +1,11 @@
 //! Exact fragments of well-known client catalog queries that DataFusion cannot plan as sent,
 //! replaced by equivalents it can. Each entry names the client that sends it; the rewrite only
-//! fires on the verbatim text, so user queries are never touched.
+//! fires on the verbatim text, so user queries are never touched. Beside them, a few general
+//! AST rewrites for SQL shapes PostgreSQL accepts and DataFusion 54 plans differently or not at
+//! all (`rewrite_ast`, with [`recursive_cte`] and [`scalar_subquery`]).
+
+mod recursive_cte;
+mod scalar_subquery;
 
 /// (client, fragment as sent, replacement).
 const REWRITES: &[(&str, &str, &str)] = &[
@@ -39,6 +44,22 @@ const REWRITES: &[(&str, &str, &str)] = &[
         "Npgsql",
         "LEFT JOIN pg_proc AS elemproc ON elemproc.oid = elemtyp.typreceive",
         "LEFT JOIN pg_proc AS elemproc ON elemproc.proname = elemtyp.typreceive",
+    ),
+    (
+        // asyncpg type introspection: a domain's base type through a recursive CTE correlated
+        // with the outer pg_type row, which DataFusion cannot decorrelate. lalo's catalog has no
+        // domains (let alone domains over domains), so the direct base type is the answer.
+        "asyncpg",
+        "(WITH RECURSIVE typebases(oid, depth) AS (\n                    SELECT\n                        t2.typbasetype      AS oid,\n                        0                   AS depth\n                    FROM\n                        pg_type t2\n                    WHERE\n                        t2.oid = t.oid\n\n                    UNION ALL\n\n                    SELECT\n                        t2.typbasetype      AS oid,\n                        tb.depth + 1        AS depth\n                    FROM\n                        pg_type t2,\n                        typebases tb\n                    WHERE\n                       tb.oid = t2.oid\n                       AND t2.typbasetype != 0\n               ) SELECT oid FROM typebases ORDER BY depth DESC LIMIT 1)",
+        "t.typbasetype",
+    ),
+    (
+        // asyncpg type introspection: a composite type's attribute types. PostgreSQL answers
+        // oid[], which asyncpg decodes natively; int4[] (what array_agg over lalo's int4 oid
+        // columns gives) would need introspecting itself, and asyncpg recurses forever.
+        "asyncpg",
+        "array_agg(ia.atttypid ORDER BY ia.attnum)",
+        "CAST(array_agg(ia.atttypid ORDER BY ia.attnum) AS oid[])",
     ),
     (
         // SQLAlchemy schema listing: LIKE with '/' as escape; DataFusion only takes backslash.
@@ -92,17 +113,28 @@ fn call(name: &str, args: Vec<datafusion::sql::sqlparser::ast::Expr>) -> datafus
 }
 
 /// `x::regtype::text` shows a type's name in PostgreSQL; lalo's oid aliases are plain integers,
-/// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings).
+/// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings). Also:
+/// LIKE escapes, FLOAT as double precision, recursive CTE column lists ([`recursive_cte`]) and
+/// non-aggregated correlated scalar subqueries ([`scalar_subquery`]).
 pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     use datafusion::sql::sqlparser::ast::{
         DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
         ObjectName, Value, VisitMut, VisitorMut,
     };
     use std::ops::ControlFlow;
-    struct V;
+    struct V(scalar_subquery::ScalarSubqueries);
     impl VisitorMut for V {
         type Break = ();
+        fn post_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+            recursive_cte::name_anchor_columns(q);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            self.0.note(e);
+            ControlFlow::Continue(())
+        }
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            self.0.rewrite(e);
             if let Expr::Like { pattern, escape_char, .. } = e {
                 let esc = escape_char.as_ref().map(|v| match &v.value {
                     Value::SingleQuotedString(s) => s.clone(),
@@ -149,7 +181,7 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
             ControlFlow::Continue(())
         }
     }
-    let _ = stmt.visit(&mut V);
+    let _ = stmt.visit(&mut V(Default::default()));
 }
 
 #[cfg(test)]
