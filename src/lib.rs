@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod naming;
 pub mod passthrough;
+pub mod pgtypes;
 pub mod plan_cache;
 pub mod router;
 pub mod server;

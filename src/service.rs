@@ -147,7 +147,7 @@ impl Lalo {
     pub async fn plan(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
         let state = session.ctx.state();
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await?;
-        Ok(plan)
+        Ok(crate::pgtypes::varchar::tag_casts(plan)?)
     }
 
     /// Plan a `PREPARE name AS statement`: the statement's plan, placeholders typed.

@@ -152,7 +152,14 @@ impl Engine {
         let at = rules.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(rules.len());
         rules.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
         rules.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));
-        let template = SessionStateBuilder::new_from_existing(template_ctx.state())
+        let state = template_ctx.state();
+        let view = state.config_options().sql_parser.map_string_types_to_utf8view;
+        let mut builder = SessionStateBuilder::new_from_existing(state);
+        // VARCHAR casts keep their name for the row description; other types go to the
+        // pg_catalog planner setup_pg_catalog installed.
+        let types = crate::pgtypes::varchar::VarcharTypePlanner::new(builder.type_planner().clone(), view);
+        let template = builder
+            .with_type_planner(Arc::new(types))
             .with_optimizer_rules(rules)
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .build();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use arrow_pg::datatypes::encode_recordbatch;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::StreamExt;
@@ -60,7 +60,7 @@ pub fn wire_schema(schema: &Schema) -> SchemaRef {
 
 /// Row descriptions for a result schema in the requested format.
 pub fn fields(schema: &SchemaRef, format: &Format, opts: Arc<FormatOptions>) -> PgWireResult<Arc<Vec<FieldInfo>>> {
-    Ok(Arc::new(arrow_schema_to_pg_fields(&wire_schema(schema), format, Some(opts))?))
+    Ok(Arc::new(crate::pgtypes::pg_fields(&wire_schema(schema), format, Some(opts))?))
 }
 
 fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {
@@ -93,7 +93,7 @@ pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, he
     let data = rows
         .map(move |batch| {
             let lines: Vec<PgWireResult<CopyData>> =
-                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(b, &f, session_utc)) {
+                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::numeric::as_pg(b, &f), &f, session_utc)) {
                 Ok(b) => encode_recordbatch(f.clone(), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
                 Err(e) => vec![Err(e)],
             };
@@ -311,7 +311,7 @@ pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, session_utc: bool)
     let data = rows
         .map(move |batch| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => match to_wire(b).map(|b| temporal_as_text(b, &f, session_utc)) {
+                Ok(b) => match to_wire(b).map(|b| temporal_as_text(crate::pgtypes::numeric::as_pg(b, &f), &f, session_utc)) {
                     Ok(b) => encode_recordbatch(f.clone(), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },

@@ -207,7 +207,7 @@ impl QueryParser for LaloParser {
         stmt.param_types
             .iter()
             .map(|t| match t {
-                Some(t) => arrow_pg::datatypes::into_pg_type(t),
+                Some(t) => crate::pgtypes::param_type(t),
                 None => Ok(Type::UNKNOWN),
             })
             .collect()
@@ -218,7 +218,7 @@ impl QueryParser for LaloParser {
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => {
                 let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
-                Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&super::encode::wire_schema(&schema), format, None)?)
+                Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
             }
             (Some(Route::Show(name)), None) => {
                 let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");

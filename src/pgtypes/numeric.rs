@@ -1,0 +1,165 @@
+//! NUMERIC without a declared scale. PostgreSQL keeps each such value's own scale
+//! (`12.34::numeric` prints `12.34`); DataFusion gives the type one fixed scale,
+//! `Decimal128(38, 10)`, and would print `12.3400000000`. lalo sends values of that type with
+//! trailing fractional zeros dropped, in text (`12.34`) and binary (NUMERIC with dscale 2).
+//! A declared `numeric(p, s)` keeps its scale (TPC-H prices stay `172799.49`). `1.50::numeric`
+//! prints `1.5` where PostgreSQL keeps the literal's `1.50`: the input scale is gone by then.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, Schema};
+use pgwire::api::results::{FieldFormat, FieldInfo};
+
+/// DataFusion's type for NUMERIC/DECIMAL written without precision and scale.
+const UNCONSTRAINED: DataType = DataType::Decimal128(38, 10);
+
+/// Whether values of this Arrow type are NUMERIC without a declared scale.
+pub fn is_unconstrained(t: &DataType) -> bool {
+    *t == UNCONSTRAINED
+}
+
+/// Replace unconstrained NUMERIC columns by their PostgreSQL form ahead of encoding: text
+/// for text-format columns, NUMERIC's binary encoding for binary ones. The row description
+/// still says numeric.
+pub fn as_pg(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| is_unconstrained(f.data_type())) {
+        return batch;
+    }
+    let mut cols = batch.columns().to_vec();
+    let mut new_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (i, f) in schema.fields().iter().enumerate() {
+        let DataType::Decimal128(_, scale) = f.data_type() else { continue };
+        if !is_unconstrained(f.data_type()) {
+            continue;
+        }
+        let scale = (*scale).max(0) as u32;
+        let values = cols[i].as_primitive::<Decimal128Type>();
+        let binary = fields.get(i).is_some_and(|fi| fi.format() == FieldFormat::Binary);
+        let (col, t): (ArrayRef, DataType) = if binary {
+            let mut b = BinaryBuilder::with_capacity(values.len(), values.len() * 16);
+            for r in 0..values.len() {
+                if values.is_null(r) {
+                    b.append_null();
+                } else {
+                    b.append_value(binary_numeric(values.value(r), scale));
+                }
+            }
+            (Arc::new(b.finish()), DataType::Binary)
+        } else {
+            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 8);
+            for r in 0..values.len() {
+                if values.is_null(r) {
+                    b.append_null();
+                } else {
+                    b.append_value(text(values.value(r), scale));
+                }
+            }
+            (Arc::new(b.finish()), DataType::Utf8)
+        };
+        cols[i] = col;
+        new_fields[i] = new_fields[i].clone().with_data_type(t);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(new_fields)), cols).unwrap_or(batch)
+}
+
+/// The value `v / 10^scale` with trailing fractional zeros removed: (digits, scale).
+fn trimmed(v: i128, mut scale: u32) -> (u128, u32) {
+    let mut m = v.unsigned_abs();
+    while scale > 0 && m % 10 == 0 {
+        m /= 10;
+        scale -= 1;
+    }
+    (m, scale)
+}
+
+/// PostgreSQL's text for the value: `12.34`, `-0.5`, `10`.
+pub fn text(v: i128, scale: u32) -> String {
+    let (m, scale) = trimmed(v, scale);
+    let digits = m.to_string();
+    let sign = if v < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+/// PostgreSQL's binary NUMERIC for the value: ndigits, weight, sign, dscale, then base-10000
+/// digits, most significant first, without leading or trailing zero digits.
+pub fn binary_numeric(v: i128, scale: u32) -> Vec<u8> {
+    let (m, dscale) = trimmed(v, scale);
+    let unit = 10u128.pow(dscale.min(38));
+    let (mut int, frac) = (m / unit, m % unit);
+    // The fraction padded to whole base-10000 digits (dscale <= 10 here, so no overflow).
+    let pad = (4 - dscale % 4) % 4;
+    let mut frac = frac.saturating_mul(10u128.pow(pad));
+    let frac_groups = (dscale + pad) / 4;
+    let mut int_digits: Vec<i16> = Vec::new(); // least significant first
+    while int > 0 {
+        int_digits.push((int % 10_000) as i16);
+        int /= 10_000;
+    }
+    let mut frac_digits: Vec<i16> = Vec::new(); // least significant first
+    for _ in 0..frac_groups {
+        frac_digits.push((frac % 10_000) as i16);
+        frac /= 10_000;
+    }
+    let mut weight = int_digits.len() as i32 - 1;
+    let mut digits: Vec<i16> = int_digits.into_iter().rev().chain(frac_digits.into_iter().rev()).collect();
+    let leading = digits.iter().take_while(|d| **d == 0).count();
+    digits.drain(..leading);
+    weight -= leading as i32;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if v < 0 && !digits.is_empty() { 0x4000 } else { 0 };
+    let mut out = Vec::with_capacity(8 + 2 * digits.len());
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&(weight as i16).to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(dscale as u16).to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_drops_trailing_zeros() {
+        assert_eq!(text(123_400_000_000, 10), "12.34");
+        assert_eq!(text(-5_000_000_000, 10), "-0.5");
+        assert_eq!(text(100_000_000_000, 10), "10");
+        assert_eq!(text(0, 10), "0");
+        assert_eq!(text(1, 10), "0.0000000001");
+    }
+
+    /// (ndigits, weight, sign, dscale, digits)
+    fn decode(b: &[u8]) -> (i16, i16, u16, u16, Vec<i16>) {
+        let w = |i: usize| [b[i], b[i + 1]];
+        let n = i16::from_be_bytes(w(0));
+        let digits = (0..n as usize).map(|k| i16::from_be_bytes(w(8 + 2 * k))).collect();
+        (n, i16::from_be_bytes(w(2)), u16::from_be_bytes(w(4)), u16::from_be_bytes(w(6)), digits)
+    }
+
+    #[test]
+    fn binary_matches_postgres() {
+        // Values as PostgreSQL's numeric_send writes them.
+        assert_eq!(decode(&binary_numeric(123_400_000_000, 10)), (2, 0, 0, 2, vec![12, 3400]));
+        assert_eq!(decode(&binary_numeric(-5_000_000_000, 10)), (1, -1, 0x4000, 1, vec![5000]));
+        assert_eq!(decode(&binary_numeric(100_000_000_000_000, 10)), (1, 1, 0, 0, vec![1]));
+        assert_eq!(decode(&binary_numeric(0, 10)), (0, 0, 0, 0, vec![]));
+        assert_eq!(decode(&binary_numeric(1, 10)), (1, -3, 0, 10, vec![100]));
+        assert_eq!(decode(&binary_numeric(123_456_789_000_000, 10)), (3, 1, 0, 4, vec![1, 2345, 6789]));
+    }
+}
