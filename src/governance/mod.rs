@@ -6,6 +6,7 @@ pub mod access;
 pub mod audit;
 pub mod limits;
 pub mod lineage;
+pub mod mask_fn;
 pub mod rewrite;
 pub mod rules;
 pub mod watch;

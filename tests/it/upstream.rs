@@ -336,7 +336,8 @@ fn upstream_policies() -> tempfile::TempDir {
     std::fs::write(
         dir.path().join("rules.toml"),
         "[[row_filter]]\ntable = \"restaurants.public.restaurant\"\nsubject = \"analysts\"\nfilter = \"city_name = 'New York'\"\n\n\
-         [[mask]]\ntable = \"restaurants.public.location\"\ncolumn = \"street_name\"\nsubject = \"analysts\"\nkind = \"redact\"\n",
+         [[mask]]\ntable = \"restaurants.public.location\"\ncolumn = \"street_name\"\nsubject = \"analysts\"\nkind = \"redact\"\n\n\
+         [[mask]]\ntable = \"restaurants.public.geographic\"\ncolumn = \"county\"\nsubject = \"analysts\"\nkind = \"last4\"\n",
     )
     .expect("rules.toml");
     dir
@@ -379,6 +380,13 @@ async fn upstream_tables_are_governed_and_filters_push_down() {
     let real = rows(&direct, "SELECT street_name FROM location LIMIT 1").await.expect("pg")[0][0].clone().expect("street");
     let sql = format!("SELECT count(*) FROM location WHERE street_name = '{}'", real.replace('\'', "''"));
     assert_eq!(rows(&analyst, &sql).await.expect("masked predicate"), vec![vec![Some("0".into())]]);
+    // A last4 mask runs upstream as PostgreSQL's own expression and gives what it would.
+    let sql = "SELECT city_name, county FROM geographic ORDER BY city_name";
+    let masked = "SELECT city_name, repeat('*', greatest(char_length(county) - 4, 0)) || right(county, 4) FROM geographic ORDER BY city_name";
+    assert_eq!(rows(&analyst, sql).await.expect("last4"), rows(&direct, masked).await.expect("pg"));
+    let plan = rows(&analyst, &format!("EXPLAIN {sql}")).await.expect("explain");
+    let text: String = plan.iter().flatten().flatten().cloned().collect::<Vec<_>>().join("\n");
+    assert!(text.contains("repeat(") && text.contains("base_sql"), "mask pushed down: {text}");
     // The intern's denied column is refused however it is reached, simple or prepared.
     let intern = s.connect_db("intern", "restaurants").await;
     for sql in ["SELECT rating FROM restaurant WHERE id = 1", "SELECT name FROM restaurant WHERE rating > 4", "SELECT name FROM restaurant ORDER BY RATING"] {
