@@ -4,8 +4,12 @@
 //! AST rewrites for SQL shapes PostgreSQL accepts and DataFusion 54 plans differently or not at
 //! all (`rewrite_ast`, with [`recursive_cte`] and [`scalar_subquery`]).
 
+mod projection_subquery;
 mod recursive_cte;
 mod scalar_subquery;
+mod subscripts;
+
+pub use projection_subquery::parse;
 
 /// (client, fragment as sent, replacement).
 const REWRITES: &[(&str, &str, &str)] = &[
@@ -115,7 +119,8 @@ fn call(name: &str, args: Vec<datafusion::sql::sqlparser::ast::Expr>) -> datafus
 /// `x::regtype::text` shows a type's name in PostgreSQL; lalo's oid aliases are plain integers,
 /// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings). Also:
 /// LIKE escapes, FLOAT as double precision, recursive CTE column lists ([`recursive_cte`]) and
-/// non-aggregated correlated scalar subqueries ([`scalar_subquery`]).
+/// non-aggregated correlated scalar subqueries ([`scalar_subquery`]), `generate_subscripts`
+/// in a select list ([`subscripts`]).
 pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     use datafusion::sql::sqlparser::ast::{
         DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
@@ -135,6 +140,7 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
         }
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             self.0.rewrite(e);
+            subscripts::rewrite(e);
             if let Expr::Like { pattern, escape_char, .. } = e {
                 let esc = escape_char.as_ref().map(|v| match &v.value {
                     Value::SingleQuotedString(s) => s.clone(),

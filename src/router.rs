@@ -72,7 +72,7 @@ pub fn route_text(parser: &PostgresCompatibilityParser, text: &str, input_mode: 
         return Err(LaloError::NotSupported("CREATE EXTERNAL TABLE is not allowed: lalo is read-only".into()));
     }
     let text = crate::compat::rewrite(text);
-    let statements = match parser.parse(&text) {
+    let statements = match crate::compat::parse(parser, &text) {
         Ok(s) => s,
         Err(e) => {
             if input_mode == "auto" && reads_like_question(trimmed) {
