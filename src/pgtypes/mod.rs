@@ -1,9 +1,10 @@
 //! PostgreSQL types that Arrow types alone do not tell apart, carried to the row description
-//! and the encoded values: declared VARCHAR ([`varchar`]) and NUMERIC without a declared
-//! scale ([`numeric`]).
+//! and the encoded values: declared VARCHAR ([`varchar`]), NUMERIC without a declared
+//! scale ([`numeric`]) and the catalog's int2vector/oidvector ([`vector`]).
 
 pub mod numeric;
 pub mod varchar;
+pub mod vector;
 
 use std::sync::Arc;
 
@@ -22,7 +23,23 @@ pub const PG_TYPE_KEY: &str = "pg.type";
 /// Row descriptions for a result schema: arrow-pg's, with the declared types lalo knows.
 pub fn pg_fields(schema: &Schema, format: &Format, opts: Option<Arc<FormatOptions>>) -> PgWireResult<Vec<FieldInfo>> {
     let fields = arrow_schema_to_pg_fields(schema, format, opts)?;
-    Ok(fields.into_iter().zip(schema.fields()).map(|(info, f)| oid_array(varchar::describe(info, f), f)).collect())
+    Ok(fields
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, f)| vector::describe(oid_array(varchar::describe(info, f), f), f))
+        .collect())
+}
+
+/// A result batch with the columns whose wire form lalo writes itself (unscaled NUMERIC,
+/// int2vector/oidvector text) already in that form, for the row descriptions `fields`.
+pub fn as_pg(batch: datafusion::arrow::array::RecordBatch, fields: &[FieldInfo]) -> datafusion::arrow::array::RecordBatch {
+    vector::as_pg(numeric::as_pg(batch, fields), fields)
+}
+
+/// The fields to encode a batch prepared by [`as_pg`] with: its pre-written vector text goes
+/// out as written (pgwire would quote a string sent as an array-kind type).
+pub fn encoding_fields(fields: &Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    vector::encoding_fields(fields)
 }
 
 /// The type a parameter is described as: oid[] for a list of oids (see [`oid_array`]), else

@@ -93,8 +93,8 @@ pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, he
     let data = rows
         .map(move |batch| {
             let lines: Vec<PgWireResult<CopyData>> =
-                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::numeric::as_pg(b, &f), &f, session_utc)) {
-                Ok(b) => encode_recordbatch(f.clone(), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
+                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, session_utc)) {
+                Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
                 Err(e) => vec![Err(e)],
             };
             futures::stream::iter(lines)
@@ -311,8 +311,8 @@ pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, session_utc: bool)
     let data = rows
         .map(move |batch| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => match to_wire(b).map(|b| temporal_as_text(crate::pgtypes::numeric::as_pg(b, &f), &f, session_utc)) {
-                    Ok(b) => encode_recordbatch(f.clone(), b),
+                Ok(b) => match to_wire(b).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, session_utc)) {
+                    Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },
                 Err(e) => Box::new(std::iter::once(Err(PgWireError::from(e)))),
