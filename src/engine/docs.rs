@@ -12,6 +12,8 @@ pub struct TableDoc {
     pub columns: BTreeMap<String, String>,
     /// Foreign keys read from an upstream: join paths for the planner.
     pub foreign_keys: Vec<ForeignKeyDoc>,
+    /// The upstream's primary key columns, in key order (empty: none declared).
+    pub primary_key: Vec<String>,
 }
 
 /// `columns` of this table reference `ref_columns` of `ref_schema.ref_table` (same database).
@@ -97,6 +99,7 @@ impl Docs {
             doc.columns.entry(c).or_insert(text);
         }
         doc.foreign_keys = upstream.foreign_keys;
+        doc.primary_key = upstream.primary_key;
     }
 
     pub fn table(&self, db: &str, schema: &str, table: &str) -> Option<&TableDoc> {

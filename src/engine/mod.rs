@@ -5,9 +5,11 @@ pub mod dialect;
 pub mod docs;
 pub mod functions;
 pub mod info_schema;
+pub mod keys;
 pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
+pub mod pg_keys;
 pub mod sources;
 pub mod tpch;
 pub mod upstream;
@@ -259,6 +261,8 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         let pg = PgCatalogSchemaProvider::try_new(listing.clone(), self.pg_static.clone(), EmptyContextProvider)?;
         let descriptions = pg_descriptions::DescriptionMap::default();
+        let constraint_defs = pg_keys::Defs::default();
+        let pg = pg_keys::KeyedPgCatalog::new(Arc::new(pg), self.docs.clone(), listing.clone(), constraint_defs.clone());
         let pg: Arc<dyn SchemaProvider> = Arc::new(pg_descriptions::DescribedPgCatalog::new(
             Arc::new(pg),
             self.docs.clone(),
@@ -275,6 +279,7 @@ impl Engine {
             }
         }
         functions::register_session(&ctx, db, user, settings, descriptions);
+        pg_keys::register(&ctx, constraint_defs);
         Ok(ctx)
     }
 }

@@ -1,5 +1,5 @@
 //! Reading an upstream's catalog: its tables and views, their Arrow schemas, comments and
-//! foreign keys, in a handful of catalog queries.
+//! primary and foreign keys, in a handful of catalog queries.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +50,14 @@ JOIN pg_class sc ON sc.oid = con.conrelid JOIN pg_namespace sn ON sn.oid = sc.re
 JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
 WHERE con.contype = 'f' AND (cardinality($1::text[]) = 0 OR sn.nspname = ANY($1::text[]))";
 
+const PRIMARY_KEYS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text,
+  ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype = 'p' AND (cardinality($1::text[]) = 0 OR n.nspname = ANY($1::text[]))";
+
 /// Discover every readable table in `schemas` (all non-system schemas when empty).
 pub async fn discover(conn: &PostgresConnection, schemas: &[String]) -> Result<Vec<Discovered>, String> {
     let client = &conn.conn;
@@ -71,6 +79,13 @@ pub async fn discover(conn: &PostgresConnection, schemas: &[String]) -> Result<V
         let (cols, ref_cols): (Vec<String>, Vec<String>) = (r.get(4), r.get(5));
         if let Some(doc) = docs.get_mut(&(s, t)) {
             doc.foreign_keys.push(ForeignKeyDoc { columns: cols, ref_schema: rs, ref_table: rt, ref_columns: ref_cols });
+        }
+    }
+    // Primary keys let lalo's pg_catalog describe the upstream's tables as PostgreSQL does.
+    for r in client.query(PRIMARY_KEYS_SQL, &[&schemas]).await.map_err(|e| e.to_string())? {
+        let (s, t, cols): (String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2));
+        if let Some(doc) = docs.get_mut(&(s, t)) {
+            doc.primary_key = cols;
         }
     }
     let mut out = Vec::with_capacity(docs.len());
