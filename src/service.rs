@@ -78,6 +78,8 @@ pub struct Request {
     pub sql: Option<String>,
     /// PostgreSQL names for the result columns (naming.rs); None keeps DataFusion's.
     pub names: Option<Vec<Option<String>>>,
+    /// The planner trace of a question (JSON), kept in the audit record.
+    pub trace: Option<String>,
 }
 
 impl Lalo {
@@ -549,6 +551,7 @@ impl Lalo {
             objects: governed.map(|g| g.objects.clone()).unwrap_or_default(),
             decision: governed.map(|g| g.decision.clone()).unwrap_or_else(|| "allowed".into()),
             rules: governed.map(|g| g.rules.clone()).unwrap_or_default(),
+            trace: start.trace.clone(),
             ..Default::default()
         }
     }

@@ -193,6 +193,7 @@ impl Engine {
             Field::new("rows", DataType::Int64, true),
             Field::new("duration_ms", DataType::Float64, true),
             text("error", true),
+            text("trace", true),
             text("prev_hash", true),
             text("hash", true),
         ]);

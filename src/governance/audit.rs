@@ -31,6 +31,9 @@ pub struct AuditRecord {
     pub duration_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For questions: the planner trace (nodes, retrieved context, drafts, repairs) as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     #[serde(default)]
     pub prev_hash: String,
     /// SHA-256 of the line's text before this field; always written last.

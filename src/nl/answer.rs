@@ -62,7 +62,12 @@ pub async fn answer(
     let planned = plan(lalo, session, question, &start, began).await?;
     let Planned { sql, statement, governed, trace, .. } = planned;
     let (decision, rules) = (governed.decision.clone(), governed.rules.clone());
-    let start = Request { sql: Some(sql.clone()), names: crate::naming::pg_names(&statement), ..start };
+    let start = Request {
+        sql: Some(sql.clone()),
+        names: crate::naming::pg_names(&statement),
+        trace: serde_json::to_string(&trace).ok(),
+        ..start
+    };
     let outcome = lalo.execute_capped(session, governed, None, start, cancel, cap).await?;
     Ok(Answer { sql, decision, rules, trace, outcome })
 }
@@ -72,7 +77,8 @@ async fn plan(lalo: &Lalo, session: &Session, question: &str, start: &Request, b
     match graph::run(lalo, session, question).await {
         Ok(p) => Ok(p),
         Err(failed) => {
-            let start = Request { sql: failed.sql.clone(), ..start.clone() };
+            let start =
+                Request { sql: failed.sql.clone(), trace: serde_json::to_string(&failed.trace).ok(), ..start.clone() };
             lalo.audit_failure(session, &start, &failed.error, began).await;
             Err(failed.error)
         }
@@ -104,7 +110,8 @@ pub async fn explain(lalo: &Lalo, session: &Session, question: &str, input: &str
     let began = Instant::now();
     let start = Request { input: input.to_string(), question: Some(question.to_string()), ..Default::default() };
     let planned = plan(lalo, session, question, &start, began).await?;
-    let mut rec = lalo.record(session, &Request { sql: Some(planned.sql.clone()), ..start }, Some(&planned.governed));
+    let start = Request { sql: Some(planned.sql.clone()), trace: serde_json::to_string(&planned.trace).ok(), ..start };
+    let mut rec = lalo.record(session, &start, Some(&planned.governed));
     rec.duration_ms = began.elapsed().as_secs_f64() * 1000.0;
     lalo.audit.append(rec).await?;
     Ok(planned)

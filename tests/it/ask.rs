@@ -78,6 +78,23 @@ async fn ask_is_audited_with_question_and_sql() {
         .expect("an audit record with the question");
     assert!(rec["sql"].as_str().unwrap_or("").contains("'AUTOMOBILE'"), "{rec}");
     assert_eq!(rec["rows"], 1, "{rec}");
+    // The planner trace rides along: the nodes it went through and the tables it gave the drafter.
+    let trace: serde_json::Value = serde_json::from_str(rec["trace"].as_str().expect("trace")).expect("trace json");
+    assert_eq!(trace["drafter"], "rules", "{trace}");
+    let nodes: Vec<&str> = trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["node"].as_str()).collect();
+    assert!(nodes.contains(&"retrieve") && nodes.contains(&"validate"), "{nodes:?}");
+    assert!(trace["given_tables"].to_string().contains("customer"), "{trace}");
+    // A declined question is audited with its trace too, and admins read traces as a table.
+    c.simple_query("ASK What is the purpose of life?").await.expect_err("declined");
+    let admin = s.connect("admin").await;
+    let got = rows(
+        &admin
+            .simple_query("SELECT error, trace FROM lalo_audit.events WHERE question = 'What is the purpose of life?'")
+            .await
+            .expect("audit table"),
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(!got[0][0].is_empty() && got[0][1].contains("\"steps\""), "{got:?}");
 }
 
 #[tokio::test]
