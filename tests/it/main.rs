@@ -15,3 +15,4 @@ mod pgcluster;
 mod upstream;
 mod ask;
 mod llm;
+mod retrieval;
