@@ -20,6 +20,12 @@ use crate::nl::index::IndexError;
 
 /// The columns a search returns (no vectors: they are large and not needed after ranking).
 const OUT: [&str; 8] = ["id", "kind", "database", "schema_name", "table_name", "column_name", "detail", "text"];
+/// The searches' columns: the documents' plus the score lance computes anyway (naming it keeps
+/// lance from warning that it will stop adding it by itself).
+fn selected(score: &str) -> Select {
+    Select::Columns(OUT.iter().map(|s| s.to_string()).chain([score.to_string()]).collect())
+}
+
 /// Ids per delete predicate.
 const DELETE_CHUNK: usize = 500;
 
@@ -181,7 +187,7 @@ impl Store {
             .query()
             .full_text_search(fts)
             .only_if(filter)
-            .select(Select::Columns(OUT.iter().map(|s| s.to_string()).collect()))
+            .select(selected("_score"))
             .limit(limit)
             .execute()
             .await?
@@ -199,7 +205,7 @@ impl Store {
             .column(column)
             .distance_type(DistanceType::Cosine)
             .only_if(filter)
-            .select(Select::Columns(OUT.iter().map(|s| s.to_string()).collect()))
+            .select(selected("_distance"))
             .limit(limit)
             .execute()
             .await?
