@@ -21,6 +21,10 @@ pub async fn run(cfg: lalo::Config, user: Option<String>, database: &str, questi
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The retrieval index builds in the background; one question is worth waiting for it briefly.
+    if lalo.config.planner.retrieval_index {
+        lalo.retrieval.wait_for_update(0, Duration::from_secs(30)).await;
+    }
     let session = lalo.open_session(&user, database, "cli", EntryPoint::Cli)?;
     let input = format!("ASK {question}");
     match lalo::nl::answer::answer(&lalo, &session, question, &input, None, None).await {

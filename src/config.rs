@@ -96,6 +96,10 @@ pub struct PlannerConfig {
     pub embeddings_base_url: Option<String>,
     pub embeddings_model: Option<String>,
     pub max_repairs: u32,
+    /// Build and use the retrieval index (lancedb) for questions; off, questions rank tables in memory.
+    pub retrieval_index: bool,
+    /// Where the retrieval index lives; default `<catalog.data_dir>/retrieval`.
+    pub retrieval_dir: Option<PathBuf>,
     /// `llm` drafter: how long one chat completion may take.
     pub llm_timeout_ms: u64,
     /// `llm` drafter: tokens (`usage.total_tokens`) one user may spend per hour; 0 means unlimited.
@@ -112,6 +116,8 @@ impl Default for PlannerConfig {
             embeddings_base_url: None,
             embeddings_model: None,
             max_repairs: 2,
+            retrieval_index: true,
+            retrieval_dir: None,
             llm_timeout_ms: 20_000,
             llm_token_budget_per_hour: 0,
         }
@@ -219,6 +225,8 @@ const OVERRIDABLE: &[(&str, &str)] = &[
     ("planner", "embeddings_base_url"),
     ("planner", "embeddings_model"),
     ("planner", "max_repairs"),
+    ("planner", "retrieval_index"),
+    ("planner", "retrieval_dir"),
     ("planner", "llm_timeout_ms"),
     ("planner", "llm_token_budget_per_hour"),
     ("governance", "enabled"),

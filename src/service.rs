@@ -36,6 +36,8 @@ pub struct Lalo {
     pub questions: crate::nl::catalog::ContextCache,
     /// The `llm` drafter, built on first use (nl/llm.rs).
     pub llm: crate::nl::llm::LlmState,
+    /// The retrieval index over the catalog, built in the background (nl/index).
+    pub retrieval: crate::nl::index::RetrievalIndex,
 }
 
 impl std::fmt::Debug for Lalo {
@@ -93,7 +95,20 @@ impl Lalo {
         engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
         let users_source = Arc::new(users.clone());
-        Ok(Arc::new(Lalo { config, engine, governance, audit, users, users_source, parser: PostgresCompatibilityParser::new(), questions: Default::default(), llm: Default::default() }))
+        let lalo = Arc::new(Lalo {
+            config,
+            engine,
+            governance,
+            audit,
+            users,
+            users_source,
+            parser: PostgresCompatibilityParser::new(),
+            questions: Default::default(),
+            llm: Default::default(),
+            retrieval: Default::default(),
+        });
+        crate::nl::index::RetrievalIndex::spawn(&lalo);
+        Ok(lalo)
     }
 
     /// The password source SCRAM authenticates against.

@@ -1,4 +1,5 @@
 //! Table and column documentation: `catalog/docs/<schema>.<table>.md`, plus upstream comments.
+//! Doc files may also hold verified examples (`Q: question` followed by `SQL: statement`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,6 +15,8 @@ pub struct TableDoc {
     pub foreign_keys: Vec<ForeignKeyDoc>,
     /// The upstream's primary key columns, in key order (empty: none declared).
     pub primary_key: Vec<String>,
+    /// Verified (question, SQL) pairs from the doc file, for retrieval as few-shot examples.
+    pub examples: Vec<(String, String)>,
 }
 
 /// `columns` of this table reference `ref_columns` of `ref_schema.ref_table` (same database).
@@ -29,6 +32,8 @@ pub struct ForeignKeyDoc {
 #[derive(Debug, Clone, Default)]
 pub struct Docs {
     tables: HashMap<(String, String, String), TableDoc>,
+    /// What upstreams said (comments, keys), kept apart so re-reading the doc files can merge it again.
+    upstream: HashMap<(String, String, String), TableDoc>,
 }
 
 /// The TPC-H docs compiled in, so the demo catalog is documented wherever lalo runs.
@@ -91,6 +96,7 @@ impl Docs {
 
     /// Merge upstream comments and keys into a table's doc; text from doc files wins.
     pub fn merge_upstream(&mut self, db: &str, schema: &str, table: &str, upstream: TableDoc) {
+        self.upstream.insert(key(db, schema, table), upstream.clone());
         let doc = self.tables.entry(key(db, schema, table)).or_default();
         if doc.description.is_empty() {
             doc.description = upstream.description;
@@ -100,6 +106,17 @@ impl Docs {
         }
         doc.foreign_keys = upstream.foreign_keys;
         doc.primary_key = upstream.primary_key;
+    }
+
+    /// The embedded docs and the files of `dir` read afresh, with what upstreams said merged in
+    /// again (doc files edited while lalo runs).
+    pub fn reload(&self, dir: &Path) -> Result<Docs, LaloError> {
+        let mut fresh = Docs::embedded();
+        fresh.load_dir(dir)?;
+        for ((db, schema, table), up) in &self.upstream {
+            fresh.merge_upstream(db, schema, table, up.clone());
+        }
+        Ok(fresh)
     }
 
     pub fn table(&self, db: &str, schema: &str, table: &str) -> Option<&TableDoc> {
@@ -127,10 +144,22 @@ fn key(db: &str, schema: &str, table: &str) -> (String, String, String) {
 pub fn parse(text: &str) -> TableDoc {
     let mut doc = TableDoc::default();
     let mut desc = Vec::new();
+    let mut question: Option<String> = None;
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
+        }
+        if let Some(q) = line.strip_prefix("Q:") {
+            question = Some(q.trim().to_string());
+            continue;
+        }
+        if let Some(sql) = line.strip_prefix("SQL:") {
+            // An SQL line without a question before it is not an example; it stays text.
+            if let Some(q) = question.take() {
+                doc.examples.push((q, sql.trim().to_string()));
+                continue;
+            }
         }
         if let Some(rest) = line.strip_prefix("- ").or_else(|| line.strip_prefix("* ")) {
             if let Some((col, text)) = rest.split_once(':') {
@@ -153,8 +182,9 @@ mod tests {
 
     #[test]
     fn parses_purpose_and_columns() {
-        let d = parse("# tpch.x\n\nHolds x.\n\n- a: the a\n- `b`: the b: with colon\n");
+        let d = parse("# tpch.x\n\nHolds x.\n\n- a: the a\n- `b`: the b: with colon\nQ: how many x?\nSQL: SELECT count(*) FROM tpch.x\n");
         assert_eq!(d.description, "Holds x.");
+        assert_eq!(d.examples, vec![("how many x?".to_string(), "SELECT count(*) FROM tpch.x".to_string())]);
         assert_eq!(d.columns["a"], "the a");
         assert_eq!(d.columns["b"], "the b: with colon");
     }

@@ -244,6 +244,13 @@ impl Engine {
         self.docs.clone()
     }
 
+    /// Re-read the doc files in `dir` (edited while lalo runs); a bad file keeps the old docs.
+    pub fn reload_docs(&self, dir: &std::path::Path) -> Result<(), LaloError> {
+        let fresh = self.docs.read().reload(dir)?;
+        *self.docs.write() = fresh;
+        Ok(())
+    }
+
     /// A fresh DataFusion context for one session: `db` is the default database, `vis` what
     /// the caller may see, `settings` the session's settings for current_setting/set_config.
     pub fn session_context(

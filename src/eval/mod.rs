@@ -148,6 +148,10 @@ async fn start_lalo(urls: &BTreeMap<String, String>, scratch: &std::path::Path) 
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Score retrieval as served, not the fallback: wait for the index's first build.
+    if lalo.config.planner.retrieval_index && !lalo.retrieval.wait_for_update(0, Duration::from_secs(900)).await {
+        tracing::warn!("the retrieval index did not finish building; questions use the in-memory ranking");
+    }
     Ok(lalo)
 }
 

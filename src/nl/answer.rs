@@ -142,6 +142,16 @@ pub fn explain_lines(p: &Planned) -> Vec<(String, String)> {
         }
         out.push(("retrieved".into(), d));
     }
+    for h in &p.trace.documents {
+        let d = &h.doc;
+        let name = match d.kind {
+            crate::nl::index::documents::Kind::Table => format!("{}.{}.{}", d.database, d.schema, d.table),
+            crate::nl::index::documents::Kind::Value => format!("{}.{}.{}.{} = '{}'", d.database, d.schema, d.table, d.column, d.detail),
+            crate::nl::index::documents::Kind::Join => format!("{}.{}.{}({}) -> {}", d.database, d.schema, d.table, d.column, d.detail),
+            _ => format!("{}.{}.{}.{}", d.database, d.schema, d.table, d.column),
+        };
+        out.push(("document".into(), format!("{} {name} score {:.4} by {}", d.kind.as_str(), h.score, h.found_by)));
+    }
     for d in &p.trace.drafts {
         let text = d.sql.clone().unwrap_or_else(|| format!("declined: {}", d.explanation));
         out.push(("draft".into(), text));

@@ -44,6 +44,8 @@ pub struct Trace {
     pub steps: Vec<Step>,
     /// Ranked tables with the columns and values that linked them.
     pub retrieved: Vec<Link>,
+    /// The retrieval index's documents handed on (already cut to what the caller may read).
+    pub documents: Vec<crate::nl::index::Hit>,
     /// The tables the drafter was given (`schema.table`).
     pub given_tables: Vec<String>,
     /// `schema.table.column` of every column the drafter was given.
@@ -111,9 +113,12 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
         ),
     );
 
-    // link: rank tables by names, docs and quoted sample values; cut large schemas.
+    // link: rank tables by the index's fused hits (filtered for the caller), or in memory until
+    // the index is ready, plus quoted sample values; cut large schemas.
     let t = Instant::now();
-    let retrieved: Retrieved = retrieve::retrieve(&built, question);
+    let searched = lalo.retrieval.search(lalo, session, &built, question).await;
+    let retrieved: Retrieved = retrieve::retrieve(&built, question, searched.as_ref());
+    trace.documents = retrieved.documents.clone();
     trace.given_tables = retrieved.given_tables(&built);
     trace.given_columns = retrieved
         .context(&built)
@@ -126,8 +131,9 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
         "link",
         t,
         format!(
-            "{} ranked; drafter given {} of {} tables",
+            "{} ranked ({}); drafter given {} of {} tables",
             retrieved.links.len(),
+            searched.as_ref().map(|s| s.note.as_str()).unwrap_or("in memory: the retrieval index is not ready"),
             trace.given_tables.len(),
             built.context.tables.len()
         ),
@@ -141,7 +147,7 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
         let drafted = if llm {
             // A repair sends the last draft back with the error it met.
             let previous = trace.drafts.last().and_then(|d| Some((d.sql.as_deref()?, feedback.as_deref()?)));
-            match crate::nl::llm::draft(lalo, session, retrieved.context(&built), question, previous).await {
+            match crate::nl::llm::draft(lalo, session, &retrieved, retrieved.context(&built), question, previous).await {
                 Ok(d) => d,
                 Err(e) => {
                     trace.step("draft", t, format!("failed: {e}"));

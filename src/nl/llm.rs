@@ -23,12 +23,15 @@ use crate::config::PlannerConfig;
 use crate::engine::dialect::{DialectProfile, Example};
 use crate::error::LaloError;
 use crate::nl::prompt::{self, Reply};
+use crate::nl::retrieve::Retrieved;
 use crate::nl::{Drafted, SchemaContext};
 use crate::service::Lalo;
 use crate::session::Session;
 
 /// The budget window.
 const HOUR: Duration = Duration::from_secs(3600);
+/// Few-shot examples per prompt.
+const MAX_EXAMPLES: usize = 3;
 /// Pause before the one retry after a transport error.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -156,6 +159,7 @@ impl LlmDrafter {
 pub async fn draft(
     lalo: &Lalo,
     session: &Session,
+    retrieved: &Retrieved,
     ctx: &SchemaContext,
     question: &str,
     previous: Option<(&str, &str)>,
@@ -166,10 +170,20 @@ pub async fn draft(
 
     let upstreams = lalo.engine.upstreams();
     let profile = upstreams.get(&session.database).map(|u| &u.profile).unwrap_or(&llm.postgres);
-    let examples = entitled_examples(lalo, session, &profile.examples).await;
+    // The index's examples first (found for this question, already checked as the caller), then
+    // the dialect's own that the caller may run, up to a few.
+    let mut examples: Vec<&Example> = retrieved.examples.iter().take(MAX_EXAMPLES).collect();
+    if examples.len() < MAX_EXAMPLES {
+        for e in entitled_examples(lalo, session, &profile.examples).await {
+            if examples.len() < MAX_EXAMPLES && !examples.iter().any(|x| x.sql == e.sql) {
+                examples.push(e);
+            }
+        }
+    }
+    let user = prompt::user(question, &session.database, ctx, &retrieved.documents, &examples);
     let mut messages = vec![
         json!({"role": "system", "content": prompt::system(&profile.prompt_hints)}),
-        json!({"role": "user", "content": prompt::user(question, &session.database, ctx, &examples)}),
+        json!({"role": "user", "content": user}),
     ];
     if let Some((sql, error)) = previous {
         messages.push(json!({"role": "assistant", "content": json!({"sql": sql}).to_string()}));

@@ -1,12 +1,14 @@
 //! Plain-language questions to SQL: the schema context a caller may see (`catalog`), retrieval
 //! and linking (`retrieve`), the planner graph (`graph`), its entry points (`answer`), and the
 //! built-in `rules` drafter (a small semantic parser over table/column names, docs and samples),
-//! and the `llm` drafter for OpenAI-compatible endpoints (`llm`, `prompt`).
+//! and the `llm` drafter for OpenAI-compatible endpoints (`llm`, `prompt`); `index` is the
+//! lancedb retrieval index whose fused, entitlement-filtered hits drive retrieval.
 
 pub mod answer;
 pub mod catalog;
 pub mod context;
 pub mod graph;
+pub mod index;
 pub mod llm;
 pub mod prompt;
 pub mod retrieve;

@@ -5,6 +5,8 @@
 use std::fmt::Write;
 
 use crate::engine::dialect::Example;
+use crate::nl::index::documents::Kind;
+use crate::nl::index::Hit;
 use crate::nl::SchemaContext;
 
 /// Most sample values listed per column (the context keeps up to 50).
@@ -32,8 +34,9 @@ pub fn system(hints: &[String]) -> String {
     s
 }
 
-/// The question with the schema the caller may read and the verified examples.
-pub fn user(question: &str, database: &str, ctx: &SchemaContext, examples: &[&Example]) -> String {
+/// The question with the schema the caller may read, what retrieval found for it (already cut
+/// to what the caller may read) and the verified examples.
+pub fn user(question: &str, database: &str, ctx: &SchemaContext, retrieved: &[Hit], examples: &[&Example]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Schema (database {database}):");
     for t in &ctx.tables {
@@ -68,6 +71,20 @@ pub fn user(question: &str, database: &str, ctx: &SchemaContext, examples: &[&Ex
                 fk.to_table,
                 fk.to_columns.join(", ")
             );
+        }
+    }
+    if !retrieved.is_empty() {
+        s.push_str("\nRetrieved for this question (most relevant first):\n");
+        for h in retrieved {
+            let d = &h.doc;
+            let line = match d.kind {
+                Kind::Table => format!("table {}.{}.{}", d.database, d.schema, d.table),
+                Kind::Column => format!("column {}.{}.{}.{}", d.database, d.schema, d.table, d.column),
+                Kind::Value => format!("value {}.{}.{}.{} = '{}'", d.database, d.schema, d.table, d.column, d.detail),
+                Kind::Join => format!("join {}.{}({}) -> {}", d.schema, d.table, d.column, d.detail),
+                Kind::Example => continue,
+            };
+            let _ = writeln!(s, "- {line}");
         }
     }
     if !examples.is_empty() {
@@ -180,7 +197,7 @@ mod tests {
             }],
             foreign_keys: vec![],
         };
-        let p = user("how many nations?", "lalo", &ctx, &[]);
+        let p = user("how many nations?", "lalo", &ctx, &[], &[]);
         assert!(p.contains("TABLE lalo.tpch.nation -- Nations of the world"), "{p}");
         assert!(p.contains("n_name Utf8 [values: FRANCE, GERMANY]"), "{p}");
         assert!(p.ends_with("Question: how many nations?\nJSON:"), "{p}");

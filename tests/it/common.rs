@@ -64,6 +64,8 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.server.http_listen = "127.0.0.1:0".into();
     cfg.catalog.data_dir = shared_data_dir();
     cfg.governance.audit_log = dir.join("audit.log");
+    // Each gateway its own retrieval index (the data dir is shared by every test).
+    cfg.planner.retrieval_dir = Some(dir.join("retrieval"));
     cfg
 }
 

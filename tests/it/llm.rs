@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::common::{self, sqlstate, TestServer};
 
 /// One scripted answer.
-enum Canned {
+pub enum Canned {
     Reply(Value),
     /// Accept the request and never answer.
     Hang,
@@ -24,17 +24,19 @@ enum Canned {
 
 /// The scripted server: answers from a queue and keeps every request body it received.
 #[derive(Default)]
-struct Script {
+pub struct Script {
     replies: Mutex<VecDeque<Canned>>,
     requests: Mutex<Vec<Value>>,
+    /// Texts the embeddings route was asked to embed.
+    pub embedded: Mutex<Vec<String>>,
 }
 
 impl Script {
-    fn push(&self, c: Canned) {
+    pub fn push(&self, c: Canned) {
         self.replies.lock().expect("script lock").push_back(c);
     }
 
-    fn requests(&self) -> Vec<Value> {
+    pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().expect("script lock").clone()
     }
 }
@@ -49,10 +51,38 @@ async fn chat(State(script): State<Arc<Script>>, Json(body): Json<Value>) -> Res
     }
 }
 
+/// An embeddings endpoint: a deterministic 16-dimensional vector per input (letters counted
+/// into buckets), so related texts are near and the remote path of retrieval is exercised.
+async fn embeddings(State(script): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect(),
+        _ => vec![],
+    };
+    script.embedded.lock().expect("script lock").extend(inputs.iter().cloned());
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut v = [0.0f32; 16];
+            for c in t.to_lowercase().chars().filter(|c| c.is_alphanumeric()) {
+                v[(c as usize) % 16] += 1.0;
+            }
+            v[0] += 0.001;
+            json!({"object": "embedding", "index": i, "embedding": v.to_vec()})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data, "model": "scripted-embed", "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+        .into_response()
+}
+
 /// Start the scripted server; returns its `/v1` base URL.
-async fn scripted() -> (Arc<Script>, String) {
+pub async fn scripted() -> (Arc<Script>, String) {
     let script = Arc::new(Script::default());
-    let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(script.clone());
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -62,7 +92,7 @@ async fn scripted() -> (Arc<Script>, String) {
 }
 
 /// A chat completion whose message is `content`, using 15 tokens.
-fn completion(content: &str) -> Canned {
+pub fn completion(content: &str) -> Canned {
     Canned::Reply(json!({
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -77,7 +107,7 @@ fn sql_reply(sql: &str) -> Canned {
     completion(&json!({"sql": sql, "tables": ["lalo.tpch.nation"]}).to_string())
 }
 
-async fn start_llm(base: &str, timeout_ms: u64, budget: u64) -> TestServer {
+pub async fn start_llm(base: &str, timeout_ms: u64, budget: u64) -> TestServer {
     let base = base.to_string();
     common::start_with(move |cfg| {
         cfg.planner.drafter = "llm".into();
@@ -93,7 +123,7 @@ async fn start_llm(base: &str, timeout_ms: u64, budget: u64) -> TestServer {
 use crate::common::text_rows as rows;
 
 /// The text of every message of a recorded request.
-fn messages(req: &Value) -> Vec<String> {
+pub fn messages(req: &Value) -> Vec<String> {
     req["messages"]
         .as_array()
         .map(|a| a.iter().map(|m| m["content"].as_str().unwrap_or("").to_string()).collect())

@@ -16,3 +16,4 @@ mod upstream;
 mod ask;
 mod llm;
 mod keys;
+mod retrieval;

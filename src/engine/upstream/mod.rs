@@ -124,6 +124,11 @@ impl Upstream {
         self.direct.clone().filter(|d| d.available())
     }
 
+    /// How many times the catalog was read (each REFRESH UPSTREAM or reconnect adds one).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Whether the upstream is reachable and its tables are known.
     pub fn is_up(&self) -> bool {
         self.state.read().discovered && !self.breaker.is_down()
