@@ -8,8 +8,6 @@
 //! bind the new literals and run the prepared statement upstream. Anything else takes the
 //! planned path, so the lane changes speed, never results or decisions.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -21,9 +19,6 @@ use datafusion_federation::sql::SQLTableSource;
 use datafusion_federation::FederatedPlanNode;
 
 use crate::governance::GovernedPlan;
-
-/// Entries kept per session before the cache starts over (statements are usually few).
-const MAX_ENTRIES: usize = 256;
 
 /// A statement that runs wholly on one upstream.
 #[derive(Debug)]
@@ -39,37 +34,11 @@ pub struct DirectPlan {
     pub governed: GovernedPlan,
 }
 
-/// The cache stamp: anything that can change a plan or a decision.
-pub type Stamp = (u64, u64, u64);
+/// The cache stamp (settings epoch, policy version, catalog generation).
+pub type Stamp = crate::plan_cache::Stamp;
 
-#[derive(Debug, Default)]
-pub struct DirectCache {
-    stamp: Stamp,
-    entries: HashMap<String, Option<Arc<DirectPlan>>>,
-}
-
-impl DirectCache {
-    /// `Some(Some(plan))` to go direct, `Some(None)` known not to qualify, `None` unknown.
-    pub fn get(&mut self, stamp: Stamp, key: &str) -> Option<Option<Arc<DirectPlan>>> {
-        if self.stamp != stamp {
-            self.stamp = stamp;
-            self.entries.clear();
-            return None;
-        }
-        self.entries.get(key).cloned()
-    }
-
-    pub fn put(&mut self, stamp: Stamp, key: String, plan: Option<Arc<DirectPlan>>) {
-        if self.stamp != stamp {
-            self.stamp = stamp;
-            self.entries.clear();
-        }
-        if self.entries.len() >= MAX_ENTRIES {
-            self.entries.clear();
-        }
-        self.entries.insert(key, plan);
-    }
-}
+/// Statements known to run wholly upstream (or known not to), per session.
+pub type DirectCache = crate::plan_cache::StampedCache<DirectPlan>;
 
 /// Lift comparison literals into parameters: `aid = 42` → `aid = $1` with 42 as a value.
 /// Only literals compared with non-literals (and IN lists, BETWEEN bounds) are lifted: there the

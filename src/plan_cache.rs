@@ -36,7 +36,6 @@ const MAX_ENTRIES: usize = 256;
 pub struct CachedPlan {
     pub governed: GovernedPlan,
     pub param_types: Vec<DataType>,
-    made: Instant,
 }
 
 impl CachedPlan {
@@ -59,30 +58,40 @@ impl CachedPlan {
 /// The cache stamp: anything that can change a plan or a decision.
 pub type Stamp = (u64, u64, u64);
 
-#[derive(Debug, Default)]
-pub struct PlanCache {
+/// A session's statements by key (text with literals lifted), for one stamp: `Some(plan)` to
+/// reuse, `None` known not to qualify. Entries older than `rewrite::FILTER_TTL` count as unknown,
+/// since a row filter's evaluated subquery inside them is that old. Serves this module's plans and
+/// the direct lane's (passthrough.rs).
+#[derive(Debug)]
+pub struct StampedCache<V> {
     stamp: Stamp,
-    entries: HashMap<String, Option<Arc<CachedPlan>>>,
+    entries: HashMap<String, (Option<Arc<V>>, Instant)>,
 }
 
-impl PlanCache {
+impl<V> Default for StampedCache<V> {
+    fn default() -> Self {
+        StampedCache { stamp: Stamp::default(), entries: HashMap::new() }
+    }
+}
+
+impl<V> StampedCache<V> {
     /// `Some(Some(plan))` to reuse, `Some(None)` known not to qualify, `None` unknown.
-    pub fn get(&mut self, stamp: Stamp, key: &str) -> Option<Option<Arc<CachedPlan>>> {
+    pub fn get(&mut self, stamp: Stamp, key: &str) -> Option<Option<Arc<V>>> {
         if self.stamp != stamp {
             self.stamp = stamp;
             self.entries.clear();
             return None;
         }
         match self.entries.get(key) {
-            Some(Some(p)) if p.made.elapsed() >= crate::governance::rewrite::FILTER_TTL => {
+            Some((_, made)) if made.elapsed() >= crate::governance::rewrite::FILTER_TTL => {
                 self.entries.remove(key);
                 None
             }
-            other => other.cloned(),
+            other => other.map(|(p, _)| p.clone()),
         }
     }
 
-    pub fn put(&mut self, stamp: Stamp, key: String, plan: Option<Arc<CachedPlan>>) {
+    pub fn put(&mut self, stamp: Stamp, key: String, plan: Option<Arc<V>>) {
         if self.stamp != stamp {
             self.stamp = stamp;
             self.entries.clear();
@@ -90,9 +99,12 @@ impl PlanCache {
         if self.entries.len() >= MAX_ENTRIES {
             self.entries.clear();
         }
-        self.entries.insert(key, plan);
+        self.entries.insert(key, (plan, Instant::now()));
     }
 }
+
+/// Governed, optimized plans of a session's repeated statements on the embedded engine.
+pub type PlanCache = StampedCache<CachedPlan>;
 
 /// Build a cache entry from a governed plan (placeholders unbound), or `None` when the plan may
 /// not be reused.
@@ -114,7 +126,7 @@ pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan
     if federated {
         return None;
     }
-    Some(CachedPlan { governed: optimized, param_types, made: Instant::now() })
+    Some(CachedPlan { governed: optimized, param_types })
 }
 
 /// A query whose every function is immutable: its optimized plan means the same at any time.

@@ -313,6 +313,18 @@ async fn reqwest_metrics(s: &common::TestServer) -> String {
 }
 
 /// A minimal HTTP/1.1 GET, so tests need no HTTP client crate.
+/// A counter's value from `/metrics` (0 when it was never incremented).
+pub async fn counter(s: &common::TestServer, name: &str) -> f64 {
+    let (code, metrics) = http_get(&s.running.http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn http_get(addr: &std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -422,13 +422,6 @@ async fn repeated_point_lookups_match_postgres() {
     let sql = "SELECT title FROM publication WHERE year BETWEEN 2010 AND 2020 AND title <> 'x' ORDER BY title";
     assert_eq!(rows(&via, sql).await.expect("range"), rows(&direct, sql).await.expect("pg"));
     // Repeated lookups took the direct lane (one prepared round trip, no planning).
-    let (code, metrics) = crate::protocol::http_get(&s.running.http_addr, "/metrics").await;
-    assert_eq!(code, 200);
-    let direct_count: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("lalo_direct_statements_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(direct_count >= 10.0, "direct lane used: {direct_count}\n{metrics}");
+    let direct_count = crate::protocol::counter(&s, "lalo_direct_statements_total").await;
+    assert!(direct_count >= 10.0, "direct lane used: {direct_count}");
 }
