@@ -35,8 +35,37 @@ pub struct GuardOptions {
     pub truncate_at: Option<u64>,
 }
 
-struct State {
-    inner: SendableRecordBatchStream,
+/// What the guard counts rows in: Arrow batches, or rows forwarded from an upstream as is.
+pub trait Counted: Send + 'static {
+    fn count(&self) -> usize;
+    /// The first `n` rows.
+    fn keep(self, n: usize) -> Self;
+}
+
+impl Counted for RecordBatch {
+    fn count(&self) -> usize {
+        self.num_rows()
+    }
+    fn keep(self, n: usize) -> Self {
+        self.slice(0, n)
+    }
+}
+
+impl Counted for Vec<pgwire::messages::data::DataRow> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn keep(mut self, n: usize) -> Self {
+        self.truncate(n);
+        self
+    }
+}
+
+/// Rows forwarded from an upstream without decoding (the direct lane's pass-through).
+pub type WireRowStream = BoxStream<'static, Result<Vec<pgwire::messages::data::DataRow>, LaloError>>;
+
+struct State<T> {
+    inner: BoxStream<'static, Result<T, LaloError>>,
     deadline: Option<tokio::time::Instant>,
     cancel: Option<BoxFuture<'static, ()>>,
     arm: Option<CancelArm>,
@@ -46,7 +75,15 @@ struct State {
 }
 
 /// Wrap an executing stream with the guard.
-pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStream {
+pub fn guard(inner: SendableRecordBatchStream, opts: GuardOptions) -> RowStream {
+    guard_items(inner.map(|b| b.map_err(LaloError::from)).boxed(), opts)
+}
+
+/// [`guard`] for any stream of counted rows.
+pub fn guard_items<T: Counted>(
+    inner: BoxStream<'static, Result<T, LaloError>>,
+    mut opts: GuardOptions,
+) -> BoxStream<'static, Result<T, LaloError>> {
     let deadline = opts.timeout_ms.map(|ms| tokio::time::Instant::from_std(opts.began) + Duration::from_millis(ms));
     let arm = opts.cancel.take();
     let st = State { inner, deadline, cancel: None, arm, rows: 0, opts, done: false };
@@ -76,7 +113,7 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
                 _ = sleep => Err(LaloError::Timeout),
                 b = st.inner.next() => match b {
                     Some(Ok(batch)) => Ok(Some(batch)),
-                    Some(Err(e)) => Err(LaloError::from(e)),
+                    Some(Err(e)) => Err(e),
                     None => Ok(None),
                 },
             }
@@ -85,14 +122,14 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
             Ok(Some(mut batch)) => {
                 if let Some(cap) = st.opts.truncate_at {
                     let room = cap.saturating_sub(st.rows);
-                    if (batch.num_rows() as u64) >= room {
-                        batch = batch.slice(0, room as usize);
+                    if (batch.count() as u64) >= room {
+                        batch = batch.keep(room as usize);
                         st.rows += room;
                         finish(&mut st, None).await;
                         return Some((Ok(batch), st));
                     }
                 }
-                st.rows += batch.num_rows() as u64;
+                st.rows += batch.count() as u64;
                 if let Some(max) = st.opts.max_rows {
                     if st.rows > max {
                         let e = LaloError::LimitExceeded(format!(
@@ -119,7 +156,7 @@ pub fn guard(inner: SendableRecordBatchStream, mut opts: GuardOptions) -> RowStr
     .boxed()
 }
 
-impl Drop for State {
+impl<T> Drop for State<T> {
     fn drop(&mut self) {
         // The client went away (or stopped reading) before the end: record it anyway.
         if self.done {
@@ -140,7 +177,7 @@ impl Drop for State {
     }
 }
 
-async fn finish(st: &mut State, err: Option<&LaloError>) {
+async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
     st.done = true;
     st.opts.slot.take();
     let mut rec = std::mem::take(&mut st.opts.record);

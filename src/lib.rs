@@ -22,6 +22,7 @@ pub mod plan_cache;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod shapes;
 pub mod session;
 pub mod runtime;
 pub mod search;

@@ -35,6 +35,11 @@ pub fn direct_statement() {
     metrics::counter!("lalo_direct_statements_total").increment(1);
 }
 
+/// A direct-lane statement whose rows went to the client as the upstream encoded them.
+pub fn forwarded_statement() {
+    metrics::counter!("lalo_forwarded_statements_total").increment(1);
+}
+
 /// A statement ran on a cached governed plan (no SQL planning, governance or optimizer).
 pub fn cached_plan() {
     metrics::counter!("lalo_cached_plans_total").increment(1);

@@ -32,7 +32,14 @@ pub struct DirectPlan {
     pub schema: SchemaRef,
     /// The governance decision, for limits and the audit record.
     pub governed: GovernedPlan,
+    /// Whether the upstream's rows can be forwarded as they are: [`FORWARD_UNKNOWN`] until the
+    /// first pass-through execution tells.
+    pub forward: std::sync::atomic::AtomicU8,
 }
+
+pub const FORWARD_UNKNOWN: u8 = 0;
+pub const FORWARD_YES: u8 = 1;
+pub const FORWARD_NO: u8 = 2;
 
 /// The cache stamp (settings epoch, policy version, catalog generation).
 pub type Stamp = crate::plan_cache::Stamp;
@@ -176,6 +183,7 @@ pub async fn derive(
         param_types,
         schema: std::sync::Arc::new(governed.plan().schema().as_arrow().clone()),
         governed: governed.clone(),
+        forward: std::sync::atomic::AtomicU8::new(FORWARD_UNKNOWN),
     })
 }
 

@@ -50,6 +50,9 @@ impl std::fmt::Debug for Lalo {
 pub enum Outcome {
     /// Rows, streamed.
     Rows { schema: SchemaRef, rows: RowStream },
+    /// Rows forwarded from an upstream as it encoded them, in the format the caller asked for
+    /// (only for callers that asked for wire delivery).
+    Wire { schema: SchemaRef, rows: execution::WireRowStream },
     /// A command with its tag; `changed` lists settings to report (ParameterStatus).
     Command { tag: String, changed: Vec<(String, String)> },
     /// Rows to send as COPY data (COPY ... TO STDOUT).
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Rows { schema, .. } => write!(f, "Rows({} columns)", schema.fields().len()),
+            Outcome::Wire { schema, .. } => write!(f, "Wire({} columns)", schema.fields().len()),
             Outcome::Command { tag, .. } => write!(f, "Command({tag})"),
             Outcome::CopyOut { .. } => write!(f, "CopyOut"),
             Outcome::Begin => write!(f, "Begin"),
@@ -252,6 +256,35 @@ impl Lalo {
         slot: crate::governance::limits::Slot,
         truncate_at: Option<u64>,
     ) -> RowStream {
+        execution::guard(stream, self.guard_options(session, governed, start, began, cancel, slot, truncate_at))
+    }
+
+    /// [`Lalo::guarded`] for rows forwarded from an upstream without decoding.
+    #[allow(clippy::too_many_arguments)]
+    fn guarded_wire(
+        &self,
+        session: &Session,
+        governed: &GovernedPlan,
+        rows: execution::WireRowStream,
+        start: &Request,
+        began: Instant,
+        cancel: Option<execution::CancelArm>,
+        slot: crate::governance::limits::Slot,
+    ) -> execution::WireRowStream {
+        execution::guard_items(rows, self.guard_options(session, governed, start, began, cancel, slot, None))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn guard_options(
+        &self,
+        session: &Session,
+        governed: &GovernedPlan,
+        start: &Request,
+        began: Instant,
+        cancel: Option<execution::CancelArm>,
+        slot: crate::governance::limits::Slot,
+        truncate_at: Option<u64>,
+    ) -> GuardOptions {
         let timeout_ms = [
             session.settings.read().statement_timeout_ms(),
             governed.limits.statement_timeout_ms.unwrap_or(0),
@@ -264,15 +297,12 @@ impl Lalo {
             .filter(|v| *v > 0)
             .min();
         let record = self.record(session, start, Some(governed));
-        execution::guard(
-            stream,
-            GuardOptions { timeout_ms, max_rows, cancel, audit: self.audit.clone(), record, began, entry: session.entry.as_str(), slot: Some(slot), truncate_at },
-        )
+        GuardOptions { timeout_ms, max_rows, cancel, audit: self.audit.clone(), record, began, entry: session.entry.as_str(), slot: Some(slot), truncate_at }
     }
 
     /// [`Lalo::run_route`] for callers that read at most `cap` rows (MCP).
     pub async fn run_route_capped(&self, session: &Session, route: Route, input: &str, cap: Option<u64>) -> Result<Outcome, LaloError> {
-        self.run_route_inner(session, route, input, None, cap).await
+        self.run_route_inner(session, route, input, None, cap, None).await
     }
 
     /// Route, plan, govern and run one routed statement (simple-protocol path and CLI).
@@ -283,7 +313,19 @@ impl Lalo {
         input: &str,
         cancel: Option<execution::CancelArm>,
     ) -> Result<Outcome, LaloError> {
-        self.run_route_inner(session, route, input, cancel, None).await
+        self.run_route_inner(session, route, input, cancel, None, None).await
+    }
+
+    /// [`Lalo::run_route`] for the wire protocol's simple Query: rows a statement reads wholly
+    /// from an upstream may come back as [`Outcome::Wire`], forwarded without decoding.
+    pub async fn run_route_wire(
+        &self,
+        session: &Session,
+        route: Route,
+        input: &str,
+        cancel: Option<execution::CancelArm>,
+    ) -> Result<Outcome, LaloError> {
+        self.run_route_inner(session, route, input, cancel, None, Some(&pgwire::api::portal::Format::UnifiedText)).await
     }
 
     async fn run_route_inner(
@@ -293,6 +335,7 @@ impl Lalo {
         input: &str,
         cancel: Option<execution::CancelArm>,
         cap: Option<u64>,
+        wire: Option<&pgwire::api::portal::Format>,
     ) -> Result<Outcome, LaloError> {
         let start = Request { input: input.to_string(), ..Default::default() };
         match route {
@@ -303,7 +346,10 @@ impl Lalo {
                 let mut cancel = cancel;
                 let (lifted, values) = crate::passthrough::parameterize(&stmt);
                 let key = lifted.to_string();
-                if let Some(done) = self.try_direct_query(session, &lifted, &key, &values, &start, &mut cancel, cap).await {
+                if let Some(done) = self.try_direct_query(session, &lifted, &key, &values, &start, &mut cancel, cap, wire).await {
+                    if wire.is_some() && done.is_ok() {
+                        self.learn_shape(session, input, &values, &key, start.names.clone());
+                    }
                     return done;
                 }
                 if let Some(governed) = self.cached_plan(session, &lifted, &key, &values).await {
@@ -365,7 +411,7 @@ impl Lalo {
             }
             Route::Fetch { name, count } => self.fetch(session, &name, count).await,
             Route::CopyOut { query, csv, header } => {
-                match Box::pin(self.run_route_inner(session, Route::Query(query), input, cancel, cap)).await? {
+                match Box::pin(self.run_route_inner(session, Route::Query(query), input, cancel, cap, None)).await? {
                     Outcome::Rows { schema, rows } => Ok(Outcome::CopyOut { schema, rows, csv, header }),
                     other => Ok(other),
                 }
@@ -713,6 +759,32 @@ impl Lalo {
         (session.epoch(), self.governance.version(), self.engine.upstreams().generation())
     }
 
+    /// A simple-protocol statement whose token shape took the direct lane before: straight to
+    /// its direct plan with this statement's values, without parsing. `None` means "route it".
+    pub async fn run_shaped(
+        &self,
+        session: &Session,
+        text: &str,
+        cancel: &mut Option<execution::CancelArm>,
+    ) -> Option<Result<Outcome, LaloError>> {
+        self.engine.upstreams().get(&session.database)?;
+        let shaped = crate::shapes::shape(text)?;
+        let stamp = self.direct_stamp(session);
+        let shape = session.shapes.lock().get(stamp, &shaped.key)??;
+        let values = crate::shapes::bind(&shape, &shaped)?;
+        let dp = session.direct.lock().get(stamp, &shape.direct_key)??;
+        let start = Request { input: text.to_string(), sql: Some(text.to_string()), names: shape.names.clone(), ..Default::default() };
+        let format = pgwire::api::portal::Format::UnifiedText;
+        self.execute_direct(session, &dp, values, &start, cancel, None, stamp, &shape.direct_key, Some(&format)).await
+    }
+
+    /// Remember the token shape of `text`, which took the direct lane as `key` with `values`.
+    fn learn_shape(&self, session: &Session, text: &str, values: &[ScalarValue], key: &str, names: Option<Vec<Option<String>>>) {
+        let Some(shaped) = crate::shapes::shape(text) else { return };
+        let learned = crate::shapes::learn(&shaped, values, key, names).map(Arc::new);
+        session.shapes.lock().put(self.direct_stamp(session), shaped.key, learned);
+    }
+
     /// The direct lane for a simple-protocol statement: `None` means "take the planned path".
     /// `lifted` is the statement with its literals lifted into parameters (`values`), `key` its text.
     #[allow(clippy::too_many_arguments)]
@@ -725,6 +797,7 @@ impl Lalo {
         start: &Request,
         cancel: &mut Option<execution::CancelArm>,
         cap: Option<u64>,
+        wire: Option<&pgwire::api::portal::Format>,
     ) -> Option<Result<Outcome, LaloError>> {
         let ups = self.engine.upstreams();
         ups.get(&session.database)?;
@@ -735,7 +808,7 @@ impl Lalo {
                 self.govern(session, plan).await.ok()
             })
             .await?;
-        self.execute_direct(session, &dp, values.to_vec(), start, cancel, cap, stamp, key).await
+        self.execute_direct(session, &dp, values.to_vec(), start, cancel, cap, stamp, key, wire).await
     }
 
     /// The session's cached governed plan for a simple-protocol statement (literals lifted into
@@ -810,6 +883,7 @@ impl Lalo {
         params: &ParamValues,
         start: &Request,
         cancel: &mut Option<execution::CancelArm>,
+        wire: Option<&pgwire::api::portal::Format>,
     ) -> Option<Result<Outcome, LaloError>> {
         let ups = self.engine.upstreams();
         ups.get(&session.database)?;
@@ -818,7 +892,7 @@ impl Lalo {
         let stamp = self.direct_stamp(session);
         let key = format!("prepared:{text}");
         let dp = self.direct_plan(session, stamp, &key, async { self.govern(session, plan.clone()).await.ok() }).await?;
-        self.execute_direct(session, &dp, values, start, cancel, None, stamp, &key).await
+        self.execute_direct(session, &dp, values, start, cancel, None, stamp, &key, wire).await
     }
 
     /// The session's cached direct plan for `key`, or one derived from the governed plan `build`
@@ -858,6 +932,7 @@ impl Lalo {
         cap: Option<u64>,
         stamp: crate::passthrough::Stamp,
         key: &str,
+        wire: Option<&pgwire::api::portal::Format>,
     ) -> Option<Result<Outcome, LaloError>> {
         use crate::engine::upstream::direct::DirectError;
         let pool = self.engine.upstreams().get(&dp.upstream)?.direct()?;
@@ -875,6 +950,54 @@ impl Lalo {
                 return Some(Err(e));
             }
         };
+        let schema = rename(&dp.schema, start.names.as_deref());
+        // Pass-through: rows forwarded as the upstream encoded them, when lalo would encode
+        // every column the same way (decided once per plan).
+        if let (Some(format), None) = (wire, cap) {
+            if dp.forward.load(std::sync::atomic::Ordering::Relaxed) != crate::passthrough::FORWARD_NO {
+                let opts = crate::server::encode::format_options(session);
+                let expect: Option<Vec<u32>> = crate::server::encode::fields(&schema, format, opts)
+                    .ok()
+                    .map(|f| f.iter().map(|i| i.datatype().oid()).collect());
+                let codes: Vec<i16> = match format {
+                    pgwire::api::portal::Format::UnifiedText => vec![],
+                    pgwire::api::portal::Format::UnifiedBinary => vec![1],
+                    pgwire::api::portal::Format::Individual(v) => v.clone(),
+                };
+                if let Some(expect) = expect {
+                    match pool.query_wire(&dp.sql, &values, &expect, &codes).await {
+                        Ok(rows) => {
+                            dp.forward.store(crate::passthrough::FORWARD_YES, std::sync::atomic::Ordering::Relaxed);
+                            crate::metrics::direct_statement();
+                            crate::metrics::forwarded_statement();
+                            let upstream = dp.upstream.clone();
+                            let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| {
+                                r.map_err(|e| match e {
+                                    DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.clone(), message },
+                                    other => LaloError::Query(other.to_string()),
+                                })
+                            }));
+                            let rows = self.guarded_wire(session, governed, rows, start, began, cancel.take(), slot);
+                            return Some(Ok(Outcome::Wire { schema, rows }));
+                        }
+                        Err(DirectError::Unsupported(why)) => {
+                            tracing::debug!(why, "rows are decoded, not forwarded");
+                            dp.forward.store(crate::passthrough::FORWARD_NO, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(DirectError::Lost(message)) => {
+                            let e = LaloError::UpstreamLost { upstream: dp.upstream.clone(), message };
+                            self.audit_failure(session, start, &e, began).await;
+                            return Some(Err(e));
+                        }
+                        Err(DirectError::Upstream(m)) => {
+                            let e = LaloError::Query(m);
+                            self.audit_failure(session, start, &e, began).await;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+            }
+        }
         let stream = match pool.query(&dp.sql, &values, dp.schema.clone()).await {
             Ok(s) => s,
             Err(DirectError::Unsupported(why)) => {
@@ -894,7 +1017,6 @@ impl Lalo {
             }
         };
         crate::metrics::direct_statement();
-        let schema = rename(&dp.schema, start.names.as_deref());
         let rows = self.guarded(session, governed, stream, start, began, cancel.take(), slot, cap);
         Some(Ok(Outcome::Rows { schema, rows }))
     }

@@ -323,6 +323,20 @@ pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, session_utc: bool)
     QueryResponse::new(fields, data)
 }
 
+/// A response of rows forwarded from an upstream as it encoded them.
+pub fn forwarded(fields: Arc<Vec<FieldInfo>>, rows: crate::execution::WireRowStream) -> QueryResponse {
+    let data = rows
+        .map(|r| {
+            let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match r {
+                Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                Err(e) => Box::new(std::iter::once(Err(PgWireError::from(e)))),
+            };
+            futures::stream::iter(it)
+        })
+        .flatten();
+    QueryResponse::new(fields, data)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

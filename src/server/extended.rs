@@ -266,7 +266,9 @@ impl ExtendedQueryHandler for ExtendedHandler {
                         let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
                         match arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
                             Ok(params) => {
-                                self.lalo.try_direct_prepared(&session, &prepared.text, plan, &params, &start, &mut cancel).await
+                                self.lalo
+                                    .try_direct_prepared(&session, &prepared.text, plan, &params, &start, &mut cancel, Some(&portal.result_column_format))
+                                    .await
                             }
                             Err(_) => None,
                         }

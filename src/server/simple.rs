@@ -56,6 +56,10 @@ where
             let fields = encode::fields(&schema, format, opts)?;
             Response::Query(encode::response(fields, rows, utc))
         }
+        Outcome::Wire { schema, rows } => {
+            let fields = encode::fields(&schema, format, encode::format_options(session))?;
+            Response::Query(encode::forwarded(fields, rows))
+        }
         Outcome::Command { tag, changed } => {
             for (k, v) in changed {
                 client.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(k, v))).await?;
@@ -84,6 +88,14 @@ impl SimpleQueryHandler for SimpleHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(&self.lalo, client)?;
+        // A repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).
+        let mut cancel = cancel_arm(client);
+        if let Some(done) = self.lalo.run_shaped(&session, query, &mut cancel).await {
+            return Ok(vec![match done {
+                Ok(outcome) => respond(client, &session, outcome, &Format::UnifiedText, None).await?,
+                Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
+            }]);
+        }
         let routes = match self.lalo.route(&session, query) {
             Ok(r) => r,
             Err(e) => {
@@ -100,7 +112,7 @@ impl SimpleQueryHandler for SimpleHandler {
                 Route::Rollback => Some("ROLLBACK"),
                 _ => None,
             };
-            match self.lalo.run_route(&session, route, &input, cancel_arm(client)).await {
+            match self.lalo.run_route_wire(&session, route, &input, cancel_arm(client)).await {
                 Ok(outcome) => out.push(respond(client, &session, outcome, &Format::UnifiedText, tag).await?),
                 Err(e) => {
                     out.push(Response::Error(Box::new(e.error_info("ERROR"))));

@@ -50,6 +50,8 @@ pub struct Session {
     pub direct: parking_lot::Mutex<crate::passthrough::DirectCache>,
     /// Governed, optimized plans of repeated statements on the embedded engine.
     pub plans: parking_lot::Mutex<crate::plan_cache::PlanCache>,
+    /// Token shapes of repeated simple-protocol statements that take the direct lane.
+    pub shapes: parking_lot::Mutex<crate::shapes::ShapeCache>,
     /// NOTICEs queued for the client (sent before the next result).
     notices: parking_lot::Mutex<Vec<String>>,
 }
@@ -90,6 +92,7 @@ impl Session {
             prepared: Default::default(),
             direct: Default::default(),
             plans: Default::default(),
+            shapes: Default::default(),
             notices: Default::default(),
         }
     }

@@ -424,4 +424,43 @@ async fn repeated_point_lookups_match_postgres() {
     // Repeated lookups took the direct lane (one prepared round trip, no planning).
     let direct_count = crate::protocol::counter(&s, "lalo_direct_statements_total").await;
     assert!(direct_count >= 10.0, "direct lane used: {direct_count}");
+    // Their rows were forwarded as the upstream encoded them (text and binary results).
+    let forwarded = crate::protocol::counter(&s, "lalo_forwarded_statements_total").await;
+    assert!(forwarded >= 10.0, "rows forwarded: {forwarded}");
+}
+
+/// Forwarded rows carry every type the pass-through forwards (NULLs, numerics with their scale,
+/// dates, booleans) exactly as PostgreSQL prints them, in text and in binary; an upstream error
+/// in the middle of a repeated statement reaches the client, and the next statement still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_rows_are_the_upstreams() {
+    let (s, _c, pg) = defog_lalo().await;
+    let via = s.connect_db("admin", "academic").await;
+    let direct = pg.client("academic").await;
+    let typed = "SELECT aid, name, homepage, aid::numeric(10,2) / 3 AS third, aid % 2 = 0 AS even, \
+                 DATE '2020-02-28' AS day, NULL::text AS nothing FROM author WHERE aid = ";
+    let before = crate::protocol::counter(&s, "lalo_forwarded_statements_total").await;
+    for aid in [1, 2, 3, 4, 1, 999_999] {
+        let sql = format!("{typed}{aid}");
+        assert_eq!(rows(&via, &sql).await.expect("simple"), rows(&direct, &sql).await.expect("pg"), "{sql}");
+        // Binary results (tokio-postgres asks for them) decode to the same values.
+        let ps = format!("{typed}$1");
+        let got = via.query(&ps, &[&(aid as i64)]).await.expect("prepared");
+        let want = direct.query(&ps, &[&(aid as i64)]).await.expect("pg prepared");
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.get::<_, Option<String>>(1), w.get::<_, Option<String>>(1));
+            assert_eq!(g.get::<_, rust_decimal::Decimal>(3), w.get::<_, rust_decimal::Decimal>(3));
+            assert_eq!(g.get::<_, bool>(4), w.get::<_, bool>(4));
+            assert_eq!(g.get::<_, chrono::NaiveDate>(5), w.get::<_, chrono::NaiveDate>(5));
+            assert_eq!(g.get::<_, Option<String>>(6), None);
+        }
+    }
+    let after = crate::protocol::counter(&s, "lalo_forwarded_statements_total").await;
+    assert!(after - before >= 8.0, "forwarded: {before} -> {after}");
+    // An error raised upstream while a forwarded statement runs.
+    let e = via.simple_query("SELECT aid / (aid - 3) FROM author WHERE aid = 3").await.expect_err("division by zero");
+    assert!(e.to_string().contains("division by zero") || format!("{e:?}").contains("division by zero"), "{e:?}");
+    let again = rows(&via, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("next statement");
+    assert_eq!(again, rows(&direct, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("pg"));
 }

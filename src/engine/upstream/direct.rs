@@ -25,6 +25,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::breaker::Breaker;
 use super::pool::lost_message;
+use super::wire::{WireConn, WireError, WireTarget};
 
 /// Rows per Arrow batch.
 const BATCH_ROWS: usize = 4096;
@@ -50,6 +51,9 @@ pub struct DirectPool {
     name: String,
     config: Option<tokio_postgres::Config>,
     idle: Mutex<Vec<Conn>>,
+    /// Pass-through connections (see `wire`), sharing the pool's slots.
+    wire_idle: Mutex<Vec<WireConn>>,
+    wire_target: Option<WireTarget>,
     slots: Arc<Semaphore>,
     breaker: Arc<Breaker>,
 }
@@ -77,9 +81,12 @@ impl DirectPool {
             // The direct lane speaks plain TCP; upstreams that need TLS use the planned path.
             !matches!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require)
         });
+        let wire_target = config.as_ref().and_then(WireTarget::from_config);
         DirectPool {
             name: name.to_string(),
             config,
+            wire_idle: Mutex::new(Vec::new()),
+            wire_target,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size.max(1) as usize)),
             breaker,
@@ -245,4 +252,146 @@ fn to_sql(v: &ScalarValue, t: &Type) -> Result<Param, DirectError> {
         }
         _ => return Err(unsupported()),
     })
+}
+
+/// Rows as the upstream sent them, in the batches the socket delivered.
+pub type WireRows = futures::stream::BoxStream<'static, Result<Vec<pgwire::messages::data::DataRow>, DirectError>>;
+
+/// Result column types whose bytes lalo forwards unchanged: for these lalo's own encoding (text
+/// and binary) is PostgreSQL's, so a forwarded row is the row lalo would have written.
+const FORWARDED_TYPES: [u32; 8] = [
+    16,   // bool
+    20,   // int8
+    21,   // int2
+    23,   // int4
+    25,   // text
+    1043, // varchar
+    1082, // date
+    1700, // numeric
+];
+
+/// A pass-through connection on loan; back to the pool when dropped between statements.
+struct WireLease {
+    conn: Option<WireConn>,
+    pool: Arc<DirectPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for WireLease {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            // A result dropped half read leaves bytes on the socket: that connection is closed.
+            if c.reusable() {
+                self.pool.wire_idle.lock().push(c);
+            }
+        }
+    }
+}
+
+impl DirectPool {
+    async fn wire_lease(self: &Arc<Self>) -> Result<WireLease, DirectError> {
+        let Some(target) = &self.wire_target else { return Err(DirectError::Unsupported("no plain TCP target".into())) };
+        if let Err(last) = self.breaker.check() {
+            return Err(DirectError::Lost(lost_message(&self.name, &format!("unavailable ({last})"))));
+        }
+        let permit = self.slots.clone().acquire_owned().await.map_err(|e| DirectError::Unsupported(e.to_string()))?;
+        let idle = self.wire_idle.lock().pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => match WireConn::connect(target, std::time::Duration::from_secs(5)).await {
+                Ok(c) => c,
+                Err(WireError::Lost(e)) => {
+                    self.breaker.failure(&e);
+                    return Err(DirectError::Lost(lost_message(&self.name, &e)));
+                }
+                Err(e) => return Err(DirectError::Unsupported(e.to_string())),
+            },
+        };
+        Ok(WireLease { conn: Some(conn), pool: self.clone(), _permit: permit })
+    }
+
+    fn wire_error(&self, e: WireError) -> DirectError {
+        match e {
+            WireError::Lost(detail) => {
+                self.breaker.failure(&detail);
+                DirectError::Lost(lost_message(&self.name, &detail))
+            }
+            WireError::Upstream { code, message } => {
+                DirectError::Upstream(format!("{message} (from upstream \"{}\", SQLSTATE {code})", self.name))
+            }
+            WireError::Unsupported(why) => DirectError::Unsupported(why),
+        }
+    }
+
+    /// Run `sql` with `params` and forward its rows unchanged, in `formats` (PostgreSQL's
+    /// result-format codes). `expect` are the type OIDs lalo describes the result with: when the
+    /// upstream's differ, or are not ones lalo encodes as PostgreSQL does, this is
+    /// `Err(Unsupported)` and the caller decodes instead.
+    pub async fn query_wire(
+        self: &Arc<Self>,
+        sql: &str,
+        params: &[ScalarValue],
+        expect: &[u32],
+        formats: &[i16],
+    ) -> Result<WireRows, DirectError> {
+        if !expect.iter().all(|t| FORWARDED_TYPES.contains(t)) {
+            return Err(DirectError::Unsupported("result types are not forwarded".into()));
+        }
+        let values = params.iter().map(param_text).collect::<Result<Vec<_>, _>>()?;
+        let mut lease = self.wire_lease().await?;
+        let conn = lease.conn.as_mut().ok_or_else(|| DirectError::Unsupported("no connection".into()))?;
+        let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
+        if stmt.columns != expect {
+            return Err(DirectError::Unsupported(format!("upstream column types {:?}, lalo's {expect:?}", stmt.columns)));
+        }
+        conn.start(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
+        let pool = self.clone();
+        let stream = futures::stream::unfold(Some(lease), move |lease| {
+            let pool = pool.clone();
+            async move {
+                let mut lease = lease?;
+                let conn = lease.conn.as_mut()?;
+                match conn.next_rows().await {
+                    Ok(Some(rows)) => Some((Ok(rows), Some(lease))),
+                    Ok(None) => {
+                        pool.breaker.success();
+                        None
+                    }
+                    Err(e) => {
+                        if matches!(e, WireError::Lost(_)) {
+                            lease.conn.take();
+                        }
+                        Some((Err(pool.wire_error(e)), None))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+}
+
+/// A parameter in PostgreSQL's text form (the upstream parses it as its declared type).
+fn param_text(v: &ScalarValue) -> Result<Option<String>, DirectError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(match v {
+        ScalarValue::Int8(Some(x)) => x.to_string(),
+        ScalarValue::Int16(Some(x)) => x.to_string(),
+        ScalarValue::Int32(Some(x)) => x.to_string(),
+        ScalarValue::Int64(Some(x)) => x.to_string(),
+        ScalarValue::UInt8(Some(x)) => x.to_string(),
+        ScalarValue::UInt16(Some(x)) => x.to_string(),
+        ScalarValue::UInt32(Some(x)) => x.to_string(),
+        ScalarValue::UInt64(Some(x)) => x.to_string(),
+        ScalarValue::Boolean(Some(b)) => if *b { "t" } else { "f" }.to_string(),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        ScalarValue::Date32(Some(d)) => {
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .ok_or_else(|| DirectError::Unsupported("date".into()))?;
+            (epoch + chrono::Duration::days(*d as i64)).format("%Y-%m-%d").to_string()
+        }
+        ScalarValue::Decimal128(Some(_), _, _) => v.to_string(),
+        other => return Err(DirectError::Unsupported(format!("parameter {other:?} as text"))),
+    }))
 }

@@ -12,6 +12,7 @@ pub mod direct;
 pub mod discover;
 pub mod pool;
 pub mod unparse_fix;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

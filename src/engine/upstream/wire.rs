@@ -1,0 +1,370 @@
+//! A plain PostgreSQL frontend connection for the direct lane's pass-through: the client's own
+//! task writes Bind/Execute/Sync and hands the upstream's DataRow bytes to the client unchanged.
+//!
+//! tokio-postgres drives each connection from a task of its own (two task wake-ups per
+//! statement) and decodes every row into Rust values, which lalo then turned into Arrow and back
+//! into PostgreSQL text. For statements whose result columns lalo would send with the very types
+//! the upstream sends, none of that work changes a byte, so this connection skips it. Messages
+//! are built with `postgres-protocol` (the crate under tokio-postgres); only framing and the
+//! few fields lalo reads are decoded here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use pgwire::messages::data::DataRow;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a wire exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The upstream cannot be spoken to this way (TLS, an auth method lalo does not speak here).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The connection is gone or the upstream broke the protocol.
+    #[error("{0}")]
+    Lost(String),
+    /// The upstream answered with an error; the connection stays usable.
+    #[error("{message}")]
+    Upstream { code: String, message: String },
+}
+
+/// A statement prepared on one connection.
+#[derive(Debug)]
+pub struct WireStatement {
+    name: String,
+    /// Parameter type OIDs as the upstream inferred them.
+    pub params: Vec<u32>,
+    /// Result column type OIDs.
+    pub columns: Vec<u32>,
+}
+
+pub struct WireConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    statements: HashMap<String, Arc<WireStatement>>,
+    /// An exchange is under way (Bind sent, ReadyForQuery not yet read).
+    busy: bool,
+}
+
+/// Connection settings taken from the upstream's URL.
+#[derive(Clone, Debug)]
+pub struct WireTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Vec<u8>>,
+    pub dbname: String,
+}
+
+impl WireTarget {
+    /// The target of a tokio-postgres config, when it is plain TCP to one host.
+    pub fn from_config(cfg: &tokio_postgres::Config) -> Option<WireTarget> {
+        use tokio_postgres::config::{Host, SslMode};
+        if matches!(cfg.get_ssl_mode(), SslMode::Require) {
+            return None;
+        }
+        let host = match cfg.get_hosts() {
+            [Host::Tcp(h)] => h.clone(),
+            _ => return None,
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let user = cfg.get_user()?.to_string();
+        Some(WireTarget {
+            host,
+            port,
+            dbname: cfg.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone()),
+            user,
+            password: cfg.get_password().map(<[u8]>::to_vec),
+        })
+    }
+}
+
+impl WireConn {
+    /// Connect, authenticate (trust, cleartext, md5 or SCRAM-SHA-256) and wait for ReadyForQuery.
+    pub async fn connect(t: &WireTarget, timeout: Duration) -> Result<WireConn, WireError> {
+        match tokio::time::timeout(timeout, Self::connect_inner(t)).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Lost("connect timed out".into())),
+        }
+    }
+
+    async fn connect_inner(t: &WireTarget) -> Result<WireConn, WireError> {
+        let stream = TcpStream::connect((t.host.as_str(), t.port)).await.map_err(lost)?;
+        let _ = stream.set_nodelay(true);
+        let mut c = WireConn {
+            stream,
+            rbuf: BytesMut::with_capacity(8192),
+            wbuf: BytesMut::with_capacity(1024),
+            statements: HashMap::new(),
+            busy: false,
+        };
+        let params = [
+            ("user", t.user.as_str()),
+            ("database", t.dbname.as_str()),
+            ("application_name", "lalo"),
+            ("options", "-c search_path=public"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+        ];
+        frontend::startup_message(params, &mut c.wbuf).map_err(lost)?;
+        c.flush().await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let (tag, mut body) = c.frame().await?;
+            match tag {
+                b'R' => {
+                    let kind = body.get_i32();
+                    let password = || {
+                        t.password.clone().ok_or_else(|| WireError::Unsupported("the upstream wants a password".into()))
+                    };
+                    match kind {
+                        0 => {}
+                        3 => {
+                            frontend::password_message(&password()?, &mut c.wbuf).map_err(lost)?;
+                            c.flush().await?;
+                        }
+                        5 => {
+                            let salt = [body[0], body[1], body[2], body[3]];
+                            let hash = postgres_protocol::authentication::md5_hash(t.user.as_bytes(), &password()?, salt);
+                            frontend::password_message(hash.as_bytes(), &mut c.wbuf).map_err(lost)?;
+                            c.flush().await?;
+                        }
+                        10 => {
+                            let mechanisms = String::from_utf8_lossy(&body);
+                            if !mechanisms.split('\0').any(|m| m == "SCRAM-SHA-256") {
+                                return Err(WireError::Unsupported(format!("SASL mechanisms {mechanisms}")));
+                            }
+                            let s = ScramSha256::new(&password()?, ChannelBinding::unsupported());
+                            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut c.wbuf).map_err(lost)?;
+                            c.flush().await?;
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram.as_mut().ok_or_else(|| WireError::Lost("SASL continue without a start".into()))?;
+                            s.update(&body).map_err(lost)?;
+                            frontend::sasl_response(s.message(), &mut c.wbuf).map_err(lost)?;
+                            c.flush().await?;
+                        }
+                        12 => {
+                            let s = scram.as_mut().ok_or_else(|| WireError::Lost("SASL final without a start".into()))?;
+                            s.finish(&body).map_err(lost)?;
+                        }
+                        other => return Err(WireError::Unsupported(format!("authentication method {other}"))),
+                    }
+                }
+                b'E' => {
+                    let (code, message) = error_fields(&body);
+                    // Refused at startup (unknown database, bad password): not a transport failure.
+                    return Err(WireError::Unsupported(format!("{message} (SQLSTATE {code})")));
+                }
+                b'Z' => return Ok(c),
+                _ => {} // ParameterStatus, BackendKeyData, notices.
+            }
+        }
+    }
+
+    /// The connection's prepared statement for `sql`, preparing it on first use.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let name = format!("lalo_w{}", self.statements.len() + 1);
+        frontend::parse(&name, sql, std::iter::empty(), &mut self.wbuf).map_err(lost)?;
+        frontend::describe(b'S', &name, &mut self.wbuf).map_err(lost)?;
+        frontend::sync(&mut self.wbuf);
+        self.busy = true;
+        self.flush().await?;
+        let mut params = Vec::new();
+        let mut columns = Vec::new();
+        let mut failed = None;
+        loop {
+            let (tag, mut body) = self.frame().await?;
+            match tag {
+                b't' => {
+                    let n = body.get_i16();
+                    params = (0..n).map(|_| body.get_u32()).collect();
+                }
+                b'T' => {
+                    let n = body.get_i16();
+                    for _ in 0..n {
+                        let end = body.iter().position(|b| *b == 0).ok_or_else(|| WireError::Lost("bad RowDescription".into()))?;
+                        body.advance(end + 1);
+                        body.advance(6); // table oid, column number
+                        columns.push(body.get_u32());
+                        body.advance(8); // type size, modifier, format
+                    }
+                }
+                b'E' => {
+                    let (code, message) = error_fields(&body);
+                    failed = Some(WireError::Upstream { code, message });
+                }
+                b'Z' => break,
+                _ => {} // ParseComplete, NoData, notices.
+            }
+        }
+        self.busy = false;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let stmt = Arc::new(WireStatement { name, params, columns });
+        self.statements.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Send Bind (text parameters, the given result formats), Execute and Sync in one write.
+    pub async fn start(&mut self, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<(), WireError> {
+        let bound = frontend::bind(
+            "",
+            &stmt.name,
+            std::iter::empty::<i16>(),
+            values.iter(),
+            |v, buf| match v {
+                Some(s) => {
+                    buf.extend_from_slice(s.as_bytes());
+                    Ok(postgres_protocol::IsNull::No)
+                }
+                None => Ok(postgres_protocol::IsNull::Yes),
+            },
+            formats.iter().copied(),
+            &mut self.wbuf,
+        );
+        if bound.is_err() {
+            self.wbuf.clear();
+            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
+        }
+        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
+        frontend::sync(&mut self.wbuf);
+        self.busy = true;
+        self.flush().await
+    }
+
+    /// The next rows of the running result: `Ok(None)` once the upstream is ready again.
+    /// Rows come in the batches the socket delivers them in.
+    pub async fn next_rows(&mut self) -> Result<Option<Vec<DataRow>>, WireError> {
+        if !self.busy {
+            // ReadyForQuery came with the last rows.
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        let mut failed = None;
+        loop {
+            while let Some((tag, mut body)) = self.take_frame()? {
+                match tag {
+                    b'D' => {
+                        let field_count = body.get_i16();
+                        rows.push(DataRow::new(body, field_count));
+                    }
+                    b'E' => {
+                        let (code, message) = error_fields(&body);
+                        failed = Some(WireError::Upstream { code, message });
+                    }
+                    b'Z' => {
+                        self.busy = false;
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
+                        return Ok(if rows.is_empty() { None } else { Some(rows) });
+                    }
+                    _ => {} // BindComplete, CommandComplete, notices, parameter changes.
+                }
+            }
+            if !rows.is_empty() && failed.is_none() {
+                return Ok(Some(rows));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Whether the connection can go back to the pool (no exchange left half read).
+    pub fn reusable(&self) -> bool {
+        !self.busy
+    }
+
+    async fn flush(&mut self) -> Result<(), WireError> {
+        let out = self.wbuf.split();
+        self.stream.write_all(&out).await.map_err(lost)
+    }
+
+    async fn fill(&mut self) -> Result<(), WireError> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(8192);
+        }
+        match self.stream.read_buf(&mut self.rbuf).await {
+            Ok(0) => Err(WireError::Lost("the upstream closed the connection".into())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(lost(e)),
+        }
+    }
+
+    /// One whole message from the read buffer, if one is there: (type, body).
+    fn take_frame(&mut self) -> Result<Option<(u8, BytesMut)>, WireError> {
+        if self.rbuf.len() < 5 {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]);
+        if len < 4 {
+            return Err(WireError::Lost("malformed message from the upstream".into()));
+        }
+        let total = 1 + len as usize;
+        if self.rbuf.len() < total {
+            self.rbuf.reserve(total - self.rbuf.len());
+            return Ok(None);
+        }
+        let mut frame = self.rbuf.split_to(total);
+        let tag = frame[0];
+        frame.advance(5);
+        Ok(Some((tag, frame)))
+    }
+
+    async fn frame(&mut self) -> Result<(u8, BytesMut), WireError> {
+        loop {
+            if let Some(f) = self.take_frame()? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> WireError {
+    WireError::Lost(e.to_string())
+}
+
+/// SQLSTATE and message of an ErrorResponse body.
+fn error_fields(body: &[u8]) -> (String, String) {
+    let mut code = String::from("XX000");
+    let mut message = String::new();
+    let mut rest = body;
+    while let Some((&kind, tail)) = rest.split_first() {
+        if kind == 0 {
+            break;
+        }
+        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+        let text = String::from_utf8_lossy(&tail[..end]).into_owned();
+        match kind {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+        rest = tail.get(end + 1..).unwrap_or(&[]);
+    }
+    (code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_error_fields() {
+        let body = b"SERROR\0C42P01\0Mrelation \"x\" does not exist\0\0";
+        let (code, message) = super::error_fields(body);
+        assert_eq!(code, "42P01");
+        assert_eq!(message, "relation \"x\" does not exist");
+    }
+}
