@@ -154,6 +154,8 @@ impl Engine {
         let at = rules.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(rules.len());
         rules.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
         rules.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));
+        // Last: cheap leakproof predicates before row filters' long IN lists.
+        rules.push(Arc::new(crate::governance::leakproof::LeakproofFirst));
         let state = template_ctx.state();
         let view = state.config_options().sql_parser.map_string_types_to_utf8view;
         let mut builder = SessionStateBuilder::new_from_existing(state);

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod limits;
+pub mod leakproof;
 pub mod lineage;
 pub mod mask_fn;
 pub mod rewrite;

@@ -36,6 +36,8 @@ pub struct Prepared {
     /// PostgreSQL names for the result columns.
     pub names: Option<Vec<Option<String>>>,
     pub epoch: u64,
+    /// The statement as lalo prints it, for audit records (printed once, not per execution).
+    pub sql: Option<String>,
 }
 
 pub struct ExtendedHandler {
@@ -154,7 +156,7 @@ impl QueryParser for LaloParser {
         }
         let epoch = session.epoch();
         let Some(route) = routes.pop() else {
-            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], names: None, epoch });
+            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], names: None, epoch, sql: None });
         };
         let (plan, param_types) = match &route {
             Route::Query(stmt) => {
@@ -200,7 +202,11 @@ impl QueryParser for LaloParser {
             }
             _ => plan,
         };
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch })
+        let printed = match &route {
+            Route::Query(stmt) => Some(stmt.to_string()),
+            _ => None,
+        };
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -255,7 +261,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                 let began = std::time::Instant::now();
                 let start = Request {
                     input: input.clone(),
-                    sql: Some(stmt.to_string()),
+                    sql: Some(prepared.sql.clone().unwrap_or_else(|| stmt.to_string())),
                     names: prepared.names.clone(),
                     ..Default::default()
                 };
@@ -324,6 +330,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                             param_types: vec![],
                             names,
                             epoch: session.epoch(),
+                            sql: None,
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {

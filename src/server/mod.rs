@@ -4,6 +4,7 @@
 pub mod encode;
 pub mod extended;
 pub mod simple;
+pub mod socket;
 pub mod startup;
 
 use std::io::BufReader;
@@ -134,7 +135,7 @@ impl PgServer {
                     return;
                 };
                 crate::metrics::connection(1.0);
-                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                if let Err(e) = socket::process(socket, tls, handlers).await {
                     tracing::debug!(%addr, error = %e, "connection ended with error");
                 }
                 crate::metrics::connection(-1.0);
