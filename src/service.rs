@@ -972,10 +972,7 @@ impl Lalo {
                             crate::metrics::forwarded_statement();
                             let upstream = dp.upstream.clone();
                             let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| {
-                                r.map_err(|e| match e {
-                                    DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.clone(), message },
-                                    other => LaloError::Query(other.to_string()),
-                                })
+                                r.map_err(|e| direct_error(&upstream, e))
                             }));
                             let rows = self.guarded_wire(session, governed, rows, start, began, cancel.take(), slot);
                             return Some(Ok(Outcome::Wire { schema, rows }));
@@ -984,13 +981,8 @@ impl Lalo {
                             tracing::debug!(why, "rows are decoded, not forwarded");
                             dp.forward.store(crate::passthrough::FORWARD_NO, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Err(DirectError::Lost(message)) => {
-                            let e = LaloError::UpstreamLost { upstream: dp.upstream.clone(), message };
-                            self.audit_failure(session, start, &e, began).await;
-                            return Some(Err(e));
-                        }
-                        Err(DirectError::Upstream(m)) => {
-                            let e = LaloError::Query(m);
+                        Err(e) => {
+                            let e = direct_error(&dp.upstream, e);
                             self.audit_failure(session, start, &e, began).await;
                             return Some(Err(e));
                         }
@@ -1005,13 +997,8 @@ impl Lalo {
                 session.direct.lock().put(stamp, key.to_string(), None);
                 return None;
             }
-            Err(DirectError::Lost(message)) => {
-                let e = LaloError::UpstreamLost { upstream: dp.upstream.clone(), message };
-                self.audit_failure(session, start, &e, began).await;
-                return Some(Err(e));
-            }
-            Err(DirectError::Upstream(m)) => {
-                let e = LaloError::Query(m);
+            Err(e) => {
+                let e = direct_error(&dp.upstream, e);
                 self.audit_failure(session, start, &e, began).await;
                 return Some(Err(e));
             }
@@ -1089,5 +1076,15 @@ impl Lalo {
             return Default::default();
         }
         self.governance.masks_for(&session.subject, table)
+    }
+}
+
+/// The client's error for a direct-lane failure (a lost upstream is 08006).
+fn direct_error(upstream: &str, e: crate::engine::upstream::direct::DirectError) -> LaloError {
+    match e {
+        crate::engine::upstream::direct::DirectError::Lost(message) => {
+            LaloError::UpstreamLost { upstream: upstream.to_string(), message }
+        }
+        other => LaloError::Query(other.to_string()),
     }
 }
