@@ -8,6 +8,7 @@ pub mod limits;
 pub mod leakproof;
 pub mod lineage;
 pub mod mask_fn;
+pub mod member_set;
 pub mod rewrite;
 pub mod rules;
 pub mod watch;

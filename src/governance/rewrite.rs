@@ -52,19 +52,21 @@ pub async fn apply(
     cache: &RewriteCache,
 ) -> Result<(LogicalPlan, Applied), LaloError> {
     // Collect the scans that need rewriting first (planning filters is async; transform is not).
-    let mut work: Vec<(TableReference, Vec<Expr>, Vec<(String, String)>)> = Vec::new();
+    // (reference, embedded: not a federated upstream table)
+    let mut work: Vec<(TableReference, bool)> = Vec::new();
     let mut applied = Applied::default();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             let full = full_name(&scan.table_name, db, schema);
-            if !is_system_schema(&full) && !work.iter().any(|(t, _, _)| t == &scan.table_name) {
-                work.push((scan.table_name.clone(), vec![], vec![]));
+            if !is_system_schema(&full) && !work.iter().any(|(t, _)| t == &scan.table_name) {
+                let upstream = datafusion_federation::get_table_source(&scan.source).ok().flatten().is_some();
+                work.push((scan.table_name.clone(), !upstream));
             }
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     let mut prepared = Vec::new();
-    for (tref, _, _) in work {
+    for (tref, embedded) in work {
         let full = full_name(&tref, db, schema);
         let filters = rules.filters_for(subject, &full)?;
         let masks = rules.masks_for(subject, &full);
@@ -73,7 +75,7 @@ pub async fn apply(
         }
         let mut preds = Vec::new();
         for f in &filters {
-            preds.push(plan_filter(ctx, &full, f, &tref, cache).await?);
+            preds.push(plan_filter(ctx, &full, f, &tref, embedded, cache).await?);
             applied.filters.push(format!("{full}: {f}"));
         }
         let masks: Vec<(String, String)> = masks.into_iter().collect();
@@ -110,6 +112,7 @@ async fn plan_filter(
     full: &str,
     filter: &str,
     tref: &TableReference,
+    embedded: bool,
     cache: &RewriteCache,
 ) -> Result<Expr, LaloError> {
     let key = (full.to_string(), filter.to_string());
@@ -117,8 +120,8 @@ async fn plan_filter(
     let pred = match cached {
         Some(p) => p,
         None => {
-            let p = plan_filter_uncached(ctx, full, filter).await?;
-            let p = inline_subqueries(ctx, p).await?;
+            let (p, schema) = plan_filter_uncached(ctx, full, filter).await?;
+            let p = inline_subqueries(ctx, p, &schema, embedded).await?;
             cache.filters.write().insert(key, (p.clone(), std::time::Instant::now()));
             p
         }
@@ -135,8 +138,13 @@ async fn plan_filter(
     Ok(requalified)
 }
 
-/// Plan `filter` against the table, with columns qualified by the table's full name.
-async fn plan_filter_uncached(ctx: &SessionContext, full: &str, filter: &str) -> Result<Expr, LaloError> {
+/// Plan `filter` against the table, with columns qualified by the table's full name; with the
+/// schema it reads.
+async fn plan_filter_uncached(
+    ctx: &SessionContext,
+    full: &str,
+    filter: &str,
+) -> Result<(Expr, datafusion::common::DFSchemaRef), LaloError> {
     let sql = format!("SELECT * FROM {full} WHERE {filter}");
     let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| {
         LaloError::Config(format!("row filter on {full} does not plan: {e}"))
@@ -144,7 +152,7 @@ async fn plan_filter_uncached(ctx: &SessionContext, full: &str, filter: &str) ->
     let mut found = None;
     plan.apply(|n| {
         if let LogicalPlan::Filter(f) = n {
-            found = Some(f.predicate.clone());
+            found = Some((f.predicate.clone(), f.input.schema().clone()));
             return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
@@ -159,8 +167,15 @@ pub const FILTER_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_INLINE_VALUES: usize = 10_000;
 
 /// `col IN (SELECT …)` with an uncorrelated subquery, as in the demo filter, becomes
-/// `col IN (v1, v2, …)`: evaluated once instead of a semi-join on every statement.
-async fn inline_subqueries(ctx: &SessionContext, pred: Expr) -> Result<Expr, LaloError> {
+/// `col IN (v1, v2, …)`: evaluated once instead of a semi-join on every statement. Over an
+/// embedded table the values become one set-membership node (`member_set.rs`), cheaper to plan
+/// on every statement than a literal per value; upstream tables keep the list, which pushes down.
+async fn inline_subqueries(
+    ctx: &SessionContext,
+    pred: Expr,
+    schema: &DFSchema,
+    embedded: bool,
+) -> Result<Expr, LaloError> {
     use datafusion::logical_expr::expr::InList;
     let Expr::InSubquery(ins) = &pred else { return Ok(pred) };
     if !ins.subquery.outer_ref_columns.is_empty() {
@@ -168,11 +183,23 @@ async fn inline_subqueries(ctx: &SessionContext, pred: Expr) -> Result<Expr, Lal
     }
     let plan = ins.subquery.subquery.as_ref().clone();
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    if batches.iter().any(|b| b.num_columns() != 1) {
+        return Ok(pred);
+    }
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if rows > MAX_INLINE_VALUES {
+        return Ok(pred);
+    }
+    if rows > 0 && embedded {
+        let expr_type = ins.expr.get_type(schema)?;
+        let arrays: Vec<&dyn datafusion::arrow::array::Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+        let values = datafusion::arrow::compute::concat(&arrays).map_err(datafusion::error::DataFusionError::from)?;
+        if values.data_type() == &expr_type {
+            return Ok(super::member_set::RowFilterIn::call(ins.expr.as_ref().clone(), values, ins.negated)?);
+        }
+    }
     let mut values = Vec::new();
     for b in &batches {
-        if b.num_columns() != 1 {
-            return Ok(pred);
-        }
         for i in 0..b.num_rows() {
             values.push(Expr::Literal(datafusion::scalar::ScalarValue::try_from_array(b.column(0), i)?, None));
             if values.len() > MAX_INLINE_VALUES {
