@@ -49,14 +49,20 @@ pub enum LaloError {
     Config(String),
     #[error("{0}")]
     Query(String),
+    /// An upstream's own error on a statement lalo sent it, with the upstream's SQLSTATE.
+    #[error("{message}")]
+    Upstream { code: String, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl LaloError {
     /// The SQLSTATE a client receives for this error (DESIGN.md §4, SQLSTATEs).
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> &str {
         match self {
+            // PostgreSQL's own code, as a client talking to it directly would see it.
+            LaloError::Upstream { code, .. } if code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric()) => code,
+            LaloError::Upstream { .. } => "XX000",
             LaloError::BadPassword(_) => "28P01",
             LaloError::UnknownUser(_) | LaloError::NoAccess(_) => "28000",
             LaloError::Syntax(_) => "42601",

@@ -803,10 +803,10 @@ impl Lalo {
         ups.get(&session.database)?;
         let stamp = self.direct_stamp(session);
         let dp = self
-            .direct_plan(session, stamp, key, async {
+            .direct_plan(session, stamp, key, Box::pin(async {
                 let plan = self.plan(session, lifted).await.ok()?;
                 self.govern(session, plan).await.ok()
-            })
+            }))
             .await?;
         self.execute_direct(session, &dp, values.to_vec(), start, cancel, cap, stamp, key, wire).await
     }
@@ -824,10 +824,10 @@ impl Lalo {
             return None;
         }
         let cached = self
-            .plan_entry(session, key, async {
+            .plan_entry(session, key, Box::pin(async {
                 let plan = self.plan(session, lifted).await.ok()?;
                 self.govern(session, plan).await.ok()
-            })
+            }))
             .await?;
         cached.bind(values)
     }
@@ -846,7 +846,7 @@ impl Lalo {
         // The same text parsed with other declared parameter types is another plan.
         let types: Vec<_> = values.iter().map(|v| v.data_type()).collect();
         let key = format!("prepared:{types:?}:{text}");
-        let cached = self.plan_entry(session, &key, async { self.govern(session, plan.clone()).await.ok() }).await?;
+        let cached = self.plan_entry(session, &key, Box::pin(async { self.govern(session, plan.clone()).await.ok() })).await?;
         cached.bind(&values)
     }
 
@@ -891,7 +891,7 @@ impl Lalo {
         let values: Vec<ScalarValue> = list.iter().map(|v| v.value.clone()).collect();
         let stamp = self.direct_stamp(session);
         let key = format!("prepared:{text}");
-        let dp = self.direct_plan(session, stamp, &key, async { self.govern(session, plan.clone()).await.ok() }).await?;
+        let dp = self.direct_plan(session, stamp, &key, Box::pin(async { self.govern(session, plan.clone()).await.ok() })).await?;
         self.execute_direct(session, &dp, values, start, cancel, None, stamp, &key, wire).await
     }
 
@@ -1085,6 +1085,7 @@ fn direct_error(upstream: &str, e: crate::engine::upstream::direct::DirectError)
         crate::engine::upstream::direct::DirectError::Lost(message) => {
             LaloError::UpstreamLost { upstream: upstream.to_string(), message }
         }
+        crate::engine::upstream::direct::DirectError::Upstream { code, message } => LaloError::Upstream { code, message },
         other => LaloError::Query(other.to_string()),
     }
 }

@@ -45,10 +45,9 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 
 /// The line for a record: its JSON without `hash`, then `"hash"` = SHA-256 of that JSON text.
 /// Hashing the exact bytes written (not a re-serialisation) makes any one-byte edit detectable.
-fn line_for(rec: &AuditRecord) -> Result<(String, String), LaloError> {
-    let mut r = rec.clone();
-    r.hash = String::new();
-    let body = serde_json::to_string(&r).map_err(|e| LaloError::Internal(e.to_string()))?;
+fn line_for(rec: &mut AuditRecord) -> Result<(String, String), LaloError> {
+    rec.hash.clear();
+    let body = serde_json::to_string(rec).map_err(|e| LaloError::Internal(e.to_string()))?;
     let hash = hex::encode(Sha256::digest(body.as_bytes()));
     let line = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
     Ok((line, hash))
@@ -120,7 +119,7 @@ impl AuditLog {
         let seq = {
             let mut chain = self.chain.lock();
             rec.prev_hash = chain.last_hash.clone();
-            let (line, hash) = line_for(&rec)?;
+            let (line, hash) = line_for(&mut rec)?;
             chain.last_hash = hash;
             chain.seq += 1;
             chain.pending.push_str(&line);

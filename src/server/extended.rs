@@ -253,7 +253,8 @@ impl ExtendedQueryHandler for ExtendedHandler {
     {
         let session = session_of(&self.lalo, client)?;
         let prepared = &portal.statement.statement;
-        let Some(route) = prepared.route.clone() else { return Ok(Response::EmptyQuery) };
+        // Borrowed: a statement's AST is not cloned per execution.
+        let Some(route) = prepared.route.as_ref() else { return Ok(Response::EmptyQuery) };
         let input = prepared.text.clone();
         let tag = matches!(route, Route::Rollback).then_some("ROLLBACK");
         let outcome = match route {
@@ -299,13 +300,16 @@ impl ExtendedQueryHandler for ExtendedHandler {
                     let plan = plan.replace_params_with_values(&params)?;
                     self.lalo.govern(&session, plan).await
                 };
+                // The planned path is boxed: its futures are large and the direct lane's
+                // statements (the common case for prepared lookups) should not carry and move
+                // their state around on every execution.
                 let result = match direct {
                     Some(done) => Err(done),
-                    None => Ok(result.await),
+                    None => Ok(Box::pin(result).await),
                 };
                 match result {
                     Err(done) => done,
-                    Ok(Ok(g)) => self.lalo.execute(&session, g, None, start, cancel).await,
+                    Ok(Ok(g)) => Box::pin(self.lalo.execute(&session, g, None, start, cancel)).await,
                     Ok(Err(e)) => {
                         self.lalo.audit_failure(&session, &start, &e, began).await;
                         Err(e)
@@ -314,18 +318,17 @@ impl ExtendedQueryHandler for ExtendedHandler {
             }
             Route::Declare { name, query } => {
                 let input = route_text(&Route::Declare { name: name.clone(), query: query.clone() });
-                let declared = self
-                    .lalo
-                    .run_route(&session, Route::Declare { name: name.clone(), query: query.clone() }, &input, None)
-                    .await;
+                let declared =
+                    Box::pin(self.lalo.run_route(&session, Route::Declare { name: name.clone(), query: query.clone() }, &input, None))
+                        .await;
                 if declared.is_ok() {
                     // The SQL cursor is also a protocol portal of the same name, as in PostgreSQL:
                     // psycopg 3 describes its server-side cursors that way.
-                    if let Ok(plan) = self.lalo.plan(&session, &query).await {
+                    if let Ok(plan) = Box::pin(self.lalo.plan(&session, query)).await {
                         let names = crate::naming::pg_names(&query);
                         let prepared = Prepared {
                             text: query.to_string(),
-                            route: Some(Route::Query(query)),
+                            route: Some(Route::Query(query.clone())),
                             plan: Some(plan),
                             param_types: vec![],
                             names,
@@ -334,7 +337,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {
-                            store.put_portal(Arc::new(Portal::new_cursor(name, stmt)));
+                            store.put_portal(Arc::new(Portal::new_cursor(name.clone(), stmt)));
                         }
                     }
                 }
@@ -342,16 +345,16 @@ impl ExtendedQueryHandler for ExtendedHandler {
             }
             Route::Close(name) => {
                 if let (Some(n), Some(store)) =
-                    (&name, client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>())
+                    (name, client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>())
                 {
                     store.rm_portal(n);
                 }
                 let input = route_text(&Route::Close(name.clone()));
-                self.lalo.run_route(&session, Route::Close(name), &input, None).await
+                Box::pin(self.lalo.run_route(&session, Route::Close(name.clone()), &input, None)).await
             }
             other => {
-                let input = route_text(&other);
-                self.lalo.run_route(&session, other, &input, None).await
+                let input = route_text(other);
+                Box::pin(self.lalo.run_route(&session, other.clone(), &input, None)).await
             }
         };
         match outcome {

@@ -461,6 +461,8 @@ async fn forwarded_rows_are_the_upstreams() {
     // An error raised upstream while a forwarded statement runs.
     let e = via.simple_query("SELECT aid / (aid - 3) FROM author WHERE aid = 3").await.expect_err("division by zero");
     assert!(e.to_string().contains("division by zero") || format!("{e:?}").contains("division by zero"), "{e:?}");
+    // With the upstream's own SQLSTATE, as PostgreSQL itself would report it.
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO), "{e:?}");
     let again = rows(&via, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("next statement");
     assert_eq!(again, rows(&direct, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("pg"));
 }

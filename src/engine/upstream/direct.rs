@@ -37,8 +37,9 @@ pub enum DirectError {
     Unsupported(String),
     #[error("{0}")]
     Lost(String),
-    #[error("{0}")]
-    Upstream(String),
+    /// The upstream's own error (its SQLSTATE in `code`).
+    #[error("{message}")]
+    Upstream { code: String, message: String },
 }
 
 struct Conn {
@@ -146,7 +147,10 @@ impl DirectPool {
         let breaker = self.breaker.clone();
         let lost = |e: tokio_postgres::Error| {
             if let Some(db) = e.as_db_error() {
-                DirectError::Upstream(format!("{} (from upstream \"{name}\", SQLSTATE {})", db.message(), db.code().code()))
+                DirectError::Upstream {
+                    code: db.code().code().to_string(),
+                    message: format!("{} (from upstream \"{name}\")", db.message()),
+                }
             } else {
                 breaker.failure(&e.to_string());
                 DirectError::Lost(lost_message(&name, &e.to_string()))
@@ -317,7 +321,7 @@ impl DirectPool {
                 DirectError::Lost(lost_message(&self.name, &detail))
             }
             WireError::Upstream { code, message } => {
-                DirectError::Upstream(format!("{message} (from upstream \"{}\", SQLSTATE {code})", self.name))
+                DirectError::Upstream { code, message: format!("{message} (from upstream \"{}\")", self.name) }
             }
             WireError::Unsupported(why) => DirectError::Unsupported(why),
         }
