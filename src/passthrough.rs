@@ -35,6 +35,9 @@ pub struct DirectPlan {
     /// Whether the upstream's rows can be forwarded as they are: [`FORWARD_UNKNOWN`] until the
     /// first pass-through execution tells.
     pub forward: std::sync::atomic::AtomicU8,
+    /// The type OIDs lalo describes the result with (`None`: some column has no PostgreSQL
+    /// type), worked out at the first pass-through execution.
+    pub oids: std::sync::OnceLock<Option<Vec<u32>>>,
 }
 
 pub const FORWARD_UNKNOWN: u8 = 0;
@@ -184,6 +187,7 @@ pub async fn derive(
         schema: std::sync::Arc::new(governed.plan().schema().as_arrow().clone()),
         governed: governed.clone(),
         forward: std::sync::atomic::AtomicU8::new(FORWARD_UNKNOWN),
+        oids: Default::default(),
     })
 }
 

@@ -286,7 +286,7 @@ impl Lalo {
         truncate_at: Option<u64>,
     ) -> GuardOptions {
         let timeout_ms = [
-            session.settings.read().statement_timeout_ms(),
+            session.derived().statement_timeout_ms,
             governed.limits.statement_timeout_ms.unwrap_or(0),
         ]
         .into_iter()
@@ -955,10 +955,12 @@ impl Lalo {
         // every column the same way (decided once per plan).
         if let (Some(format), None) = (wire, cap) {
             if dp.forward.load(std::sync::atomic::Ordering::Relaxed) != crate::passthrough::FORWARD_NO {
-                let opts = crate::server::encode::format_options(session);
-                let expect: Option<Vec<u32>> = crate::server::encode::fields(&schema, format, opts)
-                    .ok()
-                    .map(|f| f.iter().map(|i| i.datatype().oid()).collect());
+                let expect = dp.oids.get_or_init(|| {
+                    let opts = crate::server::encode::format_options(session);
+                    crate::server::encode::fields(&schema, format, opts)
+                        .ok()
+                        .map(|f| f.iter().map(|i| i.datatype().oid()).collect())
+                });
                 let codes: Vec<i16> = match format {
                     pgwire::api::portal::Format::UnifiedText => vec![],
                     pgwire::api::portal::Format::UnifiedBinary => vec![1],

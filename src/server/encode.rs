@@ -19,7 +19,11 @@ use crate::session::Session;
 
 /// Format options (DateStyle, IntervalStyle, bytea_output, extra_float_digits) from the session.
 pub fn format_options(session: &Session) -> Arc<FormatOptions> {
-    let s = session.settings.read();
+    session.derived().format.clone()
+}
+
+/// [`format_options`] computed from the settings themselves.
+pub fn format_options_from(s: &crate::session::settings::Settings) -> Arc<FormatOptions> {
     let mut m = HashMap::new();
     for k in ["datestyle", "intervalstyle", "bytea_output", "extra_float_digits"] {
         if let Some(v) = s.get(k) {

@@ -38,6 +38,18 @@ pub struct Prepared {
     pub epoch: u64,
     /// The statement as lalo prints it, for audit records (printed once, not per execution).
     pub sql: Option<String>,
+    /// Result descriptions already made, by result format (libpq describes the portal on every
+    /// execution of a prepared statement).
+    pub described: Arc<parking_lot::Mutex<Vec<(Vec<i16>, Vec<FieldInfo>)>>>,
+}
+
+/// A result format as a comparable key.
+fn format_key(f: &Format) -> Vec<i16> {
+    match f {
+        Format::UnifiedText => vec![],
+        Format::UnifiedBinary => vec![1],
+        Format::Individual(v) => std::iter::once(2).chain(v.iter().copied()).collect(),
+    }
 }
 
 pub struct ExtendedHandler {
@@ -156,7 +168,16 @@ impl QueryParser for LaloParser {
         }
         let epoch = session.epoch();
         let Some(route) = routes.pop() else {
-            return Ok(Prepared { text: sql.to_string(), route: None, plan: None, param_types: vec![], names: None, epoch, sql: None });
+            return Ok(Prepared {
+                text: sql.to_string(),
+                route: None,
+                plan: None,
+                param_types: vec![],
+                names: None,
+                epoch,
+                sql: None,
+                described: Default::default(),
+            });
         };
         let (plan, param_types) = match &route {
             Route::Query(stmt) => {
@@ -206,7 +227,7 @@ impl QueryParser for LaloParser {
             Route::Query(stmt) => Some(stmt.to_string()),
             _ => None,
         };
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed })
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default() })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -223,8 +244,17 @@ impl QueryParser for LaloParser {
         let format = format.unwrap_or(&Format::UnifiedText);
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => {
+                let key = format_key(format);
+                if let Some((_, fields)) = stmt.described.lock().iter().find(|(k, _)| *k == key) {
+                    return Ok(fields.clone());
+                }
                 let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
-                Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
+                let fields = crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?;
+                let mut described = stmt.described.lock();
+                if described.len() < 4 {
+                    described.push((key, fields.clone()));
+                }
+                Ok(fields)
             }
             (Some(Route::Show(name)), None) => {
                 let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");
@@ -334,6 +364,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                             names,
                             epoch: session.epoch(),
                             sql: None,
+                            described: Default::default(),
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {

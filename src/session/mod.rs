@@ -54,6 +54,18 @@ pub struct Session {
     pub shapes: parking_lot::Mutex<crate::shapes::ShapeCache>,
     /// NOTICEs queued for the client (sent before the next result).
     notices: parking_lot::Mutex<Vec<String>>,
+    /// Values derived from the settings that every statement needs, with the epoch they were
+    /// derived at (reading them from the settings map each time cost a few percent per statement).
+    derived: parking_lot::Mutex<Option<(u64, Arc<Derived>)>>,
+}
+
+/// Settings-derived values for one settings epoch.
+#[derive(Debug)]
+pub struct Derived {
+    /// How values are written as text (DateStyle, IntervalStyle, bytea_output, TimeZone, ...).
+    pub format: Arc<pgwire::types::format::FormatOptions>,
+    /// `statement_timeout` in milliseconds, 0 for none.
+    pub statement_timeout_ms: u64,
 }
 
 /// An open cursor: the rest of a governed, running result.
@@ -94,7 +106,28 @@ impl Session {
             plans: Default::default(),
             shapes: Default::default(),
             notices: Default::default(),
+            derived: Default::default(),
         }
+    }
+
+    /// The settings-derived values in force (recomputed after a setting changes).
+    pub fn derived(&self) -> Arc<Derived> {
+        let epoch = self.epoch();
+        let mut slot = self.derived.lock();
+        if let Some((at, d)) = slot.as_ref() {
+            if *at == epoch {
+                return d.clone();
+            }
+        }
+        let d = {
+            let s = self.settings.read();
+            Arc::new(Derived {
+                format: crate::server::encode::format_options_from(&s),
+                statement_timeout_ms: s.statement_timeout_ms(),
+            })
+        };
+        *slot = Some((epoch, d.clone()));
+        d
     }
 
     pub fn epoch(&self) -> u64 {
