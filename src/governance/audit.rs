@@ -66,8 +66,8 @@ pub struct AuditLog {
     path: PathBuf,
     /// The chain: lines get their place (and previous hash) here, in order.
     chain: parking_lot::Mutex<Chain>,
-    /// The file; whoever holds it writes every line queued so far (group commit).
-    file: Mutex<std::fs::File>,
+    /// The file and its length; whoever holds it writes every line queued so far (group commit).
+    file: Mutex<(std::fs::File, u64)>,
 }
 
 /// Lines chained but not yet written, and how far writing has got.
@@ -81,6 +81,9 @@ struct Chain {
     written: u64,
     /// Lines up to this number were lost to a failed write (their statements fail).
     failed: u64,
+    /// Hash of the last line in the file: the chain goes on from here after a failed write, so
+    /// the lines that did not reach the file leave no gap in it.
+    written_hash: String,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -102,8 +105,10 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(|e| LaloError::Config(format!("audit log {}: {e}", path.display())))?;
-        let chain = Chain { last_hash: last, seq: 0, pending: String::new(), written: 0, failed: 0 };
-        Ok(AuditLog { path: path.to_path_buf(), chain: parking_lot::Mutex::new(chain), file: Mutex::new(file) })
+        let chain =
+            Chain { written_hash: last.clone(), last_hash: last, seq: 0, pending: String::new(), written: 0, failed: 0 };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(AuditLog { path: path.to_path_buf(), chain: parking_lot::Mutex::new(chain), file: Mutex::new((file, len)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -126,8 +131,9 @@ impl AuditLog {
             chain.pending.push('\n');
             chain.seq
         };
-        let mut file = self.file.lock().await;
-        let (batch, upto) = {
+        let mut guard = self.file.lock().await;
+        let (file, len) = &mut *guard;
+        let (batch, upto, batch_hash) = {
             let mut chain = self.chain.lock();
             if chain.written >= seq {
                 return Ok(()); // written by another statement's write
@@ -135,17 +141,29 @@ impl AuditLog {
             if chain.failed >= seq {
                 return Err(LaloError::Internal("audit log write failed".into()));
             }
-            (std::mem::take(&mut chain.pending), chain.seq)
+            // The batch ends at the last line chained; its hash is the chain's head now.
+            (std::mem::take(&mut chain.pending), chain.seq, chain.last_hash.clone())
         };
         let result = file.write_all(batch.as_bytes()).and_then(|_| file.flush());
+        if result.is_err() {
+            // A partly written batch would leave half a line: cut the file back (best effort).
+            let _ = file.set_len(*len);
+        } else {
+            *len += batch.len() as u64;
+        }
         let mut chain = self.chain.lock();
         match result {
             Ok(()) => {
                 chain.written = upto;
+                chain.written_hash = batch_hash;
                 Ok(())
             }
             Err(e) => {
-                chain.failed = upto;
+                // Every line chained so far hangs on the lost ones: their statements fail too,
+                // and the chain restarts from the last line in the file.
+                chain.failed = chain.seq;
+                chain.pending.clear();
+                chain.last_hash = chain.written_hash.clone();
                 Err(LaloError::Internal(format!("audit log write failed: {e}")))
             }
         }
@@ -256,5 +274,27 @@ mod tests {
         lines.remove(1);
         std::fs::write(&p, lines.join("\n") + "\n").unwrap();
         assert!(matches!(verify(&p).unwrap(), Verification::Broken { line: 2, .. }));
+    }
+
+    /// A failed write fails its statement and leaves no gap: the next line chains on from the
+    /// last line in the file, and the whole file still verifies.
+    #[tokio::test]
+    async fn failed_write_leaves_the_chain_whole() {
+        let dir = std::env::temp_dir().join(format!("lalo-audit-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&path).expect("open");
+        log.append(rec(1)).await.expect("first");
+        log.append(rec(2)).await.expect("second");
+        let writable = {
+            let mut g = log.file.lock().await;
+            let read_only = std::fs::File::open(&path).expect("read-only handle");
+            std::mem::replace(&mut g.0, read_only)
+        };
+        assert!(log.append(rec(3)).await.is_err(), "a line that cannot be written fails its statement");
+        log.file.lock().await.0 = writable;
+        log.append(rec(4)).await.expect("after the failure");
+        assert_eq!(verify(&path).expect("verify"), Verification::Intact { lines: 3 });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
