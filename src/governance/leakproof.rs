@@ -104,7 +104,7 @@ fn reordered(predicate: &Expr) -> Option<Expr> {
 /// side on the whole batch. So a predicate that can fail (a division, a cast, a function) never
 /// sees a row a row filter hid, and its error cannot tell the caller the row exists: the
 /// security barrier PostgreSQL puts around row-level security.
-fn guard(cond: Expr, then: Expr) -> Expr {
+pub fn guard(cond: Expr, then: Expr) -> Expr {
     Expr::Case(Case::new(None, vec![(Box::new(cond), Box::new(then))], Some(Box::new(lit(false)))))
 }
 

@@ -374,6 +374,16 @@ async fn upstream_tables_are_governed_and_filters_push_down() {
     let plan = rows(&analyst, "EXPLAIN SELECT name FROM restaurant WHERE rating > 4").await.expect("explain");
     let text: String = plan.iter().flatten().flatten().cloned().collect::<Vec<_>>().join("\n");
     assert!(text.contains("New York"), "row filter pushed down: {text}");
+    // A predicate that fails on a hidden row never sees it: no error tells the analyst that the
+    // Los Angeles restaurant (id 1) exists, where PostgreSQL itself raises division by zero.
+    let risky = "SELECT count(*) FROM restaurant WHERE 10 / (id - 1) > -100";
+    assert!(direct.simple_query(risky).await.is_err(), "the hidden row fails the predicate");
+    for _ in 0..2 {
+        assert_eq!(rows(&analyst, risky).await.expect("guarded"), want);
+    }
+    let plan = rows(&analyst, &format!("EXPLAIN {risky}")).await.expect("explain");
+    let text: String = plan.iter().flatten().flatten().cloned().collect::<Vec<_>>().join("\n");
+    assert!(text.contains("CASE WHEN"), "the upstream gets the guarded predicate: {text}");
     // Masked values are masked, and a predicate on the real value finds nothing.
     let streets = rows(&analyst, "SELECT DISTINCT street_name FROM location").await.expect("mask");
     assert_eq!(streets, vec![vec![Some("***".to_string())]]);
