@@ -38,6 +38,8 @@ pub struct DirectPlan {
     /// The type OIDs lalo describes the result with (`None`: some column has no PostgreSQL
     /// type), worked out at the first pass-through execution.
     pub oids: std::sync::OnceLock<Option<Vec<u32>>>,
+    /// Result descriptions of forwarded executions, by result format (see `encode::format_key`).
+    pub described: parking_lot::Mutex<Vec<(Vec<i16>, std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>)>>,
 }
 
 pub const FORWARD_UNKNOWN: u8 = 0;
@@ -188,6 +190,7 @@ pub async fn derive(
         governed: governed.clone(),
         forward: std::sync::atomic::AtomicU8::new(FORWARD_UNKNOWN),
         oids: Default::default(),
+        described: Default::default(),
     })
 }
 

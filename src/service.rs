@@ -52,7 +52,7 @@ pub enum Outcome {
     Rows { schema: SchemaRef, rows: RowStream },
     /// Rows forwarded from an upstream as it encoded them, in the format the caller asked for
     /// (only for callers that asked for wire delivery).
-    Wire { schema: SchemaRef, rows: execution::WireRowStream },
+    Wire { schema: SchemaRef, fields: Arc<Vec<pgwire::api::results::FieldInfo>>, rows: execution::WireRowStream },
     /// A command with its tag; `changed` lists settings to report (ParameterStatus).
     Command { tag: String, changed: Vec<(String, String)> },
     /// Rows to send as COPY data (COPY ... TO STDOUT).
@@ -961,13 +961,26 @@ impl Lalo {
                         .ok()
                         .map(|f| f.iter().map(|i| i.datatype().oid()).collect())
                 });
+                // The description, once per plan and format (the plan's stamp includes the
+                // settings it depends on).
+                let key = crate::server::encode::format_key(format);
+                let known = dp.described.lock().iter().find(|(k, _)| *k == key).map(|(_, f)| f.clone());
+                let fields = known.or_else(|| {
+                    let opts = crate::server::encode::format_options(session);
+                    let f = crate::server::encode::fields(&schema, format, opts).ok()?;
+                    let mut d = dp.described.lock();
+                    if d.len() < 4 {
+                        d.push((key, f.clone()));
+                    }
+                    Some(f)
+                });
                 let codes: Vec<i16> = match format {
                     pgwire::api::portal::Format::UnifiedText => vec![],
                     pgwire::api::portal::Format::UnifiedBinary => vec![1],
                     pgwire::api::portal::Format::Individual(v) => v.clone(),
                 };
-                if let Some(expect) = expect {
-                    match pool.query_wire(&dp.sql, &values, &expect, &codes).await {
+                if let (Some(expect), Some(fields)) = (expect, fields) {
+                    match pool.query_wire(&dp.sql, &values, expect, &codes).await {
                         Ok(rows) => {
                             dp.forward.store(crate::passthrough::FORWARD_YES, std::sync::atomic::Ordering::Relaxed);
                             crate::metrics::direct_statement();
@@ -977,7 +990,7 @@ impl Lalo {
                                 r.map_err(|e| direct_error(&upstream, e))
                             }));
                             let rows = self.guarded_wire(session, governed, rows, start, began, cancel.take(), slot);
-                            return Some(Ok(Outcome::Wire { schema, rows }));
+                            return Some(Ok(Outcome::Wire { schema, fields, rows }));
                         }
                         Err(DirectError::Unsupported(why)) => {
                             tracing::debug!(why, "rows are decoded, not forwarded");

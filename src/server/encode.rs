@@ -63,6 +63,15 @@ pub fn wire_schema(schema: &Schema) -> SchemaRef {
 }
 
 /// Row descriptions for a result schema in the requested format.
+/// A result format as a comparable key (pgwire's `Format` has no `PartialEq`).
+pub fn format_key(f: &Format) -> Vec<i16> {
+    match f {
+        Format::UnifiedText => vec![],
+        Format::UnifiedBinary => vec![1],
+        Format::Individual(v) => std::iter::once(2).chain(v.iter().copied()).collect(),
+    }
+}
+
 pub fn fields(schema: &SchemaRef, format: &Format, opts: Arc<FormatOptions>) -> PgWireResult<Arc<Vec<FieldInfo>>> {
     Ok(Arc::new(crate::pgtypes::pg_fields(&wire_schema(schema), format, Some(opts))?))
 }

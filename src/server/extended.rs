@@ -43,15 +43,6 @@ pub struct Prepared {
     pub described: Arc<parking_lot::Mutex<Vec<(Vec<i16>, Vec<FieldInfo>)>>>,
 }
 
-/// A result format as a comparable key.
-fn format_key(f: &Format) -> Vec<i16> {
-    match f {
-        Format::UnifiedText => vec![],
-        Format::UnifiedBinary => vec![1],
-        Format::Individual(v) => std::iter::once(2).chain(v.iter().copied()).collect(),
-    }
-}
-
 pub struct ExtendedHandler {
     lalo: Arc<Lalo>,
     parser: Arc<LaloParser>,
@@ -244,7 +235,7 @@ impl QueryParser for LaloParser {
         let format = format.unwrap_or(&Format::UnifiedText);
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => {
-                let key = format_key(format);
+                let key = super::encode::format_key(format);
                 if let Some((_, fields)) = stmt.described.lock().iter().find(|(k, _)| *k == key) {
                     return Ok(fields.clone());
                 }

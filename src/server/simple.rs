@@ -56,10 +56,7 @@ where
             let fields = encode::fields(&schema, format, opts)?;
             Response::Query(encode::response(fields, rows, utc))
         }
-        Outcome::Wire { schema, rows } => {
-            let fields = encode::fields(&schema, format, encode::format_options(session))?;
-            Response::Query(encode::forwarded(fields, rows))
-        }
+        Outcome::Wire { fields, rows, .. } => Response::Query(encode::forwarded(fields, rows)),
         Outcome::Command { tag, changed } => {
             for (k, v) in changed {
                 client.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(k, v))).await?;
