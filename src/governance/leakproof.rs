@@ -16,7 +16,7 @@
 //! `CASE WHEN <earlier conjuncts> THEN <conjunct> ELSE false END`, which evaluates its THEN only
 //! on the selected rows (a security barrier, as PostgreSQL's row-level security has).
 
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Result;
 use datafusion::logical_expr::logical_plan::Filter;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
@@ -34,7 +34,9 @@ pub struct LeakproofFirst;
 /// An expression that cannot raise an error or run a function, whatever row it sees.
 pub fn leakproof(e: &Expr) -> bool {
     match e {
-        Expr::Column(_) | Expr::Literal(..) | Expr::Placeholder(_) => true,
+        // A correlated subquery's reference to the outer row is a column too (and the optimizer
+        // must still find `inner = outer` unwrapped to decorrelate the subquery).
+        Expr::Column(_) | Expr::OuterReferenceColumn(..) | Expr::Literal(..) | Expr::Placeholder(_) => true,
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             matches!(
                 op,
@@ -86,6 +88,12 @@ fn reordered(predicate: &Expr) -> Option<Expr> {
     let mut keyed: Vec<(usize, Expr)> =
         parts.into_iter().map(|e| (if leakproof(&e) { cost(&e) } else { usize::MAX }, e)).collect();
     keyed.sort_by_key(|(k, _)| *k); // stable: equal keys keep their order
+    // A subquery the optimizer could not turn into a join cannot run inside a CASE either.
+    if keyed.iter().any(|(_, e)| {
+        e.exists(|x| Ok(matches!(x, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)))).unwrap_or(true)
+    }) {
+        return None;
+    }
     let split = keyed.iter().position(|(k, _)| *k == usize::MAX).unwrap_or(keyed.len());
     let mut exprs = keyed.into_iter().map(|(_, e)| e);
     let safe: Vec<Expr> = exprs.by_ref().take(split).collect();

@@ -175,7 +175,11 @@ fn guard_user_filters(
                 return Ok(Transformed::no(node));
             }
             let guarded = parts.into_iter().map(|p| {
-                if super::leakproof::leakproof(&p) {
+                // Subqueries stay where the optimizer can turn them into joins.
+                let subquery = p
+                    .exists(|e| Ok(matches!(e, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_))))
+                    .unwrap_or(true);
+                if subquery || super::leakproof::leakproof(&p) {
                     p
                 } else {
                     opaque_guard(cond.clone(), p)

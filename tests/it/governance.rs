@@ -111,6 +111,36 @@ async fn analyst_sees_filtered_rows_and_masked_phones() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(nations, vec![7]);
+    // Correlated subqueries over the filtered table give the same answer however the table is
+    // named, and match the same question asked by the admin with the filter spelled out.
+    let count = |sql: &'static str| {
+        let c = &analyst;
+        async move { c.query_one(sql, &[]).await.map(|r| r.get::<_, i64>(0)) }
+    };
+    let rich = "SELECT count(*) FROM tpch.customer c WHERE c.c_acctbal > (SELECT avg(o_totalprice) / 100 FROM tpch.orders WHERE o_custkey = c.c_custkey)";
+    let rich_aliased = "SELECT count(*) FROM tpch.customer c WHERE c.c_acctbal > (SELECT avg(o.o_totalprice) / 100 FROM tpch.orders o WHERE o.o_custkey = c.c_custkey)";
+    let want: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM tpch.customer c WHERE c.c_acctbal > (SELECT avg(o.o_totalprice) / 100 FROM tpch.orders o \
+             JOIN tpch.customer oc ON o.o_custkey = oc.c_custkey WHERE oc.c_nationkey = 7 AND o.o_custkey = c.c_custkey)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count(rich).await.expect("correlated"), want);
+    assert_eq!(count(rich_aliased).await.expect("correlated, aliased"), want);
+    let exists = "SELECT count(*) FROM tpch.customer c WHERE EXISTS (SELECT 1 FROM tpch.orders WHERE o_custkey = c.c_custkey)";
+    let buyers: i64 = admin
+        .query_one("SELECT count(DISTINCT o_custkey) FROM tpch.orders o JOIN tpch.customer c ON o.o_custkey = c.c_custkey WHERE c.c_nationkey = 7", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count(exists).await.expect("exists"), buyers);
+    // A predicate that would fail on a hidden row (customer 1 is not in nation 7) is evaluated
+    // only on the analyst's rows, inside a subquery too.
+    let risky = "SELECT count(*) FROM tpch.customer c WHERE c_custkey IN (SELECT o_custkey FROM tpch.orders WHERE o_totalprice / (o_custkey - 1) > 0)";
+    assert_eq!(count(risky).await.expect("guarded"), buyers);
 }
 
 #[tokio::test]
