@@ -35,11 +35,10 @@ pub struct DirectPlan {
     /// Whether the upstream's rows can be forwarded as they are: [`FORWARD_UNKNOWN`] until the
     /// first pass-through execution tells.
     pub forward: std::sync::atomic::AtomicU8,
-    /// The type OIDs lalo describes the result with (`None`: some column has no PostgreSQL
-    /// type), worked out at the first pass-through execution.
-    pub oids: std::sync::OnceLock<Option<Vec<u32>>>,
-    /// Result descriptions of forwarded executions, by result format (see `encode::format_key`).
-    pub described: parking_lot::Mutex<Vec<(Vec<i16>, std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>)>>,
+    /// Result descriptions of forwarded executions and their type OIDs, by result format.
+    pub described: crate::server::encode::ByFormat<
+        Option<(std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>, std::sync::Arc<[u32]>)>,
+    >,
 }
 
 pub const FORWARD_UNKNOWN: u8 = 0;
@@ -189,7 +188,6 @@ pub async fn derive(
         schema: std::sync::Arc::new(governed.plan().schema().as_arrow().clone()),
         governed: governed.clone(),
         forward: std::sync::atomic::AtomicU8::new(FORWARD_UNKNOWN),
-        oids: Default::default(),
         described: Default::default(),
     })
 }

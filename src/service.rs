@@ -955,32 +955,23 @@ impl Lalo {
         // every column the same way (decided once per plan).
         if let (Some(format), None) = (wire, cap) {
             if dp.forward.load(std::sync::atomic::Ordering::Relaxed) != crate::passthrough::FORWARD_NO {
-                let expect = dp.oids.get_or_init(|| {
+                // The description and its type OIDs, once per plan and format (the plan's stamp
+                // includes the settings they depend on); `None` when a column has no PostgreSQL type.
+                let described = dp.described.get_or_try_insert(format, || {
                     let opts = crate::server::encode::format_options(session);
-                    crate::server::encode::fields(&schema, format, opts)
-                        .ok()
-                        .map(|f| f.iter().map(|i| i.datatype().oid()).collect())
-                });
-                // The description, once per plan and format (the plan's stamp includes the
-                // settings it depends on).
-                let key = crate::server::encode::format_key(format);
-                let known = dp.described.lock().iter().find(|(k, _)| *k == key).map(|(_, f)| f.clone());
-                let fields = known.or_else(|| {
-                    let opts = crate::server::encode::format_options(session);
-                    let f = crate::server::encode::fields(&schema, format, opts).ok()?;
-                    let mut d = dp.described.lock();
-                    if d.len() < 4 {
-                        d.push((key, f.clone()));
-                    }
-                    Some(f)
+                    let fields = crate::server::encode::fields(&schema, format, opts).ok();
+                    Ok::<_, std::convert::Infallible>(fields.map(|f| {
+                        let oids: std::sync::Arc<[u32]> = f.iter().map(|i| i.datatype().oid()).collect();
+                        (f, oids)
+                    }))
                 });
                 let codes: Vec<i16> = match format {
                     pgwire::api::portal::Format::UnifiedText => vec![],
                     pgwire::api::portal::Format::UnifiedBinary => vec![1],
                     pgwire::api::portal::Format::Individual(v) => v.clone(),
                 };
-                if let (Some(expect), Some(fields)) = (expect, fields) {
-                    match pool.query_wire(&dp.sql, &values, expect, &codes).await {
+                if let Ok(Some((fields, expect))) = described {
+                    match pool.query_wire(&dp.sql, &values, &expect, &codes).await {
                         Ok(rows) => {
                             dp.forward.store(crate::passthrough::FORWARD_YES, std::sync::atomic::Ordering::Relaxed);
                             crate::metrics::direct_statement();

@@ -62,9 +62,8 @@ pub fn wire_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Row descriptions for a result schema in the requested format.
 /// A result format as a comparable key (pgwire's `Format` has no `PartialEq`).
-pub fn format_key(f: &Format) -> Vec<i16> {
+fn format_key(f: &Format) -> Vec<i16> {
     match f {
         Format::UnifiedText => vec![],
         Format::UnifiedBinary => vec![1],
@@ -72,6 +71,28 @@ pub fn format_key(f: &Format) -> Vec<i16> {
     }
 }
 
+/// Values worked out once per result format (descriptions of a statement's result), a few
+/// formats at most.
+#[derive(Debug, Default)]
+pub struct ByFormat<T>(parking_lot::Mutex<Vec<(Vec<i16>, T)>>);
+
+impl<T: Clone> ByFormat<T> {
+    /// The value for `format`, made by `make` the first time.
+    pub fn get_or_try_insert<E>(&self, format: &Format, make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let key = format_key(format);
+        if let Some((_, v)) = self.0.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
+        let v = make()?;
+        let mut known = self.0.lock();
+        if known.len() < 4 {
+            known.push((key, v.clone()));
+        }
+        Ok(v)
+    }
+}
+
+/// Row descriptions for a result schema in the requested format.
 pub fn fields(schema: &SchemaRef, format: &Format, opts: Arc<FormatOptions>) -> PgWireResult<Arc<Vec<FieldInfo>>> {
     Ok(Arc::new(crate::pgtypes::pg_fields(&wire_schema(schema), format, Some(opts))?))
 }

@@ -40,7 +40,7 @@ pub struct Prepared {
     pub sql: Option<String>,
     /// Result descriptions already made, by result format (libpq describes the portal on every
     /// execution of a prepared statement).
-    pub described: Arc<parking_lot::Mutex<Vec<(Vec<i16>, Vec<FieldInfo>)>>>,
+    pub described: Arc<super::encode::ByFormat<Vec<FieldInfo>>>,
 }
 
 pub struct ExtendedHandler {
@@ -234,19 +234,10 @@ impl QueryParser for LaloParser {
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
         match (&stmt.route, &stmt.plan) {
-            (_, Some(plan)) => {
-                let key = super::encode::format_key(format);
-                if let Some((_, fields)) = stmt.described.lock().iter().find(|(k, _)| *k == key) {
-                    return Ok(fields.clone());
-                }
+            (_, Some(plan)) => stmt.described.get_or_try_insert(format, || {
                 let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
-                let fields = crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?;
-                let mut described = stmt.described.lock();
-                if described.len() < 4 {
-                    described.push((key, fields.clone()));
-                }
-                Ok(fields)
-            }
+                Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
+            }),
             (Some(Route::Show(name)), None) => {
                 let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");
                 Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
