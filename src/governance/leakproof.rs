@@ -64,6 +64,11 @@ pub fn leakproof(e: &Expr) -> bool {
     }
 }
 
+/// True when `e` holds a subquery (which must stay where the optimizer can make it a join).
+pub fn has_subquery(e: &Expr) -> bool {
+    e.exists(|x| Ok(matches!(x, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)))).unwrap_or(true)
+}
+
 /// A rough count of the comparisons a leakproof expression makes per row.
 fn cost(e: &Expr) -> usize {
     match e {
@@ -89,9 +94,7 @@ fn reordered(predicate: &Expr) -> Option<Expr> {
         parts.into_iter().map(|e| (if leakproof(&e) { cost(&e) } else { usize::MAX }, e)).collect();
     keyed.sort_by_key(|(k, _)| *k); // stable: equal keys keep their order
     // A subquery the optimizer could not turn into a join cannot run inside a CASE either.
-    if keyed.iter().any(|(_, e)| {
-        e.exists(|x| Ok(matches!(x, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)))).unwrap_or(true)
-    }) {
+    if keyed.iter().any(|(_, e)| has_subquery(e)) {
         return None;
     }
     let split = keyed.iter().position(|(k, _)| *k == usize::MAX).unwrap_or(keyed.len());

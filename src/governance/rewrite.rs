@@ -176,10 +176,7 @@ fn guard_user_filters(
             }
             let guarded = parts.into_iter().map(|p| {
                 // Subqueries stay where the optimizer can turn them into joins.
-                let subquery = p
-                    .exists(|e| Ok(matches!(e, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_))))
-                    .unwrap_or(true);
-                if subquery || super::leakproof::leakproof(&p) {
+                if super::leakproof::has_subquery(&p) || super::leakproof::leakproof(&p) {
                     p
                 } else {
                     opaque_guard(cond.clone(), p)
