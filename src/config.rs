@@ -77,11 +77,15 @@ pub struct CatalogConfig {
     pub tpch_scale: f64,
     /// Connections per upstream database.
     pub upstream_pool_size: u32,
+    /// Pipelined connections per upstream for lookups by primary key (several clients' lookups
+    /// queued on one connection); unset: one per CPU; 0: none, every lookup gets a connection
+    /// of its own.
+    pub upstream_pipelined_connections: Option<u32>,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16 }
+        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16, upstream_pipelined_connections: None }
     }
 }
 

@@ -40,6 +40,11 @@ pub fn forwarded_statement() {
     metrics::counter!("lalo_forwarded_statements_total").increment(1);
 }
 
+/// A lookup by primary key that went upstream on a pipelined connection.
+pub fn pipelined_statement() {
+    metrics::counter!("lalo_pipelined_statements_total").increment(1);
+}
+
 /// A statement ran on a cached governed plan (no SQL planning, governance or optimizer).
 pub fn cached_plan() {
     metrics::counter!("lalo_cached_plans_total").increment(1);

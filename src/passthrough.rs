@@ -39,6 +39,9 @@ pub struct DirectPlan {
     pub described: crate::server::encode::ByFormat<
         Option<(std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>, std::sync::Arc<[u32]>)>,
     >,
+    /// A lookup by the primary key of one table (at most one row, by index): it may share a
+    /// pipelined connection with other clients' lookups.
+    pub key_lookup: bool,
 }
 
 pub const FORWARD_UNKNOWN: u8 = 0;
@@ -136,10 +139,12 @@ pub fn parameterize(stmt: &Statement) -> (Statement, Vec<ScalarValue>) {
 
 /// The direct plan for a governed plan (with placeholders), if it runs wholly on one upstream
 /// under the same table names it has there.
+/// `primary_key(db, schema, table)` names a table's primary key columns (empty: none).
 pub async fn derive(
     state: &SessionState,
     governed: &GovernedPlan,
     is_upstream: impl Fn(&str) -> bool,
+    primary_key: impl Fn(&str, &str, &str) -> Vec<String>,
 ) -> Option<DirectPlan> {
     let optimized = state.optimize(governed.plan()).ok()?;
     let LogicalPlan::Extension(ext) = &optimized else { return None };
@@ -174,6 +179,9 @@ pub async fn derive(
     // subtree differs for some shapes (ORDER BY a column not selected).
     // The plan is optimized already: physical planning only (SessionState::create_physical_plan
     // would optimize it a second time).
+    let key_lookup = is_key_lookup(inner, |t| {
+        primary_key(&db, t.schema().unwrap_or("public"), t.table())
+    });
     let physical = state.query_planner().create_physical_plan(&optimized, state).await.ok()?;
     let sql = federated_sql(&physical)?;
     let types = governed.plan().get_parameter_types().ok()?;
@@ -189,7 +197,65 @@ pub async fn derive(
         governed: governed.clone(),
         forward: std::sync::atomic::AtomicU8::new(FORWARD_UNKNOWN),
         described: Default::default(),
+        key_lookup,
     })
+}
+
+/// Whether `plan` reads one table by its whole primary key: every key column compared equal to
+/// a value, nothing but filters, projections, sorts and limits above the scan. Such a statement
+/// returns at most one row found by index, so it may queue behind others on a pipelined
+/// connection without holding them up.
+fn is_key_lookup(plan: &LogicalPlan, primary_key: impl Fn(&datafusion::common::TableReference) -> Vec<String>) -> bool {
+    use datafusion::logical_expr::{utils::split_conjunction, Expr as DfExpr, Operator};
+    fn is_value(e: &DfExpr) -> bool {
+        match e {
+            DfExpr::Literal(v, _) => !v.is_null(),
+            DfExpr::Placeholder(_) => true,
+            DfExpr::Cast(c) => is_value(&c.expr),
+            DfExpr::TryCast(c) => is_value(&c.expr),
+            _ => false,
+        }
+    }
+    let mut equal: Vec<String> = Vec::new();
+    let mut collect = |predicate: &DfExpr| {
+        for c in split_conjunction(predicate) {
+            if let DfExpr::BinaryExpr(b) = c {
+                if b.op != Operator::Eq {
+                    continue;
+                }
+                match (b.left.as_ref(), b.right.as_ref()) {
+                    (DfExpr::Column(col), v) | (v, DfExpr::Column(col)) if is_value(v) => equal.push(col.name.clone()),
+                    _ => {}
+                }
+            }
+        }
+    };
+    let mut scans = Vec::new();
+    let mut simple = true;
+    let _ = plan.apply(|node| {
+        if node.expressions().iter().any(crate::governance::leakproof::has_subquery) {
+            simple = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                scans.push(scan.table_name.clone());
+                scan.filters.iter().for_each(&mut collect);
+            }
+            LogicalPlan::Filter(f) => collect(&f.predicate),
+            LogicalPlan::Projection(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::SubqueryAlias(_) => {}
+            _ => {
+                simple = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if !simple || scans.len() != 1 {
+        return false;
+    }
+    let key = primary_key(&scans[0]);
+    !key.is_empty() && key.iter().all(|k| equal.contains(k))
 }
 
 /// The `base_sql` of the single VirtualExecutionPlan in a physical plan.

@@ -910,7 +910,10 @@ impl Lalo {
         let ups = self.engine.upstreams();
         let built = match build.await {
             Some(governed) => {
-                crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).is_some())
+                let docs = self.engine.docs();
+                let primary_key =
+                    |db: &str, schema: &str, table: &str| crate::engine::keys::declared(&docs.read(), db, schema, table).primary_key;
+                crate::passthrough::derive(&session.ctx.state(), &governed, |db| ups.get(db).is_some(), primary_key)
                     .await
                     .map(Arc::new)
             }
@@ -971,7 +974,13 @@ impl Lalo {
                     pgwire::api::portal::Format::Individual(v) => v.clone(),
                 };
                 if let Ok(Some((fields, expect))) = described {
-                    match pool.query_wire(&dp.sql, &values, &expect, &codes).await {
+                    // Lookups by primary key share pipelined connections (see `shared`).
+                    let rows = if dp.key_lookup && pool.pipelines() {
+                        pool.query_shared(&dp.sql, &values, &expect, &codes).await
+                    } else {
+                        pool.query_wire(&dp.sql, &values, &expect, &codes).await
+                    };
+                    match rows {
                         Ok(rows) => {
                             dp.forward.store(crate::passthrough::FORWARD_YES, std::sync::atomic::Ordering::Relaxed);
                             crate::metrics::direct_statement();

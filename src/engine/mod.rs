@@ -116,7 +116,7 @@ impl Engine {
         let mut ups = Vec::new();
         for src in &sources.upstreams {
             let profile = dialect::DialectProfile::load(&config.resolve(std::path::Path::new("dialects")), &src.kind)?;
-            let up = upstream::Upstream::new(src, docs.clone(), config.catalog.upstream_pool_size, profile)?;
+            let up = upstream::Upstream::new(src, docs.clone(), &config.catalog, profile)?;
             if up.name == EMBEDDED_DB || base.catalog(&up.name).is_some() {
                 return Err(LaloError::Config(format!("upstream name '{}' is already a database", up.name)));
             }

@@ -476,3 +476,113 @@ async fn forwarded_rows_are_the_upstreams() {
     let again = rows(&via, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("next statement");
     assert_eq!(again, rows(&direct, "SELECT aid / (aid - 3) FROM author WHERE aid = 5").await.expect("pg"));
 }
+
+/// Lookups by primary key from many clients share one pipelined upstream connection: every
+/// client gets its own row (text and binary, simple and prepared), an upstream error in one
+/// lookup reaches only its client, lookups without a key keep connections to themselves, and an
+/// upstream killed under the queued lookups fails them with 08006 and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_lookups_share_pipelined_connections() {
+    let pg = PgCluster::start().await;
+    pg.psql("postgres", "CREATE DATABASE shop").await;
+    pg.psql(
+        "shop",
+        "CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2)); \
+         INSERT INTO item SELECT g, 'item-' || g, g / 4.0 FROM generate_series(1, 1000) g; \
+         CREATE TABLE loose (id int, name text); INSERT INTO loose SELECT g, 'loose-' || g FROM generate_series(1, 100) g",
+    )
+    .await;
+    let catalog = catalog_with(&[("shop".into(), pg.url("shop"))]);
+    let path = catalog.path().to_path_buf();
+    let s = std::sync::Arc::new(
+        common::start_with(move |cfg| {
+            cfg.catalog.dir = path;
+            // One connection for every client's lookups: they have to queue on it.
+            cfg.catalog.upstream_pipelined_connections = Some(1);
+        })
+        .await,
+    );
+    let before = crate::protocol::counter(&s, "lalo_pipelined_statements_total").await;
+    let clients: Vec<_> = (0..12)
+        .map(|k| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let c = s.connect_db("admin", "shop").await;
+                for i in 0..40i32 {
+                    let id = 1 + (k * 83 + i * 37) % 1000;
+                    if i % 4 == 0 {
+                        let sql = format!("SELECT id, name, price FROM item WHERE id = {id}");
+                        let r = rows(&c, &sql).await.expect("simple lookup");
+                        let price = format!("{:.2}", id as f64 / 4.0);
+                        assert_eq!(r, vec![vec![Some(id.to_string()), Some(format!("item-{id}")), Some(price)]], "{sql}");
+                    } else if i % 13 == 0 {
+                        // An upstream error in the middle of everyone's lookups reaches this client only.
+                        let e = c
+                            .query("SELECT 10 / (id - $1) FROM item WHERE id = $1", &[&id])
+                            .await
+                            .expect_err("division by zero");
+                        assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO), "{e:?}");
+                    } else {
+                        let r = c.query("SELECT name, id FROM item WHERE id = $1", &[&id]).await.expect("prepared lookup");
+                        assert_eq!(r.len(), 1);
+                        assert_eq!(r[0].get::<_, String>(0), format!("item-{id}"));
+                        assert_eq!(r[0].get::<_, i32>(1), id);
+                    }
+                }
+                let none = c.query("SELECT name FROM item WHERE id = $1", &[&5000i32]).await.expect("missing key");
+                assert!(none.is_empty());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    let after = crate::protocol::counter(&s, "lalo_pipelined_statements_total").await;
+    assert!(after - before >= 12.0 * 36.0, "lookups pipelined: {before} -> {after}");
+    // A table without a primary key is not a key lookup: its statements are not pipelined.
+    let c = s.connect_db("admin", "shop").await;
+    for id in 1..5i32 {
+        let r = c.query("SELECT name FROM loose WHERE id = $1", &[&id]).await.expect("loose");
+        assert_eq!(r[0].get::<_, String>(0), format!("loose-{id}"));
+    }
+    assert_eq!(crate::protocol::counter(&s, "lalo_pipelined_statements_total").await, after, "no key, no pipeline");
+
+    // The upstream dies under queued lookups: every client hears 08006 (none hangs) and keeps
+    // its connection to lalo.
+    let busy: Vec<_> = (0..6)
+        .map(|k| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let c = s.connect_db("admin", "shop").await;
+                for i in 0..100_000i32 {
+                    let id = 1 + (k * 7 + i) % 1000;
+                    if let Err(e) = c.query("SELECT name FROM item WHERE id = $1", &[&id]).await {
+                        assert_eq!(sqlstate(&e), "08006", "{e:?}");
+                        let one = c.simple_query("SELECT 1").await.expect("connection usable");
+                        assert!(!one.is_empty());
+                        return;
+                    }
+                }
+                panic!("the upstream never went away");
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.kill().await;
+    for b in busy {
+        tokio::time::timeout(Duration::from_secs(30), b).await.expect("no client hangs").expect("client");
+    }
+    pg.resume().await;
+    let mut last = String::new();
+    for _ in 0..60 {
+        match c.query("SELECT name FROM item WHERE id = $1", &[&7i32]).await {
+            Ok(r) => {
+                assert_eq!(r[0].get::<_, String>(0), "item-7");
+                return;
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("lalo did not recover the upstream: {last}");
+}

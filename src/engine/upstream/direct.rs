@@ -25,6 +25,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::breaker::Breaker;
 use super::pool::lost_message;
+use super::shared::SharedConn;
 use super::wire::{WireConn, WireError, WireTarget};
 
 /// Rows per Arrow batch.
@@ -57,6 +58,9 @@ pub struct DirectPool {
     wire_target: Option<WireTarget>,
     slots: Arc<Semaphore>,
     breaker: Arc<Breaker>,
+    /// Pipelined connections for primary-key lookups (see `shared`), at most `pipelined`.
+    shared: Mutex<Vec<Arc<SharedConn>>>,
+    pipelined: usize,
 }
 
 /// A connection on loan; it goes back to the pool when dropped, unless it broke.
@@ -77,7 +81,7 @@ impl Drop for Lease {
 }
 
 impl DirectPool {
-    pub fn new(name: &str, url: &str, size: u32, breaker: Arc<Breaker>) -> DirectPool {
+    pub fn new(name: &str, url: &str, size: u32, pipelined: usize, breaker: Arc<Breaker>) -> DirectPool {
         let config = tokio_postgres::Config::from_str(url).ok().filter(|c| {
             // The direct lane speaks plain TCP; upstreams that need TLS use the planned path.
             !matches!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require)
@@ -91,6 +95,8 @@ impl DirectPool {
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size.max(1) as usize)),
             breaker,
+            shared: Mutex::new(Vec::new()),
+            pipelined,
         }
     }
 
@@ -371,6 +377,67 @@ impl DirectPool {
             }
         });
         Ok(Box::pin(stream))
+    }
+}
+
+impl DirectPool {
+    /// A pipelined connection: the least busy, or a new one while all are busy and there is room.
+    async fn shared_conn(self: &Arc<Self>) -> Result<Arc<SharedConn>, DirectError> {
+        let Some(target) = &self.wire_target else { return Err(DirectError::Unsupported("no plain TCP target".into())) };
+        if let Err(last) = self.breaker.check() {
+            return Err(DirectError::Lost(lost_message(&self.name, &format!("unavailable ({last})"))));
+        }
+        {
+            let mut conns = self.shared.lock();
+            conns.retain(|c| !c.is_dead());
+            if let Some(best) = conns.iter().min_by_key(|c| c.in_flight()) {
+                if best.in_flight() == 0 || conns.len() >= self.pipelined {
+                    return Ok(best.clone());
+                }
+            }
+        }
+        let conn = match WireConn::connect(target, std::time::Duration::from_secs(5)).await {
+            Ok(c) => SharedConn::start(c),
+            Err(WireError::Lost(e)) => {
+                self.breaker.failure(&e);
+                return Err(DirectError::Lost(lost_message(&self.name, &e)));
+            }
+            Err(e) => return Err(DirectError::Unsupported(e.to_string())),
+        };
+        let mut conns = self.shared.lock();
+        if conns.len() < self.pipelined {
+            conns.push(conn.clone());
+        }
+        Ok(conn)
+    }
+
+    /// Whether lookups by primary key are pipelined (see `shared`).
+    pub fn pipelines(&self) -> bool {
+        self.pipelined > 0 && self.wire_target.is_some()
+    }
+
+    /// [`DirectPool::query_wire`] for a lookup by primary key, on a pipelined connection.
+    pub async fn query_shared(
+        self: &Arc<Self>,
+        sql: &str,
+        params: &[ScalarValue],
+        expect: &[u32],
+        formats: &[i16],
+    ) -> Result<WireRows, DirectError> {
+        if !expect.iter().all(|t| FORWARDED_TYPES.contains(t)) {
+            return Err(DirectError::Unsupported("result types are not forwarded".into()));
+        }
+        let values = params.iter().map(param_text).collect::<Result<Vec<_>, _>>()?;
+        let conn = self.shared_conn().await?;
+        let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
+        if stmt.columns != expect {
+            return Err(DirectError::Unsupported(format!("upstream column types {:?}, lalo's {expect:?}", stmt.columns)));
+        }
+        let rows = conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
+        self.breaker.success();
+        crate::metrics::pipelined_statement();
+        let items = if rows.is_empty() { vec![] } else { vec![Ok(rows)] };
+        Ok(Box::pin(futures::stream::iter(items)))
     }
 }
 

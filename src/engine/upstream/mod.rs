@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod direct;
 pub mod discover;
 pub mod pool;
+pub mod shared;
 pub mod unparse_fix;
 pub mod wire;
 
@@ -80,7 +81,7 @@ impl Upstream {
     pub fn new(
         src: &UpstreamSource,
         docs: Arc<RwLock<Docs>>,
-        pool_size: u32,
+        catalog: &crate::config::CatalogConfig,
         profile: DialectProfile,
     ) -> Result<Arc<Upstream>, LaloError> {
         if src.kind != "postgres" {
@@ -103,7 +104,13 @@ impl Upstream {
         };
         let breaker = Arc::new(Breaker::default());
         let name = src.name.to_ascii_lowercase();
-        let direct = url.as_ref().ok().map(|u| Arc::new(direct::DirectPool::new(&name, u, pool_size.max(1), breaker.clone())));
+        let pool_size = catalog.upstream_pool_size;
+        let pipelined = catalog
+            .upstream_pipelined_connections
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+            .min(pool_size.max(1)) as usize;
+        let direct =
+            url.as_ref().ok().map(|u| Arc::new(direct::DirectPool::new(&name, u, pool_size.max(1), pipelined, breaker.clone())));
         Ok(Arc::new(Upstream {
             dialect: profile.unparser(),
             profile,

@@ -36,7 +36,7 @@ pub enum WireError {
 /// A statement prepared on one connection.
 #[derive(Debug)]
 pub struct WireStatement {
-    name: String,
+    pub(super) name: String,
     /// Parameter type OIDs as the upstream inferred them.
     pub params: Vec<u32>,
     /// Result column type OIDs.
@@ -187,20 +187,8 @@ impl WireConn {
         loop {
             let (tag, mut body) = self.frame().await?;
             match tag {
-                b't' => {
-                    let n = body.get_i16();
-                    params = (0..n).map(|_| body.get_u32()).collect();
-                }
-                b'T' => {
-                    let n = body.get_i16();
-                    for _ in 0..n {
-                        let end = body.iter().position(|b| *b == 0).ok_or_else(|| WireError::Lost("bad RowDescription".into()))?;
-                        body.advance(end + 1);
-                        body.advance(6); // table oid, column number
-                        columns.push(body.get_u32());
-                        body.advance(8); // type size, modifier, format
-                    }
-                }
+                b't' => params = param_oids(&mut body)?,
+                b'T' => columns = column_oids(&mut body)?,
                 b'E' => {
                     let (code, message) = error_fields(&body);
                     failed = Some(WireError::Upstream { code, message });
@@ -220,27 +208,7 @@ impl WireConn {
 
     /// Send Bind (text parameters, the given result formats), Execute and Sync in one write.
     pub async fn start(&mut self, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<(), WireError> {
-        let bound = frontend::bind(
-            "",
-            &stmt.name,
-            std::iter::empty::<i16>(),
-            values.iter(),
-            |v, buf| match v {
-                Some(s) => {
-                    buf.extend_from_slice(s.as_bytes());
-                    Ok(postgres_protocol::IsNull::No)
-                }
-                None => Ok(postgres_protocol::IsNull::Yes),
-            },
-            formats.iter().copied(),
-            &mut self.wbuf,
-        );
-        if bound.is_err() {
-            self.wbuf.clear();
-            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
-        }
-        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
-        frontend::sync(&mut self.wbuf);
+        encode_execute(&mut self.wbuf, stmt, values, formats)?;
         self.busy = true;
         self.flush().await
     }
@@ -305,22 +273,12 @@ impl WireConn {
 
     /// One whole message from the read buffer, if one is there: (type, body).
     fn take_frame(&mut self) -> Result<Option<(u8, BytesMut)>, WireError> {
-        if self.rbuf.len() < 5 {
-            return Ok(None);
-        }
-        let len = i32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]);
-        if len < 4 {
-            return Err(WireError::Lost("malformed message from the upstream".into()));
-        }
-        let total = 1 + len as usize;
-        if self.rbuf.len() < total {
-            self.rbuf.reserve(total - self.rbuf.len());
-            return Ok(None);
-        }
-        let mut frame = self.rbuf.split_to(total);
-        let tag = frame[0];
-        frame.advance(5);
-        Ok(Some((tag, frame)))
+        take_frame(&mut self.rbuf)
+    }
+
+    /// The socket and whatever was read past the last message, for a pipelined connection.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.rbuf)
     }
 
     async fn frame(&mut self) -> Result<(u8, BytesMut), WireError> {
@@ -333,12 +291,94 @@ impl WireConn {
     }
 }
 
-fn lost(e: impl std::fmt::Display) -> WireError {
+/// Bind (text parameters, the given result formats), Execute and Sync of `stmt`, appended to `buf`
+/// (left as it was when the values do not fit a Bind message).
+pub fn encode_execute(buf: &mut BytesMut, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<(), WireError> {
+    let mark = buf.len();
+    let bound = frontend::bind(
+        "",
+        &stmt.name,
+        std::iter::empty::<i16>(),
+        values.iter(),
+        |v, buf| match v {
+            Some(s) => {
+                buf.extend_from_slice(s.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            }
+            None => Ok(postgres_protocol::IsNull::Yes),
+        },
+        formats.iter().copied(),
+        buf,
+    );
+    if bound.is_err() {
+        buf.truncate(mark);
+        return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
+    }
+    frontend::execute("", 0, buf).map_err(lost)?;
+    frontend::sync(buf);
+    Ok(())
+}
+
+/// The type OIDs of a ParameterDescription body.
+pub fn param_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
+    let bad = || WireError::Lost("bad ParameterDescription".into());
+    if body.len() < 2 {
+        return Err(bad());
+    }
+    let n = body.get_i16().max(0) as usize;
+    if body.len() < n * 4 {
+        return Err(bad());
+    }
+    Ok((0..n).map(|_| body.get_u32()).collect())
+}
+
+/// The column type OIDs of a RowDescription body.
+pub fn column_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
+    let bad = || WireError::Lost("bad RowDescription".into());
+    if body.len() < 2 {
+        return Err(bad());
+    }
+    let n = body.get_i16().max(0);
+    let mut columns = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let end = body.iter().position(|b| *b == 0).ok_or_else(bad)?;
+        if body.len() < end + 1 + 18 {
+            return Err(bad());
+        }
+        body.advance(end + 1);
+        body.advance(6); // table oid, column number
+        columns.push(body.get_u32());
+        body.advance(8); // type size, modifier, format
+    }
+    Ok(columns)
+}
+
+/// One whole message from `rbuf`, if one is there: (type, body).
+pub fn take_frame(rbuf: &mut BytesMut) -> Result<Option<(u8, BytesMut)>, WireError> {
+    if rbuf.len() < 5 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([rbuf[1], rbuf[2], rbuf[3], rbuf[4]]);
+    if len < 4 {
+        return Err(WireError::Lost("malformed message from the upstream".into()));
+    }
+    let total = 1 + len as usize;
+    if rbuf.len() < total {
+        rbuf.reserve(total - rbuf.len());
+        return Ok(None);
+    }
+    let mut frame = rbuf.split_to(total);
+    let tag = frame[0];
+    frame.advance(5);
+    Ok(Some((tag, frame)))
+}
+
+pub(super) fn lost(e: impl std::fmt::Display) -> WireError {
     WireError::Lost(e.to_string())
 }
 
 /// SQLSTATE and message of an ErrorResponse body.
-fn error_fields(body: &[u8]) -> (String, String) {
+pub(super) fn error_fields(body: &[u8]) -> (String, String) {
     let mut code = String::from("XX000");
     let mut message = String::new();
     let mut rest = body;

@@ -1,0 +1,282 @@
+//! Pipelined upstream connections for primary-key lookups: many clients' statements share a
+//! few connections, each written behind the ones before it without waiting for their replies.
+//!
+//! A pooler that gives every client statement a connection of its own pays, per statement, a
+//! wake-up of an idle PostgreSQL backend and a `recv` on each side. Under load most of that cost
+//! is waiting, not work: when statements from several clients are queued on one connection,
+//! the backend reads them in one `recv` and answers them without sleeping in between, and
+//! lalo's reads collect several answers at once. Pipelining is safe only for statements that
+//! cannot hold up the ones queued behind them, so the direct lane sends here only lookups by a
+//! table's whole primary key (at most one row, found by index); everything else keeps a
+//! connection to itself.
+//!
+//! Statements write their own Bind/Execute/Sync (several at a time when they arrive together)
+//! and read for each other: whichever waiting statement holds the read side reads until its own
+//! reply is complete, handing every earlier reply (all messages up to its ReadyForQuery) to the
+//! statement that asked, in the order they were sent. No task of its own sits between the
+//! socket and the statements, so a lone client pays no extra wake-up. A statement whose client
+//! goes away leaves its reply to be read and dropped by the next reader; the connection stays
+//! in use.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use pgwire::messages::data::DataRow;
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+use super::wire::{column_oids, encode_execute, error_fields, lost, param_oids, take_frame, WireConn, WireError, WireStatement};
+
+/// What the upstream answered to one request (everything up to its ReadyForQuery).
+#[derive(Default)]
+pub struct Reply {
+    pub rows: Vec<DataRow>,
+    pub params: Vec<u32>,
+    pub columns: Vec<u32>,
+    pub error: Option<WireError>,
+}
+
+/// One pipelined connection.
+pub struct SharedConn {
+    state: Mutex<State>,
+    writer: OwnedWriteHalf,
+    /// The read side, held by the statement reading for everyone.
+    reader: tokio::sync::Mutex<Reader>,
+}
+
+/// The read side and what has been read but not yet handed out.
+struct Reader {
+    read: OwnedReadHalf,
+    rbuf: BytesMut,
+    /// The reply being read (for the first request waiting).
+    reply: Reply,
+}
+
+struct State {
+    /// Bytes queued and not yet written.
+    out: BytesMut,
+    /// A statement is writing `out` (others only queue).
+    writing: bool,
+    /// Requests sent or queued, in order; the reader answers the first.
+    waiting: VecDeque<oneshot::Sender<Reply>>,
+    statements: HashMap<String, Arc<WireStatement>>,
+    /// Set when the connection broke: every later request fails with it.
+    dead: Option<String>,
+    /// Statements prepared or being prepared (names are never reused).
+    named: u64,
+}
+
+impl SharedConn {
+    /// Take over an authenticated connection and start its reader.
+    pub fn start(conn: WireConn) -> Arc<SharedConn> {
+        let (stream, rbuf) = conn.into_parts();
+        let (read, writer) = stream.into_split();
+        Arc::new(SharedConn {
+            state: Mutex::new(State {
+                out: BytesMut::with_capacity(1024),
+                writing: false,
+                waiting: VecDeque::new(),
+                statements: HashMap::new(),
+                dead: None,
+                named: 0,
+            }),
+            writer,
+            reader: tokio::sync::Mutex::new(Reader { read, rbuf, reply: Reply::default() }),
+        })
+    }
+
+    /// Whether the connection broke (the pool then drops it).
+    pub fn is_dead(&self) -> bool {
+        self.state.lock().dead.is_some()
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().waiting.len()
+    }
+
+    /// The connection's prepared statement for `sql`, preparing it on first use.
+    pub async fn prepare(&self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
+        let name = {
+            let mut st = self.state.lock();
+            if let Some(s) = st.statements.get(sql) {
+                return Ok(s.clone());
+            }
+            st.named += 1;
+            format!("lalo_p{}", st.named)
+        };
+        let reply = self
+            .request(|buf| {
+                frontend::parse(&name, sql, std::iter::empty(), buf).map_err(lost)?;
+                frontend::describe(b'S', &name, buf).map_err(lost)?;
+                frontend::sync(buf);
+                Ok(())
+            })
+            .await?;
+        if let Some(e) = reply.error {
+            return Err(e);
+        }
+        let stmt = Arc::new(WireStatement { name, params: reply.params, columns: reply.columns });
+        // Two statements preparing the same text at once both succeed; the first one is kept.
+        Ok(self.state.lock().statements.entry(sql.to_string()).or_insert(stmt).clone())
+    }
+
+    /// Run a prepared statement with text `values`; its rows in the result `formats`.
+    pub async fn execute(&self, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<Vec<DataRow>, WireError> {
+        let reply = self.request(|buf| encode_execute(buf, stmt, values, formats)).await?;
+        match reply.error {
+            Some(e) => Err(e),
+            None => Ok(reply.rows),
+        }
+    }
+
+    /// Queue one request (its messages end with Sync), write what is queued, await the reply.
+    async fn request(&self, encode: impl FnOnce(&mut BytesMut) -> Result<(), WireError>) -> Result<Reply, WireError> {
+        let (tx, mut rx) = oneshot::channel();
+        let write = {
+            let mut st = self.state.lock();
+            if let Some(why) = &st.dead {
+                return Err(WireError::Lost(why.clone()));
+            }
+            encode(&mut st.out)?;
+            st.waiting.push_back(tx);
+            !std::mem::replace(&mut st.writing, true)
+        };
+        if write {
+            self.write_queued().await;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                reply = &mut rx => {
+                    return reply.map_err(|_| {
+                        WireError::Lost(self.state.lock().dead.clone().unwrap_or_else(|| "the connection closed".into()))
+                    });
+                }
+                mut reader = self.reader.lock() => {
+                    // Read for everyone until this request's own reply has been handed over.
+                    if let Err(why) = self.read_until_answered(&mut reader, &mut rx).await {
+                        self.fail(&why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read replies and hand them out until `mine` has its answer (or the connection fails).
+    /// Cancel-safe: what was read stays in the reader for the next statement to go on with.
+    async fn read_until_answered(&self, r: &mut Reader, mine: &mut oneshot::Receiver<Reply>) -> Result<(), String> {
+        loop {
+            while let Some((tag, mut body)) = take_frame(&mut r.rbuf).map_err(|e| e.to_string())? {
+                match tag {
+                    b'D' => {
+                        if body.len() >= 2 {
+                            let n = i16::from_be_bytes([body[0], body[1]]);
+                            bytes::Buf::advance(&mut body, 2);
+                            r.reply.rows.push(DataRow::new(body, n));
+                        }
+                    }
+                    b't' => match param_oids(&mut body) {
+                        Ok(p) => r.reply.params = p,
+                        Err(e) => r.reply.error = Some(e),
+                    },
+                    b'T' => match column_oids(&mut body) {
+                        Ok(c) => r.reply.columns = c,
+                        Err(e) => r.reply.error = Some(e),
+                    },
+                    b'E' => {
+                        let (code, message) = error_fields(&body);
+                        r.reply.error = Some(WireError::Upstream { code, message });
+                    }
+                    b'Z' => {
+                        let waiter = self.state.lock().waiting.pop_front();
+                        let reply = std::mem::take(&mut r.reply);
+                        if let Some(tx) = waiter {
+                            // A request whose statement went away: its reply is dropped here.
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    _ => {} // ParseComplete, BindComplete, CommandComplete, notices.
+                }
+            }
+            if !mine.is_empty() || mine.is_terminated() || self.is_dead() {
+                return Ok(());
+            }
+            if r.rbuf.capacity() - r.rbuf.len() < 4096 {
+                r.rbuf.reserve(8192);
+            }
+            match r.read.read_buf(&mut r.rbuf).await {
+                Ok(0) => return Err("the upstream closed the connection".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Write everything queued, including what other statements queue meanwhile. Writes are
+    /// non-blocking: only when the socket is full does this wait (a dropped waiter leaves the
+    /// rest to the next statement, so the stream never ends mid-message).
+    async fn write_queued(&self) {
+        loop {
+            let chunk = {
+                let mut st = self.state.lock();
+                if st.out.is_empty() || st.dead.is_some() {
+                    st.writing = false;
+                    return;
+                }
+                st.out.split()
+            };
+            let mut sent = 0;
+            while sent < chunk.len() {
+                match self.writer.try_write(&chunk[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Put the rest back in front, then wait for room. If this statement is
+                        // dropped while waiting, `writing` stays set with bytes queued: the
+                        // guard hands the job on.
+                        {
+                            let mut st = self.state.lock();
+                            let mut rest = BytesMut::from(&chunk[sent..]);
+                            rest.extend_from_slice(&st.out);
+                            st.out = rest;
+                        }
+                        let guard = WriterGuard(self);
+                        let _ = self.writer.writable().await;
+                        std::mem::forget(guard);
+                        break;
+                    }
+                    Err(e) => {
+                        self.fail(&e.to_string());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mark the connection broken, fail every request still waiting and shut the socket (a
+    /// statement reading for the others then sees the end instead of waiting on).
+    fn fail(&self, why: &str) {
+        let mut st = self.state.lock();
+        if st.dead.is_none() {
+            st.dead = Some(why.to_string());
+            let _ = socket2::SockRef::from(self.writer.as_ref()).shutdown(std::net::Shutdown::Both);
+        }
+        st.waiting.clear();
+        st.writing = false;
+    }
+}
+
+/// Held while a writer waits for socket room: if that statement is dropped, the connection can
+/// no longer promise its queued bytes go out in order, so it is retired.
+struct WriterGuard<'a>(&'a SharedConn);
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fail("a write to the upstream was abandoned");
+    }
+}
