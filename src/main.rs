@@ -97,6 +97,12 @@ fn init_tracing() {
     }
 }
 
+/// mimalloc instead of glibc's allocator: a statement on the direct lane makes a few dozen small
+/// allocations, and under many clients glibc's (arena locks, consolidation) showed as a tenth of
+/// lalo's own time in profiles of `bench/pgbench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();

@@ -2,10 +2,10 @@
 # bench/pgbench: `pgbench -S` (select-only) against one PostgreSQL upstream directly, through
 # PgBouncer and through lalo (governance on, the demo policies, user admin), in one run, at 1 and
 # 16 clients, in the simple and the prepared protocol. Prints TPS and the ratios lalo/PgBouncer
-# and lalo/direct (target: lalo >= PgBouncer at 16 clients).
+# and lalo/direct (target: lalo >= PgBouncer at 16 clients), as medians of ROUNDS rounds.
 #
 #   bench/pgbench/run.sh                 # builds lalo in release mode unless LALO_BIN is set
-#   SCALE=10 SECONDS_PER_RUN=20 bench/pgbench/run.sh
+#   SCALE=10 SECONDS_PER_RUN=20 ROUNDS=5 bench/pgbench/run.sh
 #
 # Needs the Debian packages postgresql (server binaries), postgresql-client (pgbench) and
 # pgbouncer; run as root it starts PostgreSQL and PgBouncer as the `postgres` system user.
@@ -13,7 +13,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 scale="${SCALE:-10}"
-secs="${SECONDS_PER_RUN:-15}"
+secs="${SECONDS_PER_RUN:-8}"
+rounds="${ROUNDS:-3}"
 clients_list="${CLIENTS:-1 16}"
 
 pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
@@ -96,14 +97,25 @@ tps() {  # port user password mode clients
 
 tps "$pg_port" postgres "" simple 4 >/dev/null           # warm the upstream's cache
 tps "$lalo_port" admin admin simple 4 >/dev/null         # and lalo's
+# Load elsewhere on the machine drifts over minutes: the three targets take turns for `ROUNDS`
+# short runs and the table shows medians (TPS and the per-round ratio lalo/PgBouncer).
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 printf "%-9s %7s %12s %12s %12s %14s %12s\n" mode clients direct pgbouncer lalo lalo/pgbouncer lalo/direct
 for mode in simple prepared; do
   for c in $clients_list; do
-    d="$(tps "$pg_port" postgres "" "$mode" "$c")"
-    b="$(tps "$bouncer_port" postgres "" "$mode" "$c")"
-    l="$(tps "$lalo_port" admin admin "$mode" "$c")"
-    awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" \
-      'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f\n", m, c, d, b, l, l / b, l / d }'
+    ds=(); bs=(); lt=(); rs=()
+    for r in $(seq 1 "$rounds"); do
+      d="$(tps "$pg_port" postgres "" "$mode" "$c")"
+      b="$(tps "$bouncer_port" postgres "" "$mode" "$c")"
+      l="$(tps "$lalo_port" admin admin "$mode" "$c")"
+      echo "  round $r: $mode $c clients: direct $d, pgbouncer $b, lalo $l" >&2
+      ds+=("$d"); bs+=("$b"); lt+=("$l")
+      rs+=("$(awk -v l="$l" -v b="$b" 'BEGIN { printf "%.4f", l / b }')")
+    done
+    d="$(printf "%s\n" "${ds[@]}" | median)"; b="$(printf "%s\n" "${bs[@]}" | median)"
+    l="$(printf "%s\n" "${lt[@]}" | median)"; ratio="$(printf "%s\n" "${rs[@]}" | median)"
+    awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" -v r="$ratio" \
+      'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f\n", m, c, d, b, l, r, l / d }'
   done
 done
 echo "audit records written by lalo: $(wc -l <"$work/audit.log")" >&2

@@ -100,7 +100,7 @@ impl SharedConn {
     }
 
     /// The connection's prepared statement for `sql`, preparing it on first use.
-    pub async fn prepare(&self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
+    pub async fn prepare(self: &Arc<Self>, sql: &str) -> Result<Arc<WireStatement>, WireError> {
         let name = {
             let mut st = self.state.lock();
             if let Some(s) = st.statements.get(sql) {
@@ -126,7 +126,7 @@ impl SharedConn {
     }
 
     /// Run a prepared statement with text `values`; its rows in the result `formats`.
-    pub async fn execute(&self, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<Vec<DataRow>, WireError> {
+    pub async fn execute(self: &Arc<Self>, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<Vec<DataRow>, WireError> {
         let reply = self.request(|buf| encode_execute(buf, stmt, values, formats)).await?;
         match reply.error {
             Some(e) => Err(e),
@@ -135,18 +135,28 @@ impl SharedConn {
     }
 
     /// Queue one request (its messages end with Sync), write what is queued, await the reply.
-    async fn request(&self, encode: impl FnOnce(&mut BytesMut) -> Result<(), WireError>) -> Result<Reply, WireError> {
+    async fn request(self: &Arc<Self>, encode: impl FnOnce(&mut BytesMut) -> Result<(), WireError>) -> Result<Reply, WireError> {
         let (tx, mut rx) = oneshot::channel();
+        // Encoded apart first: a message that fails half way never reaches the shared stream.
+        let mut msg = BytesMut::with_capacity(128);
+        encode(&mut msg)?;
         let write = {
             let mut st = self.state.lock();
             if let Some(why) = &st.dead {
                 return Err(WireError::Lost(why.clone()));
             }
-            encode(&mut st.out)?;
+            st.out.extend_from_slice(&msg);
             st.waiting.push_back(tx);
             !std::mem::replace(&mut st.writing, true)
         };
         if write {
+            // Let the other statements this thread has ready queue theirs first, so that one
+            // write carries them all and the backend reads them at once (a lone statement
+            // loses one turn of the scheduler). Should this statement go away meanwhile, the
+            // write it owes the others is handed to a task.
+            let mut owed = OwedWrite(Some(self.clone()));
+            tokio::task::yield_now().await;
+            owed.0 = None;
             self.write_queued().await;
         }
         loop {
@@ -268,6 +278,17 @@ impl SharedConn {
         }
         st.waiting.clear();
         st.writing = false;
+    }
+}
+
+/// The write a statement owes the requests queued behind its own, if it is dropped first.
+struct OwedWrite(Option<Arc<SharedConn>>);
+
+impl Drop for OwedWrite {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            tokio::spawn(async move { conn.write_queued().await });
+        }
     }
 }
 
