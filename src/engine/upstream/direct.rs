@@ -300,24 +300,48 @@ impl Drop for WireLease {
 
 impl DirectPool {
     async fn wire_lease(self: &Arc<Self>) -> Result<WireLease, DirectError> {
-        let Some(target) = &self.wire_target else { return Err(DirectError::Unsupported("no plain TCP target".into())) };
-        if let Err(last) = self.breaker.check() {
-            return Err(DirectError::Lost(lost_message(&self.name, &format!("unavailable ({last})"))));
-        }
+        self.wire_ready()?;
         let permit = self.slots.clone().acquire_owned().await.map_err(|e| DirectError::Unsupported(e.to_string()))?;
         let idle = self.wire_idle.lock().pop();
         let conn = match idle {
             Some(c) => c,
-            None => match WireConn::connect(target, std::time::Duration::from_secs(5)).await {
-                Ok(c) => c,
-                Err(WireError::Lost(e)) => {
-                    self.breaker.failure(&e);
-                    return Err(DirectError::Lost(lost_message(&self.name, &e)));
-                }
-                Err(e) => return Err(DirectError::Unsupported(e.to_string())),
-            },
+            None => self.connect_wire().await?,
         };
         Ok(WireLease { conn: Some(conn), pool: self.clone(), _permit: permit })
+    }
+
+    /// Whether a pass-through connection may be used now (a plain TCP target, breaker closed).
+    fn wire_ready(&self) -> Result<(), DirectError> {
+        if self.wire_target.is_none() {
+            return Err(DirectError::Unsupported("no plain TCP target".into()));
+        }
+        if let Err(last) = self.breaker.check() {
+            return Err(DirectError::Lost(lost_message(&self.name, &format!("unavailable ({last})"))));
+        }
+        Ok(())
+    }
+
+    /// A new pass-through connection (a lost one opens the breaker).
+    async fn connect_wire(&self) -> Result<WireConn, DirectError> {
+        let Some(target) = &self.wire_target else { return Err(DirectError::Unsupported("no plain TCP target".into())) };
+        WireConn::connect(target, std::time::Duration::from_secs(5)).await.map_err(|e| self.wire_error(e))
+    }
+
+    /// Text parameters for a pass-through execution whose result lalo describes with `expect`;
+    /// `Err(Unsupported)` when those types are not ones whose bytes lalo forwards unchanged.
+    fn forwarded_values(params: &[ScalarValue], expect: &[u32]) -> Result<Vec<Option<String>>, DirectError> {
+        if !expect.iter().all(|t| FORWARDED_TYPES.contains(t)) {
+            return Err(DirectError::Unsupported("result types are not forwarded".into()));
+        }
+        params.iter().map(param_text).collect()
+    }
+
+    /// `Err(Unsupported)` when the upstream describes the statement's result otherwise than lalo.
+    fn same_columns(stmt: &super::wire::WireStatement, expect: &[u32]) -> Result<(), DirectError> {
+        if stmt.columns != expect {
+            return Err(DirectError::Unsupported(format!("upstream column types {:?}, lalo's {expect:?}", stmt.columns)));
+        }
+        Ok(())
     }
 
     fn wire_error(&self, e: WireError) -> DirectError {
@@ -344,16 +368,11 @@ impl DirectPool {
         expect: &[u32],
         formats: &[i16],
     ) -> Result<WireRows, DirectError> {
-        if !expect.iter().all(|t| FORWARDED_TYPES.contains(t)) {
-            return Err(DirectError::Unsupported("result types are not forwarded".into()));
-        }
-        let values = params.iter().map(param_text).collect::<Result<Vec<_>, _>>()?;
+        let values = Self::forwarded_values(params, expect)?;
         let mut lease = self.wire_lease().await?;
         let conn = lease.conn.as_mut().ok_or_else(|| DirectError::Unsupported("no connection".into()))?;
         let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
-        if stmt.columns != expect {
-            return Err(DirectError::Unsupported(format!("upstream column types {:?}, lalo's {expect:?}", stmt.columns)));
-        }
+        Self::same_columns(&stmt, expect)?;
         conn.start(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
         let pool = self.clone();
         let stream = futures::stream::unfold(Some(lease), move |lease| {
@@ -383,10 +402,7 @@ impl DirectPool {
 impl DirectPool {
     /// A pipelined connection: the least busy, or a new one while all are busy and there is room.
     async fn shared_conn(self: &Arc<Self>) -> Result<Arc<SharedConn>, DirectError> {
-        let Some(target) = &self.wire_target else { return Err(DirectError::Unsupported("no plain TCP target".into())) };
-        if let Err(last) = self.breaker.check() {
-            return Err(DirectError::Lost(lost_message(&self.name, &format!("unavailable ({last})"))));
-        }
+        self.wire_ready()?;
         {
             let mut conns = self.shared.lock();
             conns.retain(|c| !c.is_dead());
@@ -396,14 +412,7 @@ impl DirectPool {
                 }
             }
         }
-        let conn = match WireConn::connect(target, std::time::Duration::from_secs(5)).await {
-            Ok(c) => SharedConn::start(c),
-            Err(WireError::Lost(e)) => {
-                self.breaker.failure(&e);
-                return Err(DirectError::Lost(lost_message(&self.name, &e)));
-            }
-            Err(e) => return Err(DirectError::Unsupported(e.to_string())),
-        };
+        let conn = SharedConn::start(self.connect_wire().await?);
         let mut conns = self.shared.lock();
         if conns.len() < self.pipelined {
             conns.push(conn.clone());
@@ -424,15 +433,10 @@ impl DirectPool {
         expect: &[u32],
         formats: &[i16],
     ) -> Result<WireRows, DirectError> {
-        if !expect.iter().all(|t| FORWARDED_TYPES.contains(t)) {
-            return Err(DirectError::Unsupported("result types are not forwarded".into()));
-        }
-        let values = params.iter().map(param_text).collect::<Result<Vec<_>, _>>()?;
+        let values = Self::forwarded_values(params, expect)?;
         let conn = self.shared_conn().await?;
         let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
-        if stmt.columns != expect {
-            return Err(DirectError::Unsupported(format!("upstream column types {:?}, lalo's {expect:?}", stmt.columns)));
-        }
+        Self::same_columns(&stmt, expect)?;
         let rows = conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
         self.breaker.success();
         crate::metrics::pipelined_statement();

@@ -183,12 +183,10 @@ impl SharedConn {
         loop {
             while let Some((tag, mut body)) = take_frame(&mut r.rbuf).map_err(|e| e.to_string())? {
                 match tag {
-                    b'D' => {
-                        if body.len() >= 2 {
-                            let n = i16::from_be_bytes([body[0], body[1]]);
-                            bytes::Buf::advance(&mut body, 2);
-                            r.reply.rows.push(DataRow::new(body, n));
-                        }
+                    b'D' if body.len() >= 2 => {
+                        let n = i16::from_be_bytes([body[0], body[1]]);
+                        bytes::Buf::advance(&mut body, 2);
+                        r.reply.rows.push(DataRow::new(body, n));
                     }
                     b't' => match param_oids(&mut body) {
                         Ok(p) => r.reply.params = p,
