@@ -23,6 +23,10 @@ pub struct Config {
     /// Directory the config file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// True for the compiled-in demo config (no config file given or found): only then may the
+    /// compiled-in demo policies stand in for a missing policy directory.
+    #[serde(skip)]
+    pub builtin: bool,
 }
 
 /// `[server]`: listeners, TLS and per-connection limits.
@@ -183,7 +187,11 @@ impl Config {
                     .map_err(|e| LaloError::Config(format!("cannot read lalo.toml: {e}")))?;
                 (text, PathBuf::from("."))
             }
-            None => (DEMO_CONFIG.to_string(), PathBuf::from(".")),
+            None => {
+                let mut cfg = Self::from_toml(DEMO_CONFIG, PathBuf::from("."), |k| std::env::var(k).ok())?;
+                cfg.builtin = true;
+                return Ok(cfg);
+            }
         };
         Self::from_toml(&text, base_dir, |k| std::env::var(k).ok())
     }

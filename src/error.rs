@@ -18,6 +18,11 @@ pub enum LaloError {
     UnknownTable(String),
     #[error("{0}")]
     UnknownColumn(String),
+    /// A table the caller may not read at all, answered as PostgreSQL answers a missing one so
+    /// that a refusal cannot tell a hidden table from an absent one. `object` (the full name) is
+    /// kept for the audit record only.
+    #[error("relation \"{relation}\" does not exist")]
+    HiddenRelation { relation: String, object: String },
     #[error("permission denied for {object}")]
     PermissionDenied { object: String, hint: Option<String> },
     #[error("{message}")]
@@ -47,6 +52,9 @@ pub enum LaloError {
     InvalidCursor(String),
     #[error("configuration error: {0}")]
     Config(String),
+    /// A frontend message that breaks the wire protocol (bad length, layout or counts).
+    #[error("{0}")]
+    ProtocolViolation(String),
     #[error("{0}")]
     Query(String),
     /// An upstream's own error on a statement lalo sent it, with the upstream's SQLSTATE.
@@ -66,7 +74,7 @@ impl LaloError {
             LaloError::BadPassword(_) => "28P01",
             LaloError::UnknownUser(_) | LaloError::NoAccess(_) => "28000",
             LaloError::Syntax(_) => "42601",
-            LaloError::UnknownTable(_) => "42P01",
+            LaloError::UnknownTable(_) | LaloError::HiddenRelation { .. } => "42P01",
             LaloError::UnknownColumn(_) => "42703",
             LaloError::PermissionDenied { .. } => "42501",
             LaloError::NotAnswerable { .. } => "42000",
@@ -80,7 +88,21 @@ impl LaloError {
             LaloError::Query(_) => "22000",
             LaloError::InvalidCursor(_) => "34000",
             LaloError::InvalidStatementName(_) => "26000",
+            LaloError::ProtocolViolation(_) => "08P01",
             LaloError::Config(_) | LaloError::Internal(_) => "XX000",
+        }
+    }
+
+    /// A policy refusal, whatever the client was told (a hidden table answers 42P01).
+    pub fn is_refusal(&self) -> bool {
+        self.sqlstate() == "42501" || matches!(self, LaloError::HiddenRelation { .. })
+    }
+
+    /// The error as the audit record keeps it: the real reason, hidden objects named.
+    pub fn audit_text(&self) -> String {
+        match self {
+            LaloError::HiddenRelation { object, .. } => format!("42501: permission denied for {object}"),
+            e => format!("{}: {e}", e.sqlstate()),
         }
     }
 

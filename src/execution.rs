@@ -1,12 +1,15 @@
 //! Streams results batch by batch under a guard: statement timeout, client cancel, row cap,
 //! and the audit record written when the stream ends (before the client sees completion).
+//! Plans execute on a runtime of their own ([`execute_apart`]), so the guard's deadline fires on
+//! time however long an operator computes between yields.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -198,6 +201,80 @@ async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
     if let Err(e) = st.opts.audit.append(rec).await {
         tracing::error!(error = %e, "audit write failed");
     }
+}
+
+/// The runtime statements execute on, apart from the one that serves connections.
+///
+/// DataFusion's operators can compute for a long time inside one poll (a nested-loop join
+/// probing a whole batch, a hash build, a sort) and its partitions run as tasks of their own. On
+/// the connection's runtime they hold every worker thread (the only thread under a
+/// current-thread runtime), so the guard's deadline and the client's cancel wait until some poll
+/// ends: statement timeouts fired several times late. Executed here instead, the connection's
+/// runtime stays free to fire the deadline on time and answer 57014 while the work is dropped.
+fn executor() -> Option<&'static tokio::runtime::Runtime> {
+    static EXECUTOR: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    EXECUTOR
+        .get_or_init(|| {
+            // More threads than cores: a statement that timed out or was canceled keeps its
+            // workers until its operators' current polls end (they cannot be interrupted), and
+            // the statements after it must still find a free worker at once.
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let threads = (cores * 4).max(4);
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("lalo-exec")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    tracing::error!(error = %e, "no separate execution runtime; statements run on the server's");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Aborts the executing task when the result stream is dropped (timeout, cancel, client gone).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Start `plan` on the execution runtime (see [`executor`]) and stream its batches back.
+pub fn execute_apart(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+) -> datafusion::error::Result<SendableRecordBatchStream> {
+    let Some(rt) = executor() else { return datafusion::physical_plan::execute_stream(plan, task) };
+    let schema = plan.schema();
+    // Two batches in flight: execution runs ahead of the client a little, not unboundedly.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let handle = rt.spawn(async move {
+        // Started here, so the partitions it spawns run on this runtime too.
+        let mut stream = match datafusion::physical_plan::execute_stream(plan, task) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let abort = AbortOnDrop(handle.abort_handle());
+    let batches = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
+        rx.recv().await.map(|item| (item, (rx, abort)))
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
 }
 
 /// A one-row, one-text-column result (SHOW).

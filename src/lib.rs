@@ -9,6 +9,7 @@
 pub mod check;
 pub mod compat;
 pub mod config;
+pub mod disclosure;
 pub mod engine;
 pub mod error;
 pub mod execution;

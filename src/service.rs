@@ -86,6 +86,8 @@ pub struct Request {
     pub names: Option<Vec<Option<String>>>,
     /// The planner trace of a question (JSON), kept in the audit record.
     pub trace: Option<String>,
+    /// When the statement arrived: its statement timeout counts from here, planning included.
+    pub began: Option<Instant>,
 }
 
 impl Lalo {
@@ -167,7 +169,11 @@ impl Lalo {
     /// Resolve one SQL statement into a logical plan (parameters stay placeholders).
     pub async fn plan(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
         let state = session.ctx.state();
-        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await?;
+        let plan = match state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await {
+            Ok(p) => p,
+            // DataFusion's messages can list columns the caller may not read (disclosure.rs).
+            Err(e) => return Err(crate::disclosure::plan_error(self, session, stmt, e).await),
+        };
         Ok(crate::pgtypes::varchar::tag_casts(plan)?)
     }
 
@@ -179,9 +185,17 @@ impl Lalo {
         })
     }
 
+    /// The session's caller as the policies in force see them (roles re-read after a reload).
+    pub fn subject(&self, session: &Session) -> Arc<crate::governance::rules::Subject> {
+        let gov = &self.governance;
+        session.subject(gov.version(), |old| gov.subject(&old.name, &old.attributes))
+    }
+
     /// Govern a plan for this session's caller.
     pub async fn govern(&self, session: &Session, plan: LogicalPlan) -> Result<GovernedPlan, LaloError> {
-        self.governance.govern(&session.ctx, plan, &session.subject, &session.database).await
+        let subject = self.subject(session);
+        let governed = self.governance.govern(&session.ctx, plan, &subject, &session.database).await;
+        governed.map_err(|e| crate::disclosure::hide_relation(self, session, e))
     }
 
     /// Run a governed plan: admit under limits, execute, and stream rows through the guard
@@ -207,7 +221,8 @@ impl Lalo {
         cancel: Option<execution::CancelArm>,
         truncate_at: Option<u64>,
     ) -> Result<Outcome, LaloError> {
-        let began = Instant::now();
+        // The statement timeout counts from the statement's arrival, planning included.
+        let began = start.began.unwrap_or_else(Instant::now);
         let slot = self.governance.limits.admit(
             &session.user,
             &governed.limits,
@@ -220,14 +235,15 @@ impl Lalo {
         let schema: SchemaRef = rename(plan.schema().as_arrow(), start.names.as_deref());
         let optimized = governed.is_optimized();
         let stream = match async {
-            if optimized {
+            let physical = if optimized {
                 // Optimized already (a cached plan): physical planning only.
                 let state = session.ctx.state();
-                let physical = state.query_planner().create_physical_plan(&plan, &state).await?;
-                datafusion::physical_plan::execute_stream(physical, session.ctx.task_ctx())
+                state.query_planner().create_physical_plan(&plan, &state).await?
             } else {
-                session.ctx.execute_logical_plan(plan).await?.execute_stream().await
-            }
+                session.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?
+            };
+            // Executed apart from the connections, so the guard's deadline is never starved.
+            execution::execute_apart(physical, session.ctx.task_ctx())
         }
         .await
         {
@@ -342,7 +358,7 @@ impl Lalo {
             Route::Query(stmt) => {
                 let began = Instant::now();
                 let sql = stmt.to_string();
-                let start = Request { sql: Some(sql), names: crate::naming::pg_names(&stmt), ..start };
+                let start = Request { sql: Some(sql), names: crate::naming::pg_names(&stmt), began: Some(began), ..start };
                 let mut cancel = cancel;
                 let (lifted, values) = crate::passthrough::parameterize(&stmt);
                 let key = lifted.to_string();
@@ -629,8 +645,8 @@ impl Lalo {
     /// Record a statement that failed before it produced rows.
     pub async fn audit_failure(&self, session: &Session, start: &Request, e: &LaloError, began: Instant) {
         let mut rec = self.record(session, start, None);
-        rec.decision = if e.sqlstate() == "42501" { "denied".into() } else { "failed".into() };
-        rec.error = Some(format!("{}: {e}", e.sqlstate()));
+        rec.decision = if e.is_refusal() { "denied".into() } else { "failed".into() };
+        rec.error = Some(e.audit_text());
         rec.duration_ms = began.elapsed().as_secs_f64() * 1000.0;
         let outcome = if rec.decision == "denied" { "denied" } else { "error" };
         crate::metrics::statement(outcome, session.entry.as_str(), began.elapsed().as_secs_f64());
@@ -1090,7 +1106,7 @@ impl Lalo {
         if !self.governance.enabled() {
             return Default::default();
         }
-        self.governance.masks_for(&session.subject, table)
+        self.governance.masks_for(&self.subject(session), table)
     }
 }
 

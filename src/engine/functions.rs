@@ -246,7 +246,10 @@ pub fn register_session(
             if !missing_ok {
                 if let ColumnarValue::Scalar(ScalarValue::Utf8(None)) = &res {
                     if let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = &args[0] {
-                        return exec_err!("unrecognized configuration parameter \"{name}\"");
+                        // 42704, as PostgreSQL answers for a setting it does not know.
+                        return Err(datafusion::error::DataFusionError::External(Box::new(
+                            crate::error::LaloError::UnknownSetting(name.clone()),
+                        )));
                     }
                 }
             }

@@ -24,10 +24,12 @@ impl std::fmt::Debug for AccessControl {
 }
 
 impl AccessControl {
-    /// Load `dir/model.conf` and `dir/policy.csv`; the demo files when `dir` has none.
-    pub async fn load(dir: &Path) -> Result<AccessControl, LaloError> {
-        let model = read_or(dir, "model.conf", DEMO_MODEL)?;
-        let policy = read_or(dir, "policy.csv", DEMO_POLICY)?;
+    /// Load `dir/model.conf` and `dir/policy.csv`. Only with `demo` (the compiled-in demo
+    /// config) and no such directory do the compiled-in demo policies stand in; otherwise a
+    /// missing or unreadable file is an error, never an open door.
+    pub async fn load(dir: &Path, demo: bool) -> Result<AccessControl, LaloError> {
+        let model = policy_file(dir, "model.conf", demo.then_some(DEMO_MODEL))?;
+        let policy = policy_file(dir, "policy.csv", demo.then_some(DEMO_POLICY))?;
         Self::from_text(&model, &policy).await
     }
 
@@ -39,7 +41,7 @@ impl AccessControl {
         let cleaned: String = policy
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .map(|l| format!("{l}\n"))
+            .map(|l| format!("{}\n", fold_object(l)))
             .collect();
         let enforcer = Enforcer::new(m, StringAdapter::new(cleaned))
             .await
@@ -48,6 +50,7 @@ impl AccessControl {
     }
 
     fn enforce(&self, user: &str, object: &str, action: &str) -> bool {
+        let object = &object.to_lowercase();
         let key = (user.to_string(), object.to_string(), action.to_string());
         if let Some(v) = self.cache.read().get(&key) {
             return *v;
@@ -59,6 +62,7 @@ impl AccessControl {
 
     /// An explicit deny rule matches this request.
     fn explicitly_denied(&self, user: &str, object: &str, action: &str) -> bool {
+        let object = &object.to_lowercase();
         let key = (user.to_string(), object.to_string(), format!("{action}#deny"));
         if let Some(v) = self.cache.read().get(&key) {
             return *v;
@@ -102,11 +106,27 @@ impl AccessControl {
     }
 }
 
-fn read_or(dir: &Path, name: &str, fallback: &str) -> Result<String, LaloError> {
+/// A policy line with its object in the one form requests use: lower case, no identifier
+/// quotes. Objects are compared without regard to case, so a rule on `"Payroll"` holds for the
+/// table a statement resolves to however it spells it, and a deny rule cannot be escaped by
+/// quoting or case (a rule then covers tables whose names differ only by case alike).
+fn fold_object(line: &str) -> String {
+    let mut fields: Vec<String> = line.split(',').map(str::to_string).collect();
+    if fields.first().is_some_and(|f| f.trim().starts_with('p')) && fields.len() > 2 {
+        fields[2] = fields[2].replace('"', "").to_lowercase();
+    }
+    fields.join(",")
+}
+
+/// The text of one policy file; `demo` stands in only when the whole directory is absent.
+pub fn policy_file(dir: &Path, name: &str, demo: Option<&str>) -> Result<String, LaloError> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => Ok(fallback.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => match demo {
+            Some(text) => Ok(text.to_string()),
+            None => Err(LaloError::Config(format!("policy directory {} does not exist", dir.display()))),
+        },
         Err(e) => Err(LaloError::Config(format!("{}: {e}", path.display()))),
     }
 }
@@ -125,5 +145,20 @@ mod tests {
         assert!(!ac.table_allowed("nobody", "lalo.tpch.customer", "select"));
         assert!(!ac.table_allowed("analyst", "lalo.lalo_audit.events", "select"));
         assert!(ac.roles_of("analyst").contains(&"analysts".to_string()));
+    }
+
+    #[tokio::test]
+    async fn objects_match_without_regard_to_case_or_quotes() {
+        let policy = "p, u, up.public.*, select, allow\np, u, up.public.\"Payroll\", select, deny\n\
+                      p, u, up.public.staff.\"Salary\", select, deny\n";
+        let ac = AccessControl::from_text(DEMO_MODEL, policy).await.unwrap();
+        for t in ["up.public.Payroll", "up.public.payroll", "up.public.PAYROLL"] {
+            assert!(!ac.table_allowed("u", t, "select"), "{t}");
+        }
+        assert!(ac.table_allowed("u", "up.public.staff", "select"));
+        for c in ["Salary", "salary", "SALARY"] {
+            assert!(!ac.column_allowed("u", "up.public.staff", c, "select"), "{c}");
+        }
+        assert!(ac.column_allowed("u", "up.public.Staff", "name", "select"));
     }
 }

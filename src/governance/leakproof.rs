@@ -66,7 +66,7 @@ pub fn leakproof(e: &Expr) -> bool {
 
 /// True when `e` holds a subquery (which must stay where the optimizer can make it a join).
 pub fn has_subquery(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)))).unwrap_or(true)
+    e.exists(|x| Ok(matches!(x, Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_) | Expr::ScalarSubquery(_)))).unwrap_or(true)
 }
 
 /// A rough count of the comparisons a leakproof expression makes per row.

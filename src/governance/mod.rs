@@ -7,6 +7,7 @@ pub mod audit;
 pub mod limits;
 pub mod leakproof;
 pub mod lineage;
+pub mod local_fns;
 pub mod mask_fn;
 pub mod member_set;
 pub mod rewrite;
@@ -96,8 +97,13 @@ impl std::fmt::Debug for Governance {
 impl Governance {
     pub async fn load(config: &Config) -> Result<Governance, LaloError> {
         let dir = config.resolve(&config.governance.policies);
-        let policies =
-            Policies { access: AccessControl::load(&dir).await?, rules: Rules::load(&dir)?, cache: Default::default() };
+        // Fail closed: a configured policy directory that is missing or unreadable stops lalo.
+        let demo = config.builtin;
+        let policies = Policies {
+            access: AccessControl::load(&dir, demo).await?,
+            rules: Rules::load(&dir, demo)?,
+            cache: Default::default(),
+        };
         Ok(Governance {
             enabled: config.governance.enabled,
             dir,
@@ -110,8 +116,8 @@ impl Governance {
     /// Re-read the policy files; on error the old policies stay in force.
     pub async fn reload(&self) -> Result<(), LaloError> {
         let p = Policies {
-            access: AccessControl::load(&self.dir).await?,
-            rules: Rules::load(&self.dir)?,
+            access: AccessControl::load(&self.dir, false).await?,
+            rules: Rules::load(&self.dir, false)?,
             cache: Default::default(),
         };
         *self.policies.write() = Arc::new(p);
@@ -176,7 +182,7 @@ impl Governance {
         let limits = pol.rules.limits_for(subject);
         if !self.enabled {
             return Ok(GovernedPlan {
-                plan,
+                plan: local_fns::pin(ctx, plan)?,
                 objects: vec![],
                 decision: "allowed".into(),
                 rules: vec![],
@@ -186,7 +192,8 @@ impl Governance {
         }
         let schema = "public";
         check_functions(&plan, &pol.rules.functions)?;
-        // Every table and column the statement refers to, wherever it appears (lineage.rs).
+        // Every table the statement scans (a walk into every subquery, independent of lineage)
+        // and every column it refers to, wherever it appears (lineage.rs).
         let refs = lineage::references(&plan, db);
         for t in &refs.tables {
             if !rewrite::is_system_schema(t) && !pol.access.table_allowed(&subject.name, t, "select") {
@@ -203,6 +210,8 @@ impl Governance {
         }
         let tables = refs.tables;
         let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema, &pol.cache).await?;
+        // Functions lalo answers from its own session never reach an upstream connection.
+        let plan = local_fns::pin(ctx, plan)?;
         let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
             (true, true) => "allowed",
             (false, true) => "filtered",

@@ -102,14 +102,9 @@ fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
 
 impl Rules {
     /// Load `dir/rules.toml` (the demo rules when the directory does not exist).
-    pub fn load(dir: &Path) -> Result<Rules, LaloError> {
+    pub fn load(dir: &Path, demo: bool) -> Result<Rules, LaloError> {
         let path = dir.join("rules.toml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => DEMO_RULES.to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(LaloError::Config(format!("{}: {e}", path.display()))),
-        };
+        let text = super::access::policy_file(dir, "rules.toml", demo.then_some(DEMO_RULES))?;
         Self::parse(&text).map_err(|e| LaloError::Config(format!("{}: {e}", path.display())))
     }
 

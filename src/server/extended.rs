@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{MemPortalStore, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::{Bind, BindComplete};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::simple::{cancel_arm, respond, route_text};
@@ -77,12 +78,36 @@ fn inferred_param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Lal
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    let mut ordered: Vec<(u32, Option<DataType>)> = types
+    // One slot per parameter up to the highest `$n`, as PostgreSQL counts them: a statement
+    // using only `$1` and `$3` still takes three values, and `$3`'s type stays in the third slot.
+    let mut ordered: Vec<(usize, Option<DataType>)> = types
         .into_iter()
-        .map(|(k, v)| (k.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX), v))
+        .filter_map(|(k, v)| Some((k.strip_prefix('$')?.parse::<usize>().ok().filter(|n| (1..=u16::MAX as usize).contains(n))?, v)))
         .collect();
     ordered.sort_by_key(|(k, _)| *k);
-    Ok(ordered.into_iter().map(|(_, v)| v).collect())
+    let mut slots = vec![None; ordered.last().map_or(0, |(k, _)| *k)];
+    for (k, v) in ordered {
+        slots[k - 1] = v;
+    }
+    Ok(slots)
+}
+
+/// Bind's value and format counts against the statement, as PostgreSQL checks them (08P01).
+fn check_bind_counts(bind: &Bind, stored: &StoredStatement<Prepared>, name: &str) -> Result<(), LaloError> {
+    let required = stored.parameter_types.len().max(stored.statement.param_types.len());
+    let supplied = bind.parameters.len();
+    if supplied != required {
+        return Err(LaloError::ProtocolViolation(format!(
+            "bind message supplies {supplied} parameters, but prepared statement \"{name}\" requires {required}"
+        )));
+    }
+    let formats = bind.parameter_format_codes.len();
+    if formats > 1 && formats != supplied {
+        return Err(LaloError::ProtocolViolation(format!(
+            "bind message has {formats} parameter formats but {supplied} parameters"
+        )));
+    }
+    Ok(())
 }
 
 /// SQL types for the placeholders when the client declared at least one in Parse: declared
@@ -256,6 +281,48 @@ impl ExtendedQueryHandler for ExtendedHandler {
         self.parser.clone()
     }
 
+    /// Refused like Execute when governance would refuse the statement (describe.rs).
+    async fn do_describe_statement<C>(&self, client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        super::describe::statement(&self.lalo, &self.parser, client, target).await
+    }
+
+    /// Refused like Execute when governance would refuse the statement (describe.rs).
+    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        super::describe::portal(&self.lalo, &self.parser, client, target).await
+    }
+
+    /// pgwire's Bind, with the parameter counts checked first: a portal never holds more or
+    /// fewer values than its statement has parameters.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let key = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let Some(stored) = client.portal_store().get_statement(key) else {
+            return Err(PgWireError::StatementNotFound(message.statement_name.clone().unwrap_or_default()));
+        };
+        check_bind_counts(&message, &stored, message.statement_name.as_deref().unwrap_or(""))?;
+        let portal = Portal::try_new(&message, stored)?;
+        client.portal_store().put_portal(Arc::new(portal));
+        client.send(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -276,6 +343,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                     input: input.clone(),
                     sql: Some(prepared.sql.clone().unwrap_or_else(|| stmt.to_string())),
                     names: prepared.names.clone(),
+                    began: Some(began),
                     ..Default::default()
                 };
                 let mut cancel = cancel_arm(client);

@@ -1,8 +1,10 @@
 //! The PostgreSQL wire protocol front end (pgwire): listener, TLS, authentication, and the
 //! simple and extended query handlers that call the shared service.
 
+pub mod describe;
 pub mod encode;
 pub mod extended;
+pub mod frames;
 pub mod simple;
 pub mod socket;
 pub mod startup;

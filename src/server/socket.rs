@@ -8,6 +8,9 @@
 //! while the connection is in its query phase, and the buffer goes out as soon as a read would
 //! wait (or grows past [`HIGH_WATER`]). The loop is pgwire's own `process_socket` loop, built
 //! from its public parts so that the socket can be wrapped.
+//!
+//! Beneath it, [`super::frames::Checked`] lets pgwire read only messages whose length and layout
+//! were checked; a message that fails is answered with a FATAL 08P01 and the connection closes.
 
 use std::io;
 use std::pin::Pin;
@@ -19,11 +22,14 @@ use bytes::{Buf, BytesMut};
 use futures::{SinkExt, StreamExt};
 use pgwire::api::ErrorHandler;
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::messages::PgWireFrontendMessage;
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message, MaybeTls, PgWireMessageServerCodec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
+
+use super::frames::{violation_of, Checked};
 
 /// How long a client has to finish startup and authentication (pgwire's own limit).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,7 +112,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DeferredFlush<IO> {
     }
 }
 
-type Socket = Framed<DeferredFlush<MaybeTls>, PgWireMessageServerCodec<super::extended::Prepared>>;
+type Socket = Framed<DeferredFlush<Checked<MaybeTls>>, PgWireMessageServerCodec<super::extended::Prepared>>;
 
 /// Serve one TCP connection until the client leaves.
 pub async fn process(tcp: TcpStream, tls: Option<pgwire::tokio::TlsAcceptor>, handlers: Arc<super::Handlers>) -> io::Result<()> {
@@ -118,8 +124,8 @@ pub async fn process(tcp: TcpStream, tls: Option<pgwire::tokio::TlsAcceptor>, ha
     };
     let Some(framed) = negotiated else { return Ok(()) };
     let parts = framed.into_parts();
-    let mut wrapped = FramedParts::new(DeferredFlush::new(parts.io), parts.codec);
-    wrapped.read_buf = parts.read_buf;
+    // Bytes read during negotiation are checked like every later byte.
+    let mut wrapped = FramedParts::new(DeferredFlush::new(Checked::new(parts.io, parts.read_buf)), parts.codec);
     wrapped.write_buf = parts.write_buf;
     let mut socket: Socket = Framed::from_parts(wrapped);
     let result = serve(&mut socket, &mut startup, &handlers).await;
@@ -149,7 +155,18 @@ async fn serve(socket: &mut Socket, startup: &mut Pin<&mut tokio::time::Sleep>, 
             socket.get_mut().defer = true;
             socket.next().await
         };
-        let Some(Ok(msg)) = msg else { break };
+        let msg = match msg {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                // A message that could not be read: say why (08P01 for a protocol violation)
+                // and close, as PostgreSQL does; the stream cannot be trusted past it.
+                if let Some(info) = unreadable(e) {
+                    let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                }
+                break;
+            }
+            None => break,
+        };
         // Terminate: close now (asyncpg waits for the server to drop the socket).
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
             break;
@@ -162,9 +179,29 @@ async fn serve(socket: &mut Socket, startup: &mut Pin<&mut tokio::time::Sleep>, 
             process_message(msg, socket, startup_handler.clone(), simple.clone(), extended.clone(), copy.clone(), cancel.clone()).await
         {
             errors.on_error(socket, &mut e);
-            process_error(socket, e, is_extended).await?;
+            let info = ErrorInfo::from(e);
+            // Any error before authentication completes ends the connection, as do FATAL ones:
+            // pgwire would otherwise leave the connection open in the ready state.
+            let last = starting || info.is_fatal();
+            process_error(socket, PgWireError::UserError(Box::new(info)), is_extended).await?;
+            if last {
+                break;
+            }
         }
     }
     let _ = socket.flush().await;
     Ok(())
+}
+
+/// The FATAL error to send for a message that could not be read; none when the client is gone.
+fn unreadable(e: PgWireError) -> Option<ErrorInfo> {
+    let mut info = match e {
+        PgWireError::IoError(io) => violation_of(&io)?.error_info("FATAL"),
+        other => ErrorInfo::from(other),
+    };
+    info.severity = "FATAL".into();
+    if info.severity_nonlocalized.is_some() {
+        info.severity_nonlocalized = Some("FATAL".into());
+    }
+    Some(info)
 }

@@ -13,6 +13,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::error::LaloError;
+use crate::governance::audit::AuditRecord;
 use crate::service::Lalo;
 use crate::session::auth::SCRAM_ITERATIONS;
 
@@ -20,6 +21,8 @@ use crate::session::auth::SCRAM_ITERATIONS;
 pub struct LaloStartup {
     lalo: Arc<Lalo>,
     sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    /// The user name the client gave at startup (one handler per connection).
+    user: parking_lot::Mutex<String>,
 }
 
 impl LaloStartup {
@@ -39,7 +42,7 @@ impl LaloStartup {
         let sasl = SASLAuthStartupHandler::new(Arc::new(params))
             .with_scram(scram)
             .with_connection_manager(manager);
-        LaloStartup { lalo, sasl }
+        LaloStartup { lalo, sasl, user: Default::default() }
     }
 }
 
@@ -59,17 +62,32 @@ impl StartupHandler for LaloStartup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        match self.admit(client, message).await {
+            // A connection that broke is no refused login.
+            Err(e) if !matches!(e, PgWireError::IoError(_)) => Err(self.refused(&*client, e).await),
+            other => other,
+        }
+    }
+}
+
+impl LaloStartup {
+    /// lalo's own checks at startup, then SCRAM-SHA-256. A name that is no user goes through the
+    /// whole exchange against a mock verifier (session/auth.rs), as PostgreSQL does, so that
+    /// neither the answer nor its timing tells it from a user with a wrong password.
+    async fn admit<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         if let PgWireFrontendMessage::Startup(startup) = &message {
+            let user = startup.parameters.get("user").cloned().unwrap_or_default();
+            *self.user.lock() = user.clone();
             if self.lalo.config.server.tls_required && !client.is_secure() {
                 return Err(LaloError::NoAccess(
                     "connection refused: this server requires SSL (connect with sslmode=require)".into(),
                 )
                 .to_pgwire_fatal());
-            }
-            let user = startup.parameters.get("user").cloned().unwrap_or_default();
-            if self.lalo.users.get(&user).is_none() {
-                // Still let SCRAM run against no verifier would leak timing; refuse up front like PostgreSQL does.
-                return Err(LaloError::UnknownUser(user).to_pgwire_fatal());
             }
             let params: Vec<(String, String)> =
                 startup.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -85,5 +103,42 @@ impl StartupHandler for LaloStartup {
             }
         }
         self.sasl.on_startup(client, message).await
+    }
+
+    /// A refused login: one audit line (the name as given, the client's address, the reason)
+    /// and, for a failed password check, PostgreSQL's answer, the same whether or not the name
+    /// is a user.
+    async fn refused<C: ClientInfo>(&self, client: &C, e: PgWireError) -> PgWireError {
+        let user = self.user.lock().clone();
+        let (answer, error) = match e {
+            PgWireError::InvalidPassword(_) => {
+                let failed = LaloError::BadPassword(user.clone());
+                let reason = if self.lalo.users.get(&user).is_some() { "wrong password" } else { "no such user" };
+                let error = format!("{}: {failed} ({reason})", failed.sqlstate());
+                (failed.to_pgwire_fatal(), error)
+            }
+            PgWireError::UserError(info) => {
+                let error = format!("{}: {}", info.code, info.message);
+                (PgWireError::UserError(info), error)
+            }
+            other => {
+                let error = other.to_string();
+                (other, error)
+            }
+        };
+        let rec = AuditRecord {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            user,
+            client: client.socket_addr().to_string(),
+            entry: crate::session::EntryPoint::Pgwire.as_str().into(),
+            input: "login".into(),
+            decision: "denied".into(),
+            error: Some(error),
+            ..Default::default()
+        };
+        if let Err(err) = self.lalo.audit.append(rec).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+        answer
     }
 }

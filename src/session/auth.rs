@@ -6,6 +6,8 @@ use pgwire::api::auth::sasl::scram::gen_salted_password;
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::{PgWireError, PgWireResult};
 
+use sha2::{Digest, Sha256};
+
 use crate::config::UserConfig;
 use crate::error::LaloError;
 
@@ -26,6 +28,9 @@ pub struct UserEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Users {
     by_name: HashMap<String, UserEntry>,
+    /// Seeds the salts of names that are no user, so each such name keeps one salt for the
+    /// server's lifetime, as a real user's salt does.
+    mock_seed: [u8; 32],
 }
 
 impl Users {
@@ -46,7 +51,7 @@ impl Users {
                 UserEntry { name: u.name.clone(), salt, salted_password, plain, attributes: u.attributes.clone() },
             );
         }
-        Ok(Users { by_name })
+        Ok(Users { by_name, mock_seed: rand::random() })
     }
 
     pub fn get(&self, name: &str) -> Option<&UserEntry> {
@@ -56,6 +61,15 @@ impl Users {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.by_name.keys()
     }
+
+    /// What SCRAM runs against for a name that is no user, as PostgreSQL's mock authentication
+    /// does: a stable salt and a verifier no password matches, so the exchange goes to its end
+    /// and fails exactly as a wrong password fails.
+    fn mock_password(&self, name: &str) -> Password {
+        let digest = Sha256::new().chain_update(self.mock_seed).chain_update(name.as_bytes()).finalize();
+        let salt = digest[..16].to_vec();
+        Password::new(Some(salt), rand::random::<[u8; 32]>().to_vec())
+    }
 }
 
 #[async_trait::async_trait]
@@ -64,7 +78,7 @@ impl AuthSource for Users {
         let name = login.user().ok_or(PgWireError::UserNameRequired)?;
         match self.by_name.get(name) {
             Some(u) => Ok(Password::new(Some(u.salt.clone()), u.salted_password.clone())),
-            None => Err(LaloError::UnknownUser(name.to_string()).to_pgwire_fatal()),
+            None => Ok(self.mock_password(name)),
         }
     }
 }

@@ -34,7 +34,10 @@ impl EntryPoint {
 /// One connected caller.
 pub struct Session {
     pub user: String,
-    pub subject: Subject,
+    /// Who the caller is for the policies: name, roles, attributes, with the policy version the
+    /// roles were read at. Roles are read again after a policy reload, so a changed `g` line
+    /// applies from the next statement of every open session.
+    subject: parking_lot::Mutex<(u64, Arc<Subject>)>,
     pub database: String,
     pub client: String,
     pub entry: EntryPoint,
@@ -93,7 +96,7 @@ impl Session {
     ) -> Session {
         Session {
             user: subject.name.clone(),
-            subject,
+            subject: parking_lot::Mutex::new((u64::MAX, Arc::new(subject))),
             database,
             client,
             entry,
@@ -128,6 +131,17 @@ impl Session {
         };
         *slot = Some((epoch, d.clone()));
         d
+    }
+
+    /// The caller's subject under policy version `version`; `refresh` reads the roles again
+    /// when the policies changed since they were last read.
+    pub fn subject(&self, version: u64, refresh: impl FnOnce(&Subject) -> Subject) -> Arc<Subject> {
+        let mut slot = self.subject.lock();
+        if slot.0 != version {
+            let fresh = Arc::new(refresh(&slot.1));
+            *slot = (version, fresh);
+        }
+        slot.1.clone()
     }
 
     pub fn epoch(&self) -> u64 {

@@ -2,8 +2,10 @@
 
 mod common;
 mod protocol;
+mod protocol_fuzz;
 mod psql;
 mod governance;
+mod governance_gen;
 mod policy;
 mod mcp;
 mod clients;
@@ -17,3 +19,5 @@ mod ask;
 mod llm;
 mod keys;
 mod retrieval;
+mod walkaround;
+mod disclosure;

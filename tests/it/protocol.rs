@@ -248,9 +248,10 @@ async fn wrong_password_and_unknown_user_are_refused() {
     let bad = format!("host=127.0.0.1 port={} user=admin password=nope dbname=lalo", s.port());
     let e = tokio_postgres::connect(&bad, tokio_postgres::NoTls).await.err().expect("refused");
     assert_eq!(sqlstate(&e), "28P01");
+    // An unknown user is answered as a wrong password is, as PostgreSQL does.
     let unknown = format!("host=127.0.0.1 port={} user=mallory password=x dbname=lalo", s.port());
     let e = tokio_postgres::connect(&unknown, tokio_postgres::NoTls).await.err().expect("refused");
-    assert_eq!(sqlstate(&e), "28000");
+    assert_eq!(sqlstate(&e), "28P01");
     let nodb = format!("host=127.0.0.1 port={} user=admin password=admin dbname=nodb", s.port());
     let e = tokio_postgres::connect(&nodb, tokio_postgres::NoTls).await.err().expect("refused");
     assert_eq!(sqlstate(&e), "3D000");

@@ -115,7 +115,7 @@ impl DirectPool {
             None => {
                 let Some(cfg) = &self.config else { return Err(DirectError::Unsupported("TLS upstream".into())) };
                 let mut cfg = cfg.clone();
-                cfg.options("-c search_path=public").application_name("lalo");
+                cfg.options(super::PINNED_OPTIONS).application_name("lalo");
                 let connected = tokio::time::timeout(std::time::Duration::from_secs(5), cfg.connect(NoTls)).await;
                 let (client, connection) = match connected {
                     Ok(Ok(pair)) => pair,

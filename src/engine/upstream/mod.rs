@@ -15,6 +15,13 @@ pub mod shared;
 pub mod unparse_fix;
 pub mod wire;
 
+
+/// Settings every upstream connection starts with, whichever session uses it next: the schema
+/// bare names resolve in, and read-only transactions (lalo never writes upstream; a statement
+/// that tried would fail there too). Sessions cannot change them: SET is answered by lalo and
+/// functions with session effects never run upstream (`governance::local_fns`).
+pub const PINNED_OPTIONS: &str = "-c search_path=public -c default_transaction_read_only=on";
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,7 +321,7 @@ async fn connect_pool(url: &str, pool_size: u32) -> Result<PostgresConnectionPoo
     params.insert("sslmode".into(), ssl.into());
     params.insert("connection_pool_size".into(), pool_size.to_string());
     params.insert("application_name".into(), "lalo".into());
-    params.insert("options".into(), "-c search_path=public".into());
+    params.insert("options".into(), PINNED_OPTIONS.into());
     PostgresConnectionPool::new(to_secret_map(params)).await.map_err(|e| e.to_string())
 }
 

@@ -108,7 +108,7 @@ impl WireConn {
             ("user", t.user.as_str()),
             ("database", t.dbname.as_str()),
             ("application_name", "lalo"),
-            ("options", "-c search_path=public"),
+            ("options", super::PINNED_OPTIONS),
             ("client_encoding", "UTF8"),
             ("DateStyle", "ISO, MDY"),
             ("TimeZone", "UTC"),

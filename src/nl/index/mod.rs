@@ -161,12 +161,16 @@ impl RetrievalIndex {
                 _ => tracing::warn!("retrieval: the embeddings endpoint did not answer; local vectors only"),
             }
         }
-        let counts: Vec<String> = lists.iter().map(|(n, d)| format!("{n} {}", d.len())).collect();
-        let hits = fused(lists);
-        let found = hits.len();
-        let hits = entitle::filter(lalo, session, built, hits).await;
+        let names: Vec<&'static str> = lists.iter().map(|(n, _)| *n).collect();
+        let hits = entitle::filter(lalo, session, built, fused(lists)).await;
+        // Counted after the entitlement filter: a count of what the searches found would tell
+        // how many documents the caller cannot read match the question.
+        let counts: Vec<String> = names
+            .iter()
+            .map(|n| format!("{n} {}", hits.iter().filter(|h| h.found_by.split('+').any(|f| f == *n)).count()))
+            .collect();
         let note = format!(
-            "index: {} ({found} fused, {} readable) in {:.1} ms",
+            "index: {} ({} readable) in {:.1} ms",
             counts.join(", "),
             hits.len(),
             began.elapsed().as_secs_f64() * 1000.0
