@@ -236,10 +236,32 @@ fn outside_refs(q: &Query) -> Option<OutsideRefs> {
     }
     let mut c = Check { from: &from, columns: false, params: false };
     let _ = q.visit(&mut c);
-    if !(c.columns || c.params) || (c.columns && !plannable(q, select, &from)) {
+    // The library's NULL is kept only for catalog introspection (client catalog queries expect
+    // it there); over user tables a NULL in place of a value is a silent wrong answer, so the
+    // subquery goes to DataFusion, which answers it or says it cannot.
+    if !(c.columns || c.params) || (c.columns && !plannable(q, select, &from) && reads_only_catalog(select)) {
         return None;
     }
     Some(OutsideRefs { columns: c.columns })
+}
+
+/// True when every relation in the FROM clause is a pg_catalog or information_schema table.
+fn reads_only_catalog(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    let catalog = |tf: &TableFactor| match tf {
+        TableFactor::Table { name, .. } => {
+            let parts: Vec<String> = name.0.iter().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()).collect();
+            match parts.as_slice() {
+                [t] => t.starts_with("pg_") || t.starts_with("information_schema"),
+                [.., schema, _] => schema == "pg_catalog" || schema == "information_schema",
+                [] => false,
+            }
+        }
+        _ => false,
+    };
+    select
+        .from
+        .iter()
+        .all(|twj| catalog(&twj.relation) && twj.joins.iter().all(|j| catalog(&j.relation)))
 }
 
 #[cfg(test)]
@@ -271,6 +293,15 @@ mod tests {
         let out = sql("SELECT a.attname, (SELECT c.collname FROM pg_collation c, pg_type t WHERE c.oid = a.attcollation \
             AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation FROM pg_attribute a");
         assert!(out.contains("NULL AS attcollation"), "{out}");
+    }
+
+    #[test]
+    fn subqueries_over_user_tables_are_never_nulled() {
+        let out = sql("SELECT (SELECT max(n_nationkey) FROM tpch.nation WHERE n_nationkey < coalesce(cst.c_acctbal, 0)) AS k \
+            FROM tpch.customer cst");
+        assert!(!out.contains("NULL AS k"), "{out}");
+        let out = sql("SELECT (SELECT count(*) FROM (SELECT d.k FROM (SELECT n_nationkey AS k FROM tpch.nation) d) s) AS k");
+        assert!(!out.contains("NULL AS k"), "{out}");
     }
 
     #[test]

@@ -137,7 +137,9 @@ async fn start_lalo(urls: &BTreeMap<String, String>, scratch: &std::path::Path) 
     cfg.catalog.dir = catalog;
     cfg.catalog.tpch_scale = 0.0;
     cfg.catalog.data_dir = scratch.join("data");
-    // A directory that does not exist: the built-in demo policies (admins read everything).
+    // The compiled-in demo policies (admins read everything): this config is lalo's own, so it
+    // may use them, through a directory that does not exist.
+    cfg.builtin = true;
     cfg.governance.policies = scratch.join("demo-policies");
     cfg.governance.audit_log = scratch.join("audit.log");
     let lalo = Lalo::start(cfg).await?;

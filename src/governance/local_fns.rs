@@ -139,8 +139,7 @@ mod tests {
 
     #[test]
     fn built_ins_push_down_overrides_do_not() {
-        let ctx = SessionContext::new();
-        let upper = ctx.udf("upper").expect("upper");
+        let upper = builtins().get("upper").expect("upper").clone();
         assert!(pushable(&upper));
         // A function of the same name but another implementation is lalo's own.
         let other = datafusion::logical_expr::create_udf(
