@@ -12,7 +12,7 @@
 //! to compute the same thing upstream is evaluated here first, when its arguments are constants
 //! and it has no side effects (the literal is what goes upstream); otherwise the statement is
 //! refused with 0A000. Known to push down: DataFusion's own built-in implementations (checked by
-//! implementation, not by name, so a lalo override of a built-in name stays local) and the few
+//! implementation type, not by name, so a lalo override of a built-in name stays local) and the few
 //! lalo functions written to unparse into PostgreSQL (masks, `age`, `date_trunc`, value sets).
 
 use std::collections::HashMap;
@@ -56,7 +56,14 @@ fn pushable(f: &ScalarUDF) -> bool {
         || f_inner.is::<RowFilterIn>()
         || f_inner.is::<PgAge>()
         || f_inner.is::<PgDateTrunc>()
-        || builtins().get(f.name()).is_some_and(|b| **b == *f)
+        || builtins().get(f.name()).is_some_and(|b| same_impl(b, f))
+}
+
+/// The same implementation type: DataFusion rebuilds some built-ins with the session's settings
+/// (a time zone, say), so the instances differ while the function is the same.
+fn same_impl(a: &ScalarUDF, b: &ScalarUDF) -> bool {
+    use std::any::Any;
+    (a.inner().as_ref() as &dyn Any).type_id() == (b.inner().as_ref() as &dyn Any).type_id()
 }
 
 /// True when the plan scans a table of an upstream database, subqueries included.

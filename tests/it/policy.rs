@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common::{self, sqlstate};
 
 /// A private copy of the demo policies that a test may edit.
-fn policy_copy() -> tempfile::TempDir {
+pub fn policy_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in ["model.conf", "policy.csv", "rules.toml"] {
         std::fs::copy(common::repo().join("policies").join(f), dir.path().join(f)).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::common::{self, sqlstate};
 use crate::pgcluster;
+use crate::policy::policy_copy;
 
 /// Statements that read the intern's denied column `tpch.customer.c_acctbal` (or the analyst's
 /// denied table `lalo_audit.events`) through constructs the access check once missed.
@@ -100,15 +101,6 @@ async fn audit_lists_what_subqueries_read() {
     ] {
         assert!(objects.contains(&o), "{o} missing from {objects:?}");
     }
-}
-
-/// A private copy of the demo policies that a test may edit.
-fn policy_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["model.conf", "policy.csv", "rules.toml"] {
-        std::fs::copy(common::repo().join("policies").join(f), dir.path().join(f)).unwrap();
-    }
-    dir
 }
 
 #[tokio::test]
