@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lalo::service::Outcome;
+use lalo::pipeline::Outcome;
 use lalo::session::EntryPoint;
 
 /// Answer `question` as `user` in `database` and print the SQL, decisions and rows.
@@ -27,7 +27,7 @@ pub async fn run(cfg: lalo::Config, user: Option<String>, database: &str, questi
     }
     let session = lalo.open_session(&user, database, "cli", EntryPoint::Cli)?;
     let input = format!("ASK {question}");
-    match lalo::nl::answer::answer(&lalo, &session, question, &input, None, None).await {
+    match lalo.answer(&session, question, &input, Default::default()).await {
         Ok(a) => {
             println!("SQL: {}", a.sql);
             println!("decision: {}", a.decision);

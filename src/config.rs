@@ -93,11 +93,31 @@ impl Default for CatalogConfig {
     }
 }
 
+/// Which drafter turns questions into SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DrafterKind {
+    /// The built-in rule-based drafter (no model).
+    #[default]
+    Rules,
+    /// An OpenAI-compatible chat-completions endpoint (nl/llm.rs).
+    Llm,
+}
+
+impl DrafterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrafterKind::Rules => "rules",
+            DrafterKind::Llm => "llm",
+        }
+    }
+}
+
 /// `[planner]`: how questions become SQL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlannerConfig {
-    pub drafter: String,
+    pub drafter: DrafterKind,
     pub llm_base_url: Option<String>,
     pub llm_model: Option<String>,
     pub llm_api_key_env: Option<String>,
@@ -117,7 +137,7 @@ pub struct PlannerConfig {
 impl Default for PlannerConfig {
     fn default() -> Self {
         Self {
-            drafter: "rules".into(),
+            drafter: DrafterKind::Rules,
             llm_base_url: None,
             llm_model: None,
             llm_api_key_env: None,

@@ -4,6 +4,10 @@ use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
 /// Every error a client can see. The message never carries secrets or connection strings.
+/// How a lost upstream connection's message begins (engine/upstream/pool.rs writes it, and an
+/// error that reaches lalo through DataFusion is recognized by it as 08006).
+pub const UPSTREAM_LOST_PREFIX: &str = "upstream connection lost";
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LaloError {
     #[error("password authentication failed for user \"{0}\"")]
@@ -172,7 +176,7 @@ fn classify_message(m: &str) -> LaloError {
         .trim_start_matches("Schema error: ")
         .to_string();
     let lower = msg.to_ascii_lowercase();
-    if let Some(at) = msg.find(crate::engine::upstream::pool::LOST_PREFIX) {
+    if let Some(at) = msg.find(UPSTREAM_LOST_PREFIX) {
         // Upstream failures reach here as text through datafusion-table-providers.
         let text = &msg[at..];
         let upstream = text.split('"').nth(1).unwrap_or("").to_string();

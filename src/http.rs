@@ -14,7 +14,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use crate::mcp::{LaloMcp, McpUser};
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 
 /// The HTTP routes for one gateway.
 pub fn router(lalo: Arc<Lalo>) -> Router {

@@ -2,14 +2,26 @@
 //! protocol; lalo plans them with Apache DataFusion, governs every plan against the caller's
 //! policies, runs it over the embedded catalog or upstream databases, and audits every statement.
 //!
-//! The path of a statement: [`server`] (pgwire) → [`router`] → [`service::Lalo`] plans with the
-//! session's [`engine`] context → [`governance`] checks and rewrites the plan into a
-//! [`governance::GovernedPlan`] → [`execution`] streams the rows and writes the audit record.
+//! The path of a statement, stage by stage:
+//!
+//! - [`server`] (pgwire: socket, startup, simple and extended handlers), [`mcp`], [`http`], the
+//!   CLI (`ask`, [`eval`]): entry points; each hands statements to [`pipeline::Lalo::run`] and
+//!   encodes the protocol-free [`pipeline::Outcome`] its own way;
+//! - [`router`] and [`compat`]: text → routed statements, client-quirk rewrites;
+//! - [`pipeline`]: the request path, top to bottom — audit scope, commands / cursors / prepared
+//!   statements / questions, the shape index ([`shapes`]) and the one statement cache
+//!   ([`plan_cache`]: each statement's executor, chosen once from its governed plan), admission
+//!   under limits, the executor (direct upstream via [`passthrough`] | embedded cached plan |
+//!   planned) under the guard of [`execution`];
+//! - [`engine`]: DataFusion catalogs and session contexts, pg_catalog, upstream federation and pools;
+//! - [`governance`]: access on every scan, column lineage, row filters and masks, limits, the audit
+//!   chain; the only maker of [`governance::GovernedPlan`], which every executor runs;
+//! - [`nl`]: questions — retrieval, context, the planner graph and its drafters;
+//! - [`session`]: identity, settings, per-session caches.
 
 pub mod check;
 pub mod compat;
 pub mod config;
-pub mod disclosure;
 pub mod engine;
 pub mod error;
 pub mod execution;
@@ -19,10 +31,10 @@ pub mod metrics;
 pub mod naming;
 pub mod passthrough;
 pub mod pgtypes;
+pub mod pipeline;
 pub mod plan_cache;
 pub mod router;
 pub mod server;
-pub mod service;
 pub mod shapes;
 pub mod session;
 pub mod runtime;
@@ -34,4 +46,4 @@ pub mod mcp;
 
 pub use config::Config;
 pub use error::LaloError;
-pub use service::Lalo;
+pub use pipeline::Lalo;

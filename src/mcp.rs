@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::error::LaloError;
 use crate::router::Route;
-use crate::service::{Lalo, Outcome, Request};
+use crate::pipeline::{Lalo, Outcome, Request};
 use crate::session::{EntryPoint, Session};
 
 /// The user an HTTP request was authenticated as (set by the bearer-token layer).
@@ -154,7 +154,8 @@ impl LaloMcp {
             Route::Query(s) => Some(s.to_string()),
             _ => None,
         };
-        let outcome = self.lalo.run_route_capped(session, route, input, Some(cap + 1)).await?;
+        let delivery = crate::pipeline::Delivery { cap: Some(cap + 1), ..Default::default() };
+        let outcome = self.lalo.run(session, crate::pipeline::Input::Routed { route, text: input }, delivery).await?;
         rows_json(outcome, cap, sql).await
     }
 
@@ -250,10 +251,7 @@ impl LaloMcp {
             let route = match self.single_statement(&session, &args.sql) {
                 Ok(Route::Ask { .. }) => return Err(LaloError::Syntax("query takes SQL; use the ask tool for questions".into())),
                 Ok(r) => r,
-                Err(e) => {
-                    self.lalo.audit_failure(&session, &Request { input: args.sql.clone(), ..Default::default() }, &e, std::time::Instant::now()).await;
-                    return Err(e);
-                }
+                Err(e) => return Err(self.lalo.refuse(&session, &args.sql, e).await),
             };
             self.run(&session, route, &args.sql, cap).await
         }
@@ -270,7 +268,8 @@ impl LaloMcp {
         let result = async {
             let session = self.session(&ctx)?;
             let input = format!("ASK {}", args.question);
-            let a = crate::nl::answer::answer(&self.lalo, &session, &args.question, &input, None, Some(cap + 1)).await?;
+            let delivery = crate::pipeline::Delivery { cap: Some(cap + 1), ..Default::default() };
+            let a = self.lalo.answer(&session, &args.question, &input, delivery).await?;
             let mut v = rows_json(a.outcome, cap, Some(a.sql)).await?;
             v["decision"] = json!(a.decision);
             v["rules"] = json!(a.rules);
@@ -297,7 +296,7 @@ impl LaloMcp {
             let stmt = match route {
                 Route::Query(stmt) => stmt,
                 Route::Ask { question, .. } => {
-                    let p = crate::nl::answer::explain(&self.lalo, &session, &question, &format!("EXPLAIN ASK {question}")).await?;
+                    let p = self.lalo.explain_question(&session, &question, &format!("EXPLAIN ASK {question}")).await?;
                     return Ok(json!({
                         "question": question,
                         "sql": p.sql,
@@ -311,31 +310,15 @@ impl LaloMcp {
                 }
                 _ => return Err(LaloError::NotSupported("explain takes one SQL statement or ASK question".into())),
             };
-            let began = std::time::Instant::now();
             let start = Request { input: format!("EXPLAIN {}", args.input), sql: Some(stmt.to_string()), ..Default::default() };
-            let governed = async {
-                let plan = self.lalo.plan(&session, &stmt).await?;
-                self.lalo.govern(&session, plan).await
-            }
-            .await;
-            match governed {
-                Ok(g) => {
-                    let mut rec = self.lalo.record(&session, &start, Some(&g));
-                    rec.duration_ms = began.elapsed().as_secs_f64() * 1000.0;
-                    let _ = self.lalo.audit.append(rec).await;
-                    Ok(json!({
-                        "sql": stmt.to_string(),
-                        "plan": format!("{}", g.plan().display_indent()),
-                        "decision": g.decision,
-                        "rules": g.rules,
-                        "objects": g.objects,
-                    }))
-                }
-                Err(e) => {
-                    self.lalo.audit_failure(&session, &start, &e, began).await;
-                    Err(e)
-                }
-            }
+            let g = self.lalo.explain_sql(&session, &stmt, &start).await?;
+            Ok(json!({
+                "sql": stmt.to_string(),
+                "plan": format!("{}", g.plan().display_indent()),
+                "decision": g.decision,
+                "rules": g.rules,
+                "objects": g.objects,
+            }))
         }
         .await;
         Ok(reply(result))

@@ -45,6 +45,26 @@ pub fn pipelined_statement() {
     metrics::counter!("lalo_pipelined_statements_total").increment(1);
 }
 
+/// A statement was planned from SQL (DataFusion's SQL planner): at most once per statement.
+pub fn plan_built() {
+    metrics::counter!("lalo_plans_built_total").increment(1);
+}
+
+/// A plan went through governance: at most once per statement.
+pub fn plan_governed() {
+    metrics::counter!("lalo_plans_governed_total").increment(1);
+}
+
+/// A statement was admitted under the caller's limits: once per statement, whatever lane runs it.
+pub fn admitted_statement() {
+    metrics::counter!("lalo_admitted_statements_total").increment(1);
+}
+
+/// A statement was refused by the caller's limits (rate, concurrency): counted once per statement.
+pub fn limited_statement() {
+    metrics::counter!("lalo_limited_statements_total").increment(1);
+}
+
 /// A statement ran on a cached governed plan (no SQL planning, governance or optimizer).
 pub fn cached_plan() {
     metrics::counter!("lalo_cached_plans_total").increment(1);

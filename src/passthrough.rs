@@ -48,11 +48,6 @@ pub const FORWARD_UNKNOWN: u8 = 0;
 pub const FORWARD_YES: u8 = 1;
 pub const FORWARD_NO: u8 = 2;
 
-/// The cache stamp (settings epoch, policy version, catalog generation).
-pub type Stamp = crate::plan_cache::Stamp;
-
-/// Statements known to run wholly upstream (or known not to), per session.
-pub type DirectCache = crate::plan_cache::StampedCache<DirectPlan>;
 
 /// Lift comparison literals into parameters: `aid = 42` → `aid = $1` with 42 as a value.
 /// Only literals compared with non-literals (and IN lists, BETWEEN bounds) are lifted: there the
@@ -184,11 +179,7 @@ pub async fn derive(
     });
     let physical = state.query_planner().create_physical_plan(&optimized, state).await.ok()?;
     let sql = federated_sql(&physical)?;
-    let types = governed.plan().get_parameter_types().ok()?;
-    let mut param_types = Vec::with_capacity(types.len());
-    for i in 1..=types.len() {
-        param_types.push(types.get(&format!("${i}"))?.clone()?);
-    }
+    let param_types = crate::plan_cache::param_types(governed.plan())?;
     Some(DirectPlan {
         upstream: db,
         sql,

@@ -55,8 +55,17 @@ impl CachedPlan {
     }
 }
 
-/// The cache stamp: anything that can change a plan or a decision.
-pub type Stamp = (u64, u64, u64);
+/// The cache stamp: everything besides the statement's key that can change its plan or its
+/// decision. The user and the database are the session's own (caches live in the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// Bumped by every SET/RESET/DISCARD of the session.
+    pub settings_epoch: u64,
+    /// Bumped by every policy reload.
+    pub policy_version: u64,
+    /// Bumped whenever an upstream's catalog is read again.
+    pub catalog_generation: u64,
+}
 
 /// A session's statements by key (text with literals lifted), for one stamp: `Some(plan)` to
 /// reuse, `None` known not to qualify. Entries older than `rewrite::FILTER_TTL` count as unknown,
@@ -103,8 +112,43 @@ impl<V> StampedCache<V> {
     }
 }
 
-/// Governed, optimized plans of a session's repeated statements on the embedded engine.
-pub type PlanCache = StampedCache<CachedPlan>;
+/// How a cached statement runs: the executor chosen once, from its governed plan, when the
+/// statement was first seen under the current stamp.
+#[derive(Debug)]
+pub enum Executor {
+    /// Wholly on one upstream, as a prepared statement there (passthrough.rs).
+    Direct(Arc<crate::passthrough::DirectPlan>),
+    /// On the embedded engine from the governed, optimized plan; each execution binds values.
+    Embedded(Arc<CachedPlan>),
+    /// Planned and governed afresh on every execution (volatile functions, federated parts that
+    /// are not one upstream statement, or a text whose lifted form does not plan). A decision
+    /// made ahead of the execution (the extended protocol's Describe) waits here for it, once.
+    Planned(Checked),
+}
+
+impl Executor {
+    pub fn planned() -> Executor {
+        Executor::Planned(Checked::default())
+    }
+}
+
+/// A governed plan (placeholders unbound) that the next execution takes instead of governing again.
+#[derive(Debug, Default)]
+pub struct Checked(parking_lot::Mutex<Option<GovernedPlan>>);
+
+impl Checked {
+    pub fn put(&self, governed: GovernedPlan) {
+        *self.0.lock() = Some(governed);
+    }
+
+    pub fn take(&self) -> Option<GovernedPlan> {
+        self.0.lock().take()
+    }
+}
+
+/// One statement cache per session: key (text with literals lifted, or a prepared statement's
+/// text with its parameter types) → executor. Shared by the simple and extended protocols.
+pub type StatementCache = StampedCache<Executor>;
 
 /// Build a cache entry from a governed plan (placeholders unbound), or `None` when the plan may
 /// not be reused.
@@ -112,11 +156,7 @@ pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan
     if !reusable(governed.plan()) {
         return None;
     }
-    let types = governed.plan().get_parameter_types().ok()?;
-    let mut param_types = Vec::with_capacity(types.len());
-    for i in 1..=types.len() {
-        param_types.push(types.get(&format!("${i}"))?.clone()?);
-    }
+    let param_types = param_types(governed.plan())?;
     let optimized = governed.optimize(state).ok()?;
     let mut federated = false;
     let _ = optimized.plan().apply_with_subqueries(|n| {
@@ -127,6 +167,16 @@ pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan
         return None;
     }
     Some(CachedPlan { governed: optimized, param_types })
+}
+
+/// The types of a plan's parameters, `$1` first; `None` when one is unknown or a number is skipped.
+pub fn param_types(plan: &LogicalPlan) -> Option<Vec<DataType>> {
+    let types = plan.get_parameter_types().ok()?;
+    let mut out = Vec::with_capacity(types.len());
+    for i in 1..=types.len() {
+        out.push(types.get(&format!("${i}"))?.clone()?);
+    }
+    Some(out)
 }
 
 /// A query whose every function is immutable: its optimized plan means the same at any time.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::LaloError;
 use crate::server::PgServer;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 
 /// A running gateway; dropping it stops the listeners.
 pub struct Running {
@@ -40,7 +40,7 @@ pub async fn start(config: Config) -> Result<Running, LaloError> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));
-    tasks.push(tokio::spawn(crate::governance::watch::watch_policies(lalo.clone())));
+    tasks.push(tokio::spawn(crate::governance::watch::watch_policies(lalo.governance.clone())));
     tracing::info!(%pg_addr, %http_addr, "lalo is serving");
     Ok(Running { lalo, pg_addr, http_addr, tasks })
 }

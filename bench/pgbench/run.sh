@@ -3,9 +3,13 @@
 # PgBouncer and through lalo (governance on, the demo policies, user admin), in one run, at 1 and
 # 16 clients, in the simple and the prepared protocol. Prints TPS and the ratios lalo/PgBouncer
 # and lalo/direct (target: lalo >= PgBouncer at 16 clients), as medians of ROUNDS rounds.
+# With LALO_BASE_BIN set, a second lalo (the base, e.g. the previous release build) runs beside
+# the first on ports 56644/56645 and is measured in every round right after it: the table gains
+# the columns base (median TPS) and lalo/base (median of the per-round ratios).
 #
 #   bench/pgbench/run.sh                 # builds lalo in release mode unless LALO_BIN is set
 #   SCALE=10 SECONDS_PER_RUN=20 ROUNDS=5 bench/pgbench/run.sh
+#   LALO_BIN=target/release/lalo LALO_BASE_BIN=/tmp/lalo-prev bench/pgbench/run.sh
 #
 # Needs the Debian packages postgresql (server binaries), postgresql-client (pgbench) and
 # pgbouncer; run as root it starts PostgreSQL and PgBouncer as the `postgres` system user.
@@ -16,6 +20,7 @@ scale="${SCALE:-10}"
 secs="${SECONDS_PER_RUN:-8}"
 rounds="${ROUNDS:-3}"
 clients_list="${CLIENTS:-1 16}"
+base_bin="${LALO_BASE_BIN:-}"   # a second lalo binary measured beside LALO_BIN; empty: none
 
 pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 [ -x "$pgbin/initdb" ] || { echo "PostgreSQL server binaries are missing: apt-get install postgresql" >&2; exit 1; }
@@ -26,14 +31,17 @@ if [ -z "${LALO_BIN:-}" ]; then
   (cd "$repo" && cargo build --release --locked >&2)
   LALO_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/lalo"
 fi
+if [ -n "$base_bin" ] && [ ! -x "$base_bin" ]; then
+  echo "LALO_BASE_BIN is not an executable file: $base_bin" >&2; exit 1
+fi
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 work="$(mktemp -d)"
 chmod 777 "$work"
-pg_port=56640; bouncer_port=56641; lalo_port=56642; lalo_http=56643
+pg_port=56640; bouncer_port=56641; lalo_port=56642; lalo_http=56643; base_port=56644; base_http=56645
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
   as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -68,7 +76,6 @@ as_pg pgbouncer -d "$work/pgbouncer.ini"
 sleep 1
 pids+=("$(cat "$work/pgbouncer.pid")")
 
-echo "starting lalo ..." >&2
 mkdir -p "$work/catalog"
 cat >"$work/catalog/sources.toml" <<TOML
 [[upstream]]
@@ -77,18 +84,29 @@ kind = "postgres"
 url_env = "BENCH_UPSTREAM_URL"
 schemas = ["public"]
 TOML
-(cd "$repo" && BENCH_UPSTREAM_URL="postgres://postgres@127.0.0.1:$pg_port/bench?sslmode=disable" \
-  LALO_SERVER_LISTEN="127.0.0.1:$lalo_port" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$lalo_http" \
-  LALO_SERVER_MAX_CONNECTIONS=200 LALO_CATALOG_DIR="$work/catalog" LALO_CATALOG_DATA_DIR="$work/data" \
-  LALO_CATALOG_TPCH_SCALE=0 LALO_GOVERNANCE_AUDIT_LOG="$work/audit.log" LALO_LOG=warn \
-  exec "$LALO_BIN" serve >"$work/lalo.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 1 120); do
-  PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$lalo_port" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$lalo_port" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null \
-  || { echo "lalo did not start:" >&2; cat "$work/lalo.log" >&2; exit 1; }
+start_lalo() {  # name binary port http_port data_dir audit_log (the last two under $work)
+  echo "starting $1 ..." >&2
+  (cd "$repo" && BENCH_UPSTREAM_URL="postgres://postgres@127.0.0.1:$pg_port/bench?sslmode=disable" \
+    LALO_SERVER_LISTEN="127.0.0.1:$3" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$4" \
+    LALO_SERVER_MAX_CONNECTIONS=200 LALO_CATALOG_DIR="$work/catalog" LALO_CATALOG_DATA_DIR="$work/$5" \
+    LALO_CATALOG_TPCH_SCALE=0 LALO_GOVERNANCE_AUDIT_LOG="$work/$6" LALO_LOG=warn \
+    exec "$2" serve >"$work/$1.log" 2>&1) &
+  pids+=($!)
+}
+wait_lalo() {  # name port
+  for _ in $(seq 1 120); do
+    PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$2" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$2" -U admin -d bench -c "SELECT 1 FROM pgbench_branches LIMIT 1" >/dev/null \
+    || { echo "$1 did not start:" >&2; cat "$work/$1.log" >&2; exit 1; }
+}
+start_lalo lalo "$LALO_BIN" "$lalo_port" "$lalo_http" data audit.log
+wait_lalo lalo "$lalo_port"
+if [ -n "$base_bin" ]; then
+  start_lalo base "$base_bin" "$base_port" "$base_http" base-data base-audit.log
+  wait_lalo base "$base_port"
+fi
 
 tps() {  # port user password mode clients
   PGPASSWORD="$3" pgbench -n -S -s "$scale" -h 127.0.0.1 -p "$1" -U "$2" -M "$4" -c "$5" -j "$(( $5 < 2 ? 1 : 2 ))" \
@@ -97,25 +115,45 @@ tps() {  # port user password mode clients
 
 tps "$pg_port" postgres "" simple 4 >/dev/null           # warm the upstream's cache
 tps "$lalo_port" admin admin simple 4 >/dev/null         # and lalo's
-# Load elsewhere on the machine drifts over minutes: the three targets take turns for `ROUNDS`
-# short runs and the table shows medians (TPS and the per-round ratio lalo/PgBouncer).
+if [ -n "$base_bin" ]; then tps "$base_port" admin admin simple 4 >/dev/null; fi  # and the base's
+# Load elsewhere on the machine drifts over minutes: the targets take turns for `ROUNDS` short
+# runs and the table shows medians (TPS and the per-round ratios lalo/PgBouncer and lalo/base).
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-printf "%-9s %7s %12s %12s %12s %14s %12s\n" mode clients direct pgbouncer lalo lalo/pgbouncer lalo/direct
+if [ -z "$base_bin" ]; then
+  printf "%-9s %7s %12s %12s %12s %14s %12s\n" mode clients direct pgbouncer lalo lalo/pgbouncer lalo/direct
+else
+  printf "%-9s %7s %12s %12s %12s %14s %12s %12s %10s\n" mode clients direct pgbouncer lalo lalo/pgbouncer lalo/direct \
+    base lalo/base
+fi
 for mode in simple prepared; do
   for c in $clients_list; do
-    ds=(); bs=(); lt=(); rs=()
+    ds=(); bs=(); lt=(); rs=(); xs=(); xr=()
     for r in $(seq 1 "$rounds"); do
       d="$(tps "$pg_port" postgres "" "$mode" "$c")"
       b="$(tps "$bouncer_port" postgres "" "$mode" "$c")"
       l="$(tps "$lalo_port" admin admin "$mode" "$c")"
-      echo "  round $r: $mode $c clients: direct $d, pgbouncer $b, lalo $l" >&2
+      if [ -z "$base_bin" ]; then
+        echo "  round $r: $mode $c clients: direct $d, pgbouncer $b, lalo $l" >&2
+      else
+        x="$(tps "$base_port" admin admin "$mode" "$c")"
+        echo "  round $r: $mode $c clients: direct $d, pgbouncer $b, lalo $l, base $x" >&2
+        xs+=("$x")
+        xr+=("$(awk -v l="$l" -v x="$x" 'BEGIN { printf "%.4f", l / x }')")
+      fi
       ds+=("$d"); bs+=("$b"); lt+=("$l")
       rs+=("$(awk -v l="$l" -v b="$b" 'BEGIN { printf "%.4f", l / b }')")
     done
     d="$(printf "%s\n" "${ds[@]}" | median)"; b="$(printf "%s\n" "${bs[@]}" | median)"
     l="$(printf "%s\n" "${lt[@]}" | median)"; ratio="$(printf "%s\n" "${rs[@]}" | median)"
-    awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" -v r="$ratio" \
-      'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f\n", m, c, d, b, l, r, l / d }'
+    if [ -z "$base_bin" ]; then
+      awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" -v r="$ratio" \
+        'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f\n", m, c, d, b, l, r, l / d }'
+    else
+      x="$(printf "%s\n" "${xs[@]}" | median)"; xratio="$(printf "%s\n" "${xr[@]}" | median)"
+      awk -v m="$mode" -v c="$c" -v d="$d" -v b="$b" -v l="$l" -v r="$ratio" -v x="$x" -v xr="$xratio" \
+        'BEGIN { printf "%-9s %7d %12.0f %12.0f %12.0f %14.2f %12.2f %12.0f %10.2f\n", m, c, d, b, l, r, l / d, x, xr }'
+    fi
   done
 done
 echo "audit records written by lalo: $(wc -l <"$work/audit.log")" >&2
+if [ -n "$base_bin" ]; then echo "audit records written by the base: $(wc -l <"$work/base-audit.log")" >&2; fi

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use crate::config::{Config, DEMO_CONFIG};
 use crate::error::LaloError;
 use crate::pgcluster::{self, PgCluster};
-use crate::service::{Lalo, Outcome};
+use crate::pipeline::{Lalo, Outcome};
 use crate::session::EntryPoint;
 use corpus::Question;
 use report::{Report, Scored};
@@ -182,7 +182,7 @@ async fn ask_one(
     let began = Instant::now();
     let input = format!("ASK {}", q.question);
     let asked = tokio::time::timeout(QUERY_TIMEOUT, async {
-        let a = crate::nl::answer::answer(lalo, session, &q.question, &input, None, None).await?;
+        let a = lalo.answer(session, &q.question, &input, Default::default()).await?;
         let pipeline_ms = a.trace.total_ms();
         let Outcome::Rows { mut rows, .. } = a.outcome else {
             return Err(LaloError::Internal("a question returned no rows".into()));

@@ -54,6 +54,7 @@ impl LimitTracker {
                 q.pop_front();
             }
             if q.len() as u32 >= rate {
+                crate::metrics::limited_statement();
                 return Err(LaloError::RateLimited(format!(
                     "rate limit exceeded: at most {rate} statements per minute for user \"{user}\""
                 )));
@@ -64,12 +65,14 @@ impl LimitTracker {
         let n = running.entry(user.to_string()).or_default();
         if let Some(max) = limits.max_concurrent {
             if *n >= max {
+                crate::metrics::limited_statement();
                 return Err(LaloError::LimitExceeded(format!(
                     "too many concurrent statements: at most {max} for user \"{user}\""
                 )));
             }
         }
         *n += 1;
+        crate::metrics::admitted_statement();
         Ok(Slot { tracker: self.clone(), user: user.to_string() })
     }
 }

@@ -36,13 +36,51 @@ pub struct GovernedPlan {
     plan: LogicalPlan,
     /// Tables and columns the statement reads (`db.schema.table[.column]`).
     pub objects: Vec<String>,
-    /// allowed | filtered | masked | filtered+masked
-    pub decision: String,
+    /// What governance did to the statement.
+    pub decision: Decision,
     /// Rules applied (row filters and masks), for NOTICEs and the audit record.
     pub rules: Vec<String>,
     pub limits: EffectiveLimits,
     /// The plan went through DataFusion's optimizer already (see [`GovernedPlan::optimize`]).
     optimized: bool,
+}
+
+/// What governance did to an allowed statement (a refused one never becomes a plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "&'static str")]
+pub enum Decision {
+    /// Read as written.
+    Allowed,
+    /// Row filters applied.
+    Filtered,
+    /// Column masks applied.
+    Masked,
+    /// Both.
+    FilteredMasked,
+}
+
+impl Decision {
+    /// The word in the audit record, NOTICEs and tool replies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Filtered => "filtered",
+            Decision::Masked => "masked",
+            Decision::FilteredMasked => "filtered+masked",
+        }
+    }
+}
+
+impl From<Decision> for &'static str {
+    fn from(d: Decision) -> &'static str {
+        d.as_str()
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl GovernedPlan {
@@ -184,7 +222,7 @@ impl Governance {
             return Ok(GovernedPlan {
                 plan: local_fns::pin(ctx, plan)?,
                 objects: vec![],
-                decision: "allowed".into(),
+                decision: Decision::Allowed,
                 rules: vec![],
                 limits,
                 optimized: false,
@@ -213,16 +251,16 @@ impl Governance {
         // Functions lalo answers from its own session never reach an upstream connection.
         let plan = local_fns::pin(ctx, plan)?;
         let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
-            (true, true) => "allowed",
-            (false, true) => "filtered",
-            (true, false) => "masked",
-            (false, false) => "filtered+masked",
+            (true, true) => Decision::Allowed,
+            (false, true) => Decision::Filtered,
+            (true, false) => Decision::Masked,
+            (false, false) => Decision::FilteredMasked,
         };
         let mut rules = applied.filters;
         rules.extend(applied.masks);
         let mut objects: Vec<String> = tables.into_iter().collect();
         objects.extend(columns);
-        Ok(GovernedPlan { plan, objects, decision: decision.into(), rules, limits, optimized: false })
+        Ok(GovernedPlan { plan, objects, decision, rules, limits, optimized: false })
     }
 }
 

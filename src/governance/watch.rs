@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::service::Lalo;
+use super::Governance;
 
 fn stamp(dir: &Path) -> Vec<(String, Option<SystemTime>, u64)> {
     ["model.conf", "policy.csv", "rules.toml"]
@@ -18,8 +18,8 @@ fn stamp(dir: &Path) -> Vec<(String, Option<SystemTime>, u64)> {
 }
 
 /// Run forever: reload on change or SIGHUP; a bad file keeps the old policies and logs why.
-pub async fn watch_policies(lalo: Arc<Lalo>) {
-    let dir = lalo.governance.policy_dir().to_path_buf();
+pub async fn watch_policies(governance: Arc<Governance>) {
+    let dir = governance.policy_dir().to_path_buf();
     let mut last = stamp(&dir);
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -42,7 +42,7 @@ pub async fn watch_policies(lalo: Arc<Lalo>) {
         let now = stamp(&dir);
         if forced || now != last {
             last = now;
-            if let Err(e) = lalo.governance.reload().await {
+            if let Err(e) = governance.reload().await {
                 tracing::error!(error = %e, "policy reload failed; keeping the previous policies");
             }
         }

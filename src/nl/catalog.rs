@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use crate::error::LaloError;
 use crate::nl::{ColumnInfo, Drafter, ForeignKey, SchemaContext, TableInfo};
 use crate::search::TableEntry;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Text columns with at most this many distinct values give their values as samples.

@@ -14,7 +14,7 @@ use crate::nl::catalog::Built;
 use crate::nl::retrieve::{self, Link, Retrieved};
 use crate::nl::Drafted;
 use crate::router::{self, Route};
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Drafted SQL goes through the same compatibility rewrites as SQL a client sends.
@@ -87,8 +87,8 @@ pub struct Failed {
 
 /// Run the graph for `question` in the caller's session.
 pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Planned, Box<Failed>> {
-    let llm = lalo.config.planner.drafter == "llm";
-    let mut trace = Trace { drafter: if llm { "llm" } else { "rules" }.into(), ..Default::default() };
+    let llm = lalo.config.planner.drafter == crate::config::DrafterKind::Llm;
+    let mut trace = Trace { drafter: lalo.config.planner.drafter.as_str().into(), ..Default::default() };
     let fail = |error: LaloError, sql: Option<String>, trace: Trace| Box::new(Failed { error, sql, trace });
 
     // retrieve: the caller's entitled context (cached per user, database, policies, catalog).

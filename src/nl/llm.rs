@@ -25,7 +25,7 @@ use crate::error::LaloError;
 use crate::nl::prompt::{self, Reply};
 use crate::nl::retrieve::Retrieved;
 use crate::nl::{Drafted, SchemaContext};
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// The budget window.
@@ -250,7 +250,7 @@ mod tests {
 
     fn drafter(budget: u64) -> LlmDrafter {
         let cfg = PlannerConfig {
-            drafter: "llm".into(),
+            drafter: crate::config::DrafterKind::Llm,
             llm_base_url: Some("http://127.0.0.1:9/v1".into()),
             llm_model: Some("m".into()),
             llm_token_budget_per_hour: budget,
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn llm_needs_a_base_url_and_model() {
-        let cfg = PlannerConfig { drafter: "llm".into(), ..Default::default() };
+        let cfg = PlannerConfig { drafter: crate::config::DrafterKind::Llm, ..Default::default() };
         assert!(LlmDrafter::new(&cfg, std::path::Path::new("dialects")).is_err());
     }
 }

@@ -14,42 +14,20 @@ use super::extended::{LaloParser, Prepared};
 use super::session_of;
 use crate::error::LaloError;
 use crate::router::Route;
-use crate::service::{Lalo, Request};
+use crate::pipeline::Lalo;
 
-/// Govern the statement as its execution would; a refusal is audited as Execute would audit it
-/// (the Execute that follows in the same exchange never runs). With a bound portal the governed
-/// plan goes to the session's plan cache, so that Execute reuses it instead of governing again.
+/// Govern the statement as its execution would, through the statement cache, so the Execute
+/// that follows finds the decision made (one governance per statement); a refusal is audited as
+/// Execute would audit it (the Execute that follows in the same exchange never runs).
 async fn admit<C: ClientInfo>(lalo: &Lalo, client: &C, prepared: &Prepared, portal: Option<&Portal<Prepared>>) -> Result<(), LaloError> {
     // Questions are governed while they are drafted (Parse); other routes read no tables.
     let Some(Route::Query(stmt)) = &prepared.route else { return Ok(()) };
     let session = session_of(lalo, client)?;
-    let began = std::time::Instant::now();
-    let checked = async {
-        let plan = match &prepared.plan {
-            Some(p) if prepared.epoch == session.epoch() => p.clone(),
-            _ => lalo.plan(&session, stmt).await?,
-        };
-        if let Some(portal) = portal.filter(|_| prepared.epoch == session.epoch()) {
-            let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
-            if let Ok(params) = arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
-                if lalo.cached_prepared(&session, &prepared.text, &plan, &params).await.is_some() {
-                    return Ok(());
-                }
-            }
-        }
-        lalo.govern(&session, plan).await.map(|_| ())
-    }
-    .await;
-    if let Err(e) = &checked {
-        let start = Request {
-            input: prepared.text.clone(),
-            sql: Some(prepared.sql.clone().unwrap_or_else(|| stmt.to_string())),
-            names: prepared.names.clone(),
-            ..Default::default()
-        };
-        lalo.audit_failure(&session, &start, e, began).await;
-    }
-    checked
+    let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+    let params = portal
+        .and_then(|p| arrow_pg::datatypes::df::deserialize_parameters(p, &types).ok())
+        .unwrap_or_else(|| datafusion::common::ParamValues::List(vec![]));
+    lalo.check(&session, super::extended::bound(prepared, stmt, params, session.epoch())).await
 }
 
 /// Describe statement: parameter types (the client's where it gave them) and result columns.

@@ -25,7 +25,7 @@ use super::session_of;
 use crate::error::LaloError;
 use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement as SqlStatement};
 use crate::router::Route;
-use crate::service::{Request, Lalo};
+use crate::pipeline::{Bound, Delivery, Drafted, Input, Lalo};
 
 /// A parsed statement: its text, route, and (for SQL) the plan with placeholders.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct Prepared {
     /// Result descriptions already made, by result format (libpq describes the portal on every
     /// execution of a prepared statement).
     pub described: Arc<super::encode::ByFormat<Vec<FieldInfo>>>,
+    /// A question drafted at Parse, which Execute runs (one draft per question).
+    pub drafted: Option<Drafted>,
 }
 
 pub struct ExtendedHandler {
@@ -92,6 +94,25 @@ fn inferred_param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Lal
     Ok(slots)
 }
 
+/// A parsed statement with its Bind values, for the pipeline. A plan made under other settings
+/// than the session's now is not used (the pipeline plans the statement again).
+pub fn bound<'a>(
+    prepared: &'a Prepared,
+    statement: &'a SqlStatement,
+    params: datafusion::common::ParamValues,
+    epoch: u64,
+) -> Bound<'a> {
+    Bound {
+        text: &prepared.text,
+        statement,
+        plan: prepared.plan.as_ref().filter(|_| prepared.epoch == epoch),
+        param_types: &prepared.param_types,
+        params,
+        sql: Some(prepared.sql.clone().unwrap_or_else(|| statement.to_string())),
+        names: prepared.names.clone(),
+    }
+}
+
 /// Bind's value and format counts against the statement, as PostgreSQL checks them (08P01).
 fn check_bind_counts(bind: &Bind, stored: &StoredStatement<Prepared>, name: &str) -> Result<(), LaloError> {
     let required = stored.parameter_types.len().max(stored.statement.param_types.len());
@@ -129,6 +150,16 @@ fn declared_types(types: &[Option<Type>], inferred: &[Option<DataType>]) -> Opti
             })
             .collect(),
     )
+}
+
+/// SQL types for placeholders that only a cast types (`$1::float8`), when every placeholder has
+/// a type that way; `None` when the plan types them all already.
+fn cast_types(plan: &LogicalPlan, inferred: &[Option<DataType>]) -> Option<Vec<SqlDataType>> {
+    let own = plan.get_parameter_types().ok()?;
+    if !own.values().any(|t| t.is_none()) {
+        return None;
+    }
+    inferred.iter().map(|t| t.as_ref().and_then(arrow_to_sql)).collect()
 }
 
 fn pg_to_sql(t: &Type) -> Option<SqlDataType> {
@@ -193,25 +224,30 @@ impl QueryParser for LaloParser {
                 epoch,
                 sql: None,
                 described: Default::default(),
+                drafted: None,
             });
         };
         let (plan, param_types) = match &route {
             Route::Query(stmt) => {
                 let untyped = self.lalo.plan(&session, stmt).await.map_err(PgWireError::from)?;
                 let inferred = inferred_param_types(&untyped).map_err(PgWireError::from)?;
-                let plan = match declared_types(types, &inferred) {
-                    // Types the client declared in Parse type the placeholders (`SELECT $1` echoes an int4).
+                // Types the client declared in Parse type the placeholders (`SELECT $1` echoes an
+                // int4); so do casts of otherwise untyped placeholders (`$1::float8`), as in
+                // PostgreSQL, so that such a statement's plan can be cached and sent upstream.
+                let declared = declared_types(types, &inferred).or_else(|| cast_types(&untyped, &inferred));
+                let plan = match declared {
                     Some(data_types) => {
                         let prepare = SqlStatement::Prepare {
                             name: Ident::new("lalo_parse"),
                             data_types,
                             statement: stmt.clone(),
                         };
-                        match self.lalo.plan(&session, &prepare).await.map_err(PgWireError::from)? {
-                            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => {
-                                p.input.as_ref().clone()
-                            }
-                            other => other,
+                        let typed = self.lalo.plan(&session, &prepare).await;
+                        match typed {
+                            Ok(LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p))) => p.input.as_ref().clone(),
+                            Ok(other) => other,
+                            Err(e) if declared_types(types, &inferred).is_some() => return Err(e.into()),
+                            Err(_) => untyped,
                         }
                     }
                     None => untyped,
@@ -225,25 +261,27 @@ impl QueryParser for LaloParser {
             Route::Query(stmt) => crate::naming::pg_names(stmt),
             _ => None,
         };
-        // A question is drafted now so Describe can tell its columns; Execute asks it again
-        // (cached context, same draft). If it cannot be answered, Execute reports why.
+        // A question is drafted now, so Describe can tell its columns and Execute runs this
+        // draft. If it cannot be answered, Execute drafts again and reports why.
+        let mut drafted = None;
         let plan = match &route {
-            Route::Ask { question, explain } => {
-                match crate::nl::answer::describe(&self.lalo, &session, question, *explain).await {
-                    Ok((p, n)) => {
-                        names = n;
-                        Some(p)
-                    }
-                    Err(_) => None,
+            Route::Ask { question, explain } => match self.lalo.draft_ahead(&session, question, *explain).await {
+                Ok(Some(d)) => {
+                    names = d.names();
+                    let plan = d.plan().clone();
+                    drafted = Some(d);
+                    Some(plan)
                 }
-            }
+                Ok(None) => crate::pipeline::explain_plan().ok(),
+                Err(_) => None,
+            },
             _ => plan,
         };
         let printed = match &route {
             Route::Query(stmt) => Some(stmt.to_string()),
             _ => None,
         };
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default() })
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default(), drafted })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -260,7 +298,7 @@ impl QueryParser for LaloParser {
         let format = format.unwrap_or(&Format::UnifiedText);
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => stmt.described.get_or_try_insert(format, || {
-                let schema = crate::service::rename(plan.schema().as_arrow(), stmt.names.as_deref());
+                let schema = crate::pipeline::rename(plan.schema().as_arrow(), stmt.names.as_deref());
                 Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
             }),
             (Some(Route::Show(name)), None) => {
@@ -338,69 +376,30 @@ impl ExtendedQueryHandler for ExtendedHandler {
         let tag = matches!(route, Route::Rollback).then_some("ROLLBACK");
         let outcome = match route {
             Route::Query(stmt) => {
-                let began = std::time::Instant::now();
-                let start = Request {
-                    input: input.clone(),
-                    sql: Some(prepared.sql.clone().unwrap_or_else(|| stmt.to_string())),
-                    names: prepared.names.clone(),
-                    began: Some(began),
-                    ..Default::default()
-                };
-                let mut cancel = cancel_arm(client);
-                // Statements that run wholly upstream take the direct lane (same governance).
-                let direct = match &prepared.plan {
-                    Some(plan) if prepared.epoch == session.epoch() => {
-                        let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
-                        match arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
-                            Ok(params) => {
-                                self.lalo
-                                    .try_direct_prepared(&session, &prepared.text, plan, &params, &start, &mut cancel, Some(&portal.result_column_format))
-                                    .await
-                            }
-                            Err(_) => None,
-                        }
+                let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&portal.result_column_format) };
+                let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+                match arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
+                    Ok(params) => {
+                        let bound = bound(prepared, stmt, params, session.epoch());
+                        // Boxed: the pipeline's futures are large, and the connection's own
+                        // future should not carry them between statements.
+                        Box::pin(self.lalo.run(&session, Input::Bound(bound), delivery)).await
                     }
-                    _ => None,
-                };
-                let result = async {
-                    let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
-                    let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &types)
-                        .map_err(|e| LaloError::Query(format!("invalid parameter: {e}")))?;
-                    // Executed before under the same settings and policies: the cached plan.
-                    if let Some(p) = prepared.plan.as_ref().filter(|_| prepared.epoch == session.epoch()) {
-                        if let Some(g) = self.lalo.cached_prepared(&session, &prepared.text, p, &params).await {
-                            return Ok(g);
-                        }
-                    }
-                    // A statement prepared under other settings is planned again before it runs.
-                    let plan = match &prepared.plan {
-                        Some(p) if prepared.epoch == session.epoch() => p.clone(),
-                        _ => self.lalo.plan(&session, &stmt).await?,
-                    };
-                    let plan = plan.replace_params_with_values(&params)?;
-                    self.lalo.govern(&session, plan).await
-                };
-                // The planned path is boxed: its futures are large and the direct lane's
-                // statements (the common case for prepared lookups) should not carry and move
-                // their state around on every execution.
-                let result = match direct {
-                    Some(done) => Err(done),
-                    None => Ok(Box::pin(result).await),
-                };
-                match result {
-                    Err(done) => done,
-                    Ok(Ok(g)) => Box::pin(self.lalo.execute(&session, g, None, start, cancel)).await,
-                    Ok(Err(e)) => {
-                        self.lalo.audit_failure(&session, &start, &e, began).await;
-                        Err(e)
+                    Err(e) => {
+                        let e = LaloError::Query(format!("invalid parameter: {e}"));
+                        Err(self.lalo.refuse(&session, &input, e).await)
                     }
                 }
             }
+            Route::Ask { question, explain } => {
+                let delivery = Delivery { cancel: cancel_arm(client), ..Default::default() };
+                let drafted = prepared.drafted.as_ref();
+                Box::pin(self.lalo.run_question(&session, question, *explain, &input, drafted, delivery)).await
+            }
             Route::Declare { name, query } => {
                 let input = route_text(&Route::Declare { name: name.clone(), query: query.clone() });
-                let declared =
-                    Box::pin(self.lalo.run_route(&session, Route::Declare { name: name.clone(), query: query.clone() }, &input, None))
-                        .await;
+                let route = Route::Declare { name: name.clone(), query: query.clone() };
+                let declared = Box::pin(self.lalo.run(&session, Input::Routed { route, text: &input }, Delivery::default())).await;
                 if declared.is_ok() {
                     // The SQL cursor is also a protocol portal of the same name, as in PostgreSQL:
                     // psycopg 3 describes its server-side cursors that way.
@@ -415,6 +414,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                             epoch: session.epoch(),
                             sql: None,
                             described: Default::default(),
+                            drafted: None,
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {
@@ -431,11 +431,12 @@ impl ExtendedQueryHandler for ExtendedHandler {
                     store.rm_portal(n);
                 }
                 let input = route_text(&Route::Close(name.clone()));
-                Box::pin(self.lalo.run_route(&session, Route::Close(name.clone()), &input, None)).await
+                let route = Route::Close(name.clone());
+                Box::pin(self.lalo.run(&session, Input::Routed { route, text: &input }, Delivery::default())).await
             }
             other => {
                 let input = route_text(other);
-                Box::pin(self.lalo.run_route(&session, other.clone(), &input, None)).await
+                Box::pin(self.lalo.run(&session, Input::Routed { route: other.clone(), text: &input }, Delivery::default())).await
             }
         };
         match outcome {

@@ -23,7 +23,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::LaloError;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::{EntryPoint, Session};
 
 /// Everything one connection's handlers share.

@@ -17,7 +17,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::{encode, session_of};
 use crate::execution::CancelArm;
 use crate::router::Route;
-use crate::service::{Request, Lalo, Outcome};
+use crate::pipeline::{Delivery, Input, Lalo, Outcome};
 
 pub struct SimpleHandler {
     pub lalo: Arc<Lalo>,
@@ -86,8 +86,8 @@ impl SimpleQueryHandler for SimpleHandler {
     {
         let session = session_of(&self.lalo, client)?;
         // A repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).
-        let mut cancel = cancel_arm(client);
-        if let Some(done) = self.lalo.run_shaped(&session, query, &mut cancel).await {
+        let mut delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&Format::UnifiedText) };
+        if let Some(done) = self.lalo.run_shaped(&session, query, &mut delivery).await {
             return Ok(vec![match done {
                 Ok(outcome) => respond(client, &session, outcome, &Format::UnifiedText, None).await?,
                 Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
@@ -95,11 +95,7 @@ impl SimpleQueryHandler for SimpleHandler {
         }
         let routes = match self.lalo.route(&session, query) {
             Ok(r) => r,
-            Err(e) => {
-                let start = Request { input: query.to_string(), ..Default::default() };
-                self.lalo.audit_failure(&session, &start, &e, std::time::Instant::now()).await;
-                return Err(e.into());
-            }
+            Err(e) => return Err(self.lalo.refuse(&session, query, e).await.into()),
         };
         let single = routes.len() == 1;
         let mut out = Vec::with_capacity(routes.len());
@@ -109,7 +105,8 @@ impl SimpleQueryHandler for SimpleHandler {
                 Route::Rollback => Some("ROLLBACK"),
                 _ => None,
             };
-            match self.lalo.run_route_wire(&session, route, &input, cancel_arm(client)).await {
+            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&Format::UnifiedText) };
+            match self.lalo.run(&session, Input::Routed { route, text: &input }, delivery).await {
                 Ok(outcome) => out.push(respond(client, &session, outcome, &Format::UnifiedText, tag).await?),
                 Err(e) => {
                     out.push(Response::Error(Box::new(e.error_info("ERROR"))));

@@ -14,7 +14,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::error::LaloError;
 use crate::governance::audit::AuditRecord;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::auth::SCRAM_ITERATIONS;
 
 /// Wraps pgwire's SASL handler with lalo's own admission checks.
@@ -91,7 +91,7 @@ impl LaloStartup {
             }
             let params: Vec<(String, String)> =
                 startup.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            if let Err(e) = crate::service::startup_settings(&params) {
+            if let Err(e) = crate::pipeline::startup_settings(&params) {
                 return Err(e.to_pgwire_fatal());
             }
             if let Some(db) = startup.parameters.get("database") {

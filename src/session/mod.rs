@@ -49,10 +49,8 @@ pub struct Session {
     pub cursors: tokio::sync::Mutex<std::collections::HashMap<String, Cursor>>,
     /// SQL-level prepared statements (PREPARE name AS ...), by name.
     pub prepared: parking_lot::Mutex<std::collections::HashMap<String, Box<datafusion::sql::sqlparser::ast::Statement>>>,
-    /// Statements known to run wholly upstream (or known not to), for the direct lane.
-    pub direct: parking_lot::Mutex<crate::passthrough::DirectCache>,
-    /// Governed, optimized plans of repeated statements on the embedded engine.
-    pub plans: parking_lot::Mutex<crate::plan_cache::PlanCache>,
+    /// The statement cache: each statement's executor, chosen once from its governed plan.
+    pub statements: parking_lot::Mutex<crate::plan_cache::StatementCache>,
     /// Token shapes of repeated simple-protocol statements that take the direct lane.
     pub shapes: parking_lot::Mutex<crate::shapes::ShapeCache>,
     /// NOTICEs queued for the client (sent before the next result).
@@ -105,8 +103,7 @@ impl Session {
             epoch: AtomicU64::new(0),
             cursors: Default::default(),
             prepared: Default::default(),
-            direct: Default::default(),
-            plans: Default::default(),
+            statements: Default::default(),
             shapes: Default::default(),
             notices: Default::default(),
             derived: Default::default(),

@@ -103,14 +103,14 @@ pub fn completion(content: &str) -> Canned {
     }))
 }
 
-fn sql_reply(sql: &str) -> Canned {
+pub fn sql_reply(sql: &str) -> Canned {
     completion(&json!({"sql": sql, "tables": ["lalo.tpch.nation"]}).to_string())
 }
 
 pub async fn start_llm(base: &str, timeout_ms: u64, budget: u64) -> TestServer {
     let base = base.to_string();
     common::start_with(move |cfg| {
-        cfg.planner.drafter = "llm".into();
+        cfg.planner.drafter = lalo::config::DrafterKind::Llm;
         cfg.planner.llm_base_url = Some(base);
         cfg.planner.llm_model = Some("scripted".into());
         cfg.planner.llm_api_key_env = None;

@@ -21,3 +21,4 @@ mod keys;
 mod retrieval;
 mod walkaround;
 mod disclosure;
+mod pipeline;

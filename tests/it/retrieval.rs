@@ -102,7 +102,7 @@ async fn denied_columns_and_masked_values_never_reach_a_prompt_or_explain() {
     policies_with_masked_container(pol.path());
     let policies = pol.path().to_path_buf();
     let s = common::start_with(move |cfg| {
-        cfg.planner.drafter = "llm".into();
+        cfg.planner.drafter = lalo::config::DrafterKind::Llm;
         cfg.planner.llm_base_url = Some(base);
         cfg.planner.llm_model = Some("scripted".into());
         cfg.planner.llm_api_key_env = None;

@@ -35,7 +35,7 @@ pub type DynPool = dyn DbConnectionPool<Pooled, Param> + Send + Sync;
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// The text every "upstream lost" error starts with; `LaloError` maps it to 08006.
-pub const LOST_PREFIX: &str = "upstream connection lost";
+pub const LOST_PREFIX: &str = crate::error::UPSTREAM_LOST_PREFIX;
 
 pub fn lost_message(upstream: &str, detail: &str) -> String {
     format!("{LOST_PREFIX}: \"{upstream}\": {detail}")

@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::nl::catalog::Built;
 use crate::nl::index::documents::{Doc, Kind};
 use crate::nl::index::Hit;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Examples checked per question (each is planned and governed; the best few are enough).

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::nl::catalog::Built;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 use documents::Doc;
 use embed::Remote;

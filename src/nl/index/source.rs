@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use crate::engine::views::SeeAll;
 use crate::nl::catalog::SAMPLE_LIMIT;
 use crate::nl::index::documents::{self, Doc};
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 
 /// How long one value query may take before the column is indexed without values.
 const VALUE_TIMEOUT: Duration = Duration::from_secs(3);

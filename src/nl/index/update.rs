@@ -9,7 +9,7 @@ use crate::nl::index::embed::{self, Remote};
 use crate::nl::index::source::{self, ValueCache};
 use crate::nl::index::store::Store;
 use crate::nl::index::IndexError;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 
 /// Documents embedded and written per step (and per progress line).
 const CHUNK: usize = 500;

@@ -10,7 +10,7 @@ use crate::nl::index::embed::Remote;
 use crate::nl::index::source::ValueCache;
 use crate::nl::index::store::Store;
 use crate::nl::index::{update, Ready};
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 
 const POLL: Duration = Duration::from_secs(1);
 

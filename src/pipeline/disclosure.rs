@@ -19,7 +19,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::error::LaloError;
-use crate::service::Lalo;
+use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// A planning error as the caller may see it: field lists and suggestions cut to columns the

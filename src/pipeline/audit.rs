@@ -1,0 +1,132 @@
+//! One audit scope per statement: opened when the statement arrives, closed exactly once on
+//! every exit path. A success or failure closes it explicitly; a result stream takes it over and
+//! closes it when the stream ends (execution.rs); a scope dropped open (the client left or the
+//! connection's task ended mid-statement) still writes its record, marked as interrupted.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::LaloError;
+use crate::execution::GuardOptions;
+use crate::governance::audit::{AuditLog, AuditRecord};
+use crate::governance::limits::Slot;
+use crate::governance::GovernedPlan;
+use crate::session::Session;
+
+use super::outcome::Request;
+
+/// The audit record of one statement while it runs.
+pub struct AuditScope {
+    log: Arc<AuditLog>,
+    /// `None` once closed.
+    record: Option<AuditRecord>,
+    began: Instant,
+    entry: &'static str,
+}
+
+/// The record a statement starts with: who, from where, what they sent, what governance decided.
+pub fn record(session: &Session, start: &Request, governed: Option<&GovernedPlan>) -> AuditRecord {
+    AuditRecord {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        user: session.user.clone(),
+        client: session.client.clone(),
+        entry: session.entry.as_str().into(),
+        input: start.input.clone(),
+        question: start.question.clone(),
+        sql: start.sql.clone(),
+        objects: governed.map(|g| g.objects.clone()).unwrap_or_default(),
+        decision: governed.map(|g| g.decision.as_str()).unwrap_or("allowed").into(),
+        rules: governed.map(|g| g.rules.clone()).unwrap_or_default(),
+        trace: start.trace.clone(),
+        ..Default::default()
+    }
+}
+
+impl AuditScope {
+    /// Open the scope of a statement that arrived at `start.began` (now when unset).
+    pub fn open(log: Arc<AuditLog>, session: &Session, start: &Request) -> AuditScope {
+        let began = start.began.unwrap_or_else(Instant::now);
+        AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str() }
+    }
+
+    /// When the statement arrived: its statement timeout counts from here.
+    pub fn began(&self) -> Instant {
+        self.began
+    }
+
+    /// What is known of the statement now (its SQL once drafted or printed, its trace).
+    pub fn describe(&mut self, start: &Request) {
+        if let Some(rec) = self.record.as_mut() {
+            rec.question = start.question.clone();
+            rec.sql = start.sql.clone();
+            rec.trace = start.trace.clone();
+        }
+    }
+
+    /// Governance's decision: what the statement reads and which rules applied.
+    pub fn governed(&mut self, g: &GovernedPlan) {
+        if let Some(rec) = self.record.as_mut() {
+            rec.objects = g.objects.clone();
+            rec.decision = g.decision.as_str().into();
+            rec.rules = g.rules.clone();
+        }
+    }
+
+    /// Close the scope for a statement that failed before it produced rows; returns the error.
+    pub async fn fail(mut self, e: LaloError) -> LaloError {
+        let Some(mut rec) = self.record.take() else { return e };
+        rec.decision = if e.is_refusal() { "denied".into() } else { "failed".into() };
+        rec.error = Some(e.audit_text());
+        rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
+        let outcome = if e.is_refusal() { "denied" } else { "error" };
+        crate::metrics::statement(outcome, self.entry, self.began.elapsed().as_secs_f64());
+        if let Err(err) = self.log.append(rec).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+        e
+    }
+
+    /// Close the scope for a statement that completed with `rows` rows and no result stream
+    /// (commands, cursor moves, EXPLAIN ASK). An audit write that fails fails the statement.
+    pub async fn finish(mut self, rows: u64) -> Result<(), LaloError> {
+        let Some(mut rec) = self.record.take() else { return Ok(()) };
+        rec.rows = rows;
+        rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
+        crate::metrics::statement("ok", self.entry, self.began.elapsed().as_secs_f64());
+        self.log.append(rec).await
+    }
+
+    /// Hand the scope to a result stream's guard, which closes it when the stream ends.
+    pub fn into_guard(mut self, slot: Option<Slot>) -> GuardOptions {
+        GuardOptions {
+            timeout_ms: None,
+            max_rows: None,
+            cancel: None,
+            audit: self.log.clone(),
+            record: self.record.take().unwrap_or_default(),
+            began: self.began,
+            entry: self.entry,
+            slot,
+            truncate_at: None,
+        }
+    }
+}
+
+impl Drop for AuditScope {
+    fn drop(&mut self) {
+        // Dropped open: the statement's task ended before any exit path closed the scope.
+        let Some(mut rec) = self.record.take() else { return };
+        rec.decision = "failed".into();
+        rec.error = Some("57014: the statement ended before it finished (canceled, or the client left)".into());
+        rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
+        crate::metrics::statement("canceled", self.entry, self.began.elapsed().as_secs_f64());
+        let log = self.log.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = log.append(rec).await {
+                    tracing::error!(error = %e, "audit write failed");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The direct executor: a statement that runs wholly on one upstream goes there as a prepared
+//! statement with this execution's values, under the same admission, guard and audit as the
+//! engine's statements. When the upstream's rows can be forwarded as they are, they reach the
+//! client without decoding; when the upstream cannot take the statement as prepared, it falls
+//! out to the engine with the decision already made (no second governance, no second admission).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+
+use crate::engine::upstream::direct::DirectError;
+use crate::error::LaloError;
+use crate::execution;
+use crate::governance::limits::Slot;
+use crate::passthrough::{DirectPlan, FORWARD_NO, FORWARD_YES};
+use crate::plan_cache::{Executor, Stamp};
+use crate::session::Session;
+
+use super::{rename, AuditScope, Delivery, Lalo, Outcome, Request};
+
+/// What the direct executor did.
+pub(super) enum Direct<'a> {
+    /// It ran the statement (or failed it): the scope is closed or handed to the guard.
+    Done(Result<Outcome, LaloError>),
+    /// The statement runs on the engine instead, already admitted when `slot` is set.
+    FellOut { scope: AuditScope, slot: Option<Slot>, delivery: Delivery<'a> },
+}
+
+impl Lalo {
+    /// Run `dp` upstream with `values`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_direct<'a>(
+        &self,
+        session: &Session,
+        dp: &Arc<DirectPlan>,
+        values: Vec<ScalarValue>,
+        mut scope: AuditScope,
+        start: &Request,
+        mut delivery: Delivery<'a>,
+        cached: (Stamp, &str),
+    ) -> Direct<'a> {
+        let Some(pool) = self.engine.upstreams().get(&dp.upstream).and_then(|u| u.direct()) else {
+            return Direct::FellOut { scope, slot: None, delivery };
+        };
+        if values.len() != dp.param_types.len() {
+            return Direct::FellOut { scope, slot: None, delivery };
+        }
+        let Ok(values) = values.iter().zip(&dp.param_types).map(|(v, t)| v.cast_to(t)).collect::<Result<Vec<_>, _>>() else {
+            return Direct::FellOut { scope, slot: None, delivery };
+        };
+        let governed = &dp.governed;
+        scope.governed(governed);
+        let slot = match self.admit(session, governed) {
+            Ok(s) => s,
+            Err(e) => return Direct::Done(Err(scope.fail(e).await)),
+        };
+        let schema = rename(&dp.schema, start.names.as_deref());
+        // Pass-through: rows forwarded as the upstream encoded them, when lalo would encode
+        // every column the same way (decided once per plan).
+        if let (Some(format), None) = (delivery.wire, delivery.cap) {
+            if dp.forward.load(Ordering::Relaxed) != FORWARD_NO {
+                // The description and its type OIDs, once per plan and format (the plan's stamp
+                // includes the settings they depend on); `None` when a column has no PostgreSQL type.
+                let described = dp.described.get_or_try_insert(format, || {
+                    let opts = crate::server::encode::format_options(session);
+                    let fields = crate::server::encode::fields(&schema, format, opts).ok();
+                    Ok::<_, std::convert::Infallible>(fields.map(|f| {
+                        let oids: Arc<[u32]> = f.iter().map(|i| i.datatype().oid()).collect();
+                        (f, oids)
+                    }))
+                });
+                let codes: Vec<i16> = match format {
+                    pgwire::api::portal::Format::UnifiedText => vec![],
+                    pgwire::api::portal::Format::UnifiedBinary => vec![1],
+                    pgwire::api::portal::Format::Individual(v) => v.clone(),
+                };
+                if let Ok(Some((fields, expect))) = described {
+                    // Lookups by primary key share pipelined connections (see `shared`).
+                    let rows = if dp.key_lookup && pool.pipelines() {
+                        pool.query_shared(&dp.sql, &values, &expect, &codes).await
+                    } else {
+                        pool.query_wire(&dp.sql, &values, &expect, &codes).await
+                    };
+                    match rows {
+                        Ok(rows) => {
+                            dp.forward.store(FORWARD_YES, Ordering::Relaxed);
+                            crate::metrics::direct_statement();
+                            crate::metrics::forwarded_statement();
+                            let upstream = dp.upstream.clone();
+                            let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| {
+                                r.map_err(|e| direct_error(&upstream, e))
+                            }));
+                            let opts = self.guard_options(session, governed, scope, slot, delivery);
+                            let rows = execution::guard_items(rows, opts);
+                            return Direct::Done(Ok(Outcome::Wire { schema, fields, rows }));
+                        }
+                        Err(DirectError::Unsupported(why)) => {
+                            tracing::debug!(why, "rows are decoded, not forwarded");
+                            dp.forward.store(FORWARD_NO, Ordering::Relaxed);
+                        }
+                        Err(e) => return Direct::Done(Err(scope.fail(direct_error(&dp.upstream, e)).await)),
+                    }
+                }
+            }
+        }
+        let stream = match pool.query(&dp.sql, &values, dp.schema.clone()).await {
+            Ok(s) => s,
+            Err(DirectError::Unsupported(why)) => {
+                tracing::debug!(why, "statement leaves the direct lane");
+                let (stamp, key) = cached;
+                session.statements.lock().put(stamp, key.to_string(), Some(Arc::new(Executor::planned())));
+                delivery.wire = None;
+                return Direct::FellOut { scope, slot: Some(slot), delivery };
+            }
+            Err(e) => return Direct::Done(Err(scope.fail(direct_error(&dp.upstream, e)).await)),
+        };
+        crate::metrics::direct_statement();
+        let opts = self.guard_options(session, governed, scope, slot, delivery);
+        Direct::Done(Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) }))
+    }
+}
+
+/// The client's error for a direct-lane failure (a lost upstream is 08006).
+fn direct_error(upstream: &str, e: DirectError) -> LaloError {
+    match e {
+        DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.to_string(), message },
+        DirectError::Upstream { code, message } => LaloError::Upstream { code, message },
+        other => LaloError::Query(other.to_string()),
+    }
+}

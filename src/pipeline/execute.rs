@@ -1,0 +1,98 @@
+//! Running a governed plan on the engine: one admission under the caller's limits, physical
+//! planning, execution apart from the connections, and the guard (statement timeout, cancel,
+//! row cap) that closes the statement's audit scope when the stream ends.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::error::LaloError;
+use crate::execution::{self, GuardOptions};
+use crate::governance::limits::Slot;
+use crate::governance::GovernedPlan;
+use crate::session::Session;
+
+use super::{rename, AuditScope, Delivery, Lalo, Outcome, Request};
+
+impl Lalo {
+    /// Run a governed plan for a statement whose audit scope is not open yet (questions).
+    pub async fn execute_governed(
+        &self,
+        session: &Session,
+        governed: GovernedPlan,
+        start: Request,
+        delivery: Delivery<'_>,
+    ) -> Result<Outcome, LaloError> {
+        let scope = AuditScope::open(self.audit.clone(), session, &start);
+        self.run_governed(session, governed, scope, &start, delivery, None).await
+    }
+
+    /// Admit the statement (unless an executor before this one did: `slot`), plan it
+    /// physically and stream its rows through the guard.
+    pub(super) async fn run_governed(
+        &self,
+        session: &Session,
+        governed: GovernedPlan,
+        mut scope: AuditScope,
+        start: &Request,
+        delivery: Delivery<'_>,
+        slot: Option<Slot>,
+    ) -> Result<Outcome, LaloError> {
+        scope.governed(&governed);
+        let slot = match slot {
+            Some(s) => s,
+            None => match self.admit(session, &governed) {
+                Ok(s) => s,
+                Err(e) => return Err(scope.fail(e).await),
+            },
+        };
+        let plan = governed.plan().clone();
+        let schema: SchemaRef = rename(plan.schema().as_arrow(), start.names.as_deref());
+        let optimized = governed.is_optimized();
+        let stream = async {
+            let physical = if optimized {
+                // Optimized already (a cached plan): physical planning only.
+                let state = session.ctx.state();
+                state.query_planner().create_physical_plan(&plan, &state).await?
+            } else {
+                session.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?
+            };
+            // Executed apart from the connections, so the guard's deadline is never starved.
+            execution::execute_apart(physical, session.ctx.task_ctx())
+        }
+        .await;
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => return Err(scope.fail(LaloError::from(e)).await),
+        };
+        let opts = self.guard_options(session, &governed, scope, slot, delivery);
+        Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) })
+    }
+
+    /// Admit one statement under the caller's limits (rate, concurrency): once per statement.
+    pub(super) fn admit(&self, session: &Session, governed: &GovernedPlan) -> Result<Slot, LaloError> {
+        let slot = self.governance.limits.admit(&session.user, &governed.limits, self.config.governance.rate_limit_per_minute)?;
+        self.stages.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(slot)
+    }
+
+    /// What the guard enforces for this statement: the tighter of the session's and the role's
+    /// statement timeout, the tighter row limit, the client's cancel and cap; it takes over the
+    /// audit scope.
+    pub(super) fn guard_options(
+        &self,
+        session: &Session,
+        governed: &GovernedPlan,
+        scope: AuditScope,
+        slot: Slot,
+        delivery: Delivery<'_>,
+    ) -> GuardOptions {
+        let timeout_ms = [session.derived().statement_timeout_ms, governed.limits.statement_timeout_ms.unwrap_or(0)]
+            .into_iter()
+            .filter(|v| *v > 0)
+            .min();
+        let max_rows = [self.config.governance.max_rows, governed.limits.max_rows.unwrap_or(0)]
+            .into_iter()
+            .filter(|v| *v > 0)
+            .min();
+        GuardOptions { timeout_ms, max_rows, cancel: delivery.cancel, truncate_at: delivery.cap, ..scope.into_guard(Some(slot)) }
+    }
+}

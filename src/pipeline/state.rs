@@ -1,0 +1,250 @@
+//! The gateway's shared state and the stages every statement goes through once: open a
+//! session, route its text, plan a statement, govern a plan.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::config::Config;
+use crate::engine::views::SeeAll;
+use crate::engine::Engine;
+use crate::error::LaloError;
+use crate::governance::audit::AuditLog;
+use crate::governance::{GovernedPlan, Governance};
+use crate::router::{self, Route};
+use crate::session::auth::Users;
+use crate::session::settings::Settings;
+use crate::session::{EntryPoint, Session};
+
+/// The running gateway's shared state.
+pub struct Lalo {
+    pub config: Config,
+    pub engine: Arc<Engine>,
+    pub governance: Arc<Governance>,
+    pub audit: Arc<AuditLog>,
+    pub users: Users,
+    users_source: Arc<Users>,
+    parser: PostgresCompatibilityParser,
+    /// Per-caller schema contexts for questions (nl/catalog.rs).
+    pub questions: crate::nl::catalog::ContextCache,
+    /// The `llm` drafter, built on first use (nl/llm.rs).
+    pub llm: crate::nl::llm::LlmState,
+    /// The retrieval index over the catalog, built in the background (nl/index).
+    pub retrieval: crate::nl::index::RetrievalIndex,
+    /// How often the once-per-statement stages ran in this gateway.
+    pub stages: StageCounts,
+}
+
+/// Counts of the stages a statement goes through at most once (planning its SQL, governing its
+/// plan, admission under limits), per gateway; the same counts go to the process's metrics.
+#[derive(Debug, Default)]
+pub struct StageCounts {
+    pub plans_built: std::sync::atomic::AtomicU64,
+    pub plans_governed: std::sync::atomic::AtomicU64,
+    pub admitted: std::sync::atomic::AtomicU64,
+}
+
+impl StageCounts {
+    /// (plans built, plans governed, statements admitted) so far.
+    pub fn read(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.plans_built.load(Relaxed), self.plans_governed.load(Relaxed), self.admitted.load(Relaxed))
+    }
+}
+
+impl std::fmt::Debug for Lalo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lalo").finish_non_exhaustive()
+    }
+}
+
+impl Lalo {
+    /// Load config, policies and catalog; open the audit log.
+    pub async fn start(config: Config) -> Result<Arc<Lalo>, LaloError> {
+        crate::metrics::install();
+        let engine = Arc::new(Engine::build(&config).await?);
+        let governance = Arc::new(Governance::load(&config).await?);
+        let audit_path = config.resolve(&config.governance.audit_log);
+        let audit = Arc::new(AuditLog::open(&audit_path)?);
+        engine.register_audit_table(&audit_path).await?;
+        let users = Users::from_config(&config.users)?;
+        let users_source = Arc::new(users.clone());
+        let lalo = Arc::new(Lalo {
+            config,
+            engine,
+            governance,
+            audit,
+            users,
+            users_source,
+            parser: PostgresCompatibilityParser::new(),
+            questions: Default::default(),
+            llm: Default::default(),
+            retrieval: Default::default(),
+            stages: Default::default(),
+        });
+        crate::nl::index::RetrievalIndex::spawn(&lalo);
+        Ok(lalo)
+    }
+
+    /// The password source SCRAM authenticates against.
+    pub fn users_source(&self) -> Arc<Users> {
+        self.users_source.clone()
+    }
+
+    /// Open a session for an authenticated user on database `db` (empty: the embedded one).
+    pub fn open_session(&self, user: &str, db: &str, client: &str, entry: EntryPoint) -> Result<Session, LaloError> {
+        self.open_session_with(user, db, client, entry, &[])
+    }
+
+    /// Open a session, applying settings sent at connection start (startup parameters and
+    /// `options=-c name=value`). A parameter that would change identity is refused (42501).
+    pub fn open_session_with(
+        &self,
+        user: &str,
+        db: &str,
+        client: &str,
+        entry: EntryPoint,
+        startup: &[(String, String)],
+    ) -> Result<Session, LaloError> {
+        let entry_user = self.users.get(user).ok_or_else(|| LaloError::UnknownUser(user.to_string()))?;
+        let db = if db.is_empty() || db == user && !self.engine.has_database(db) { crate::engine::EMBEDDED_DB } else { db };
+        if !self.engine.has_database(db) {
+            return Err(LaloError::NoAccess(format!("database \"{db}\" does not exist")));
+        }
+        let subject = self.governance.subject(user, &entry_user.attributes);
+        let vis = if self.governance.enabled() { self.governance.visibility(user) } else { Arc::new(SeeAll) };
+        let mut settings = Settings::default();
+        if self.config.server.statement_timeout_ms > 0 {
+            let _ = settings.set("statement_timeout", &self.config.server.statement_timeout_ms.to_string());
+        }
+        for (k, v) in startup_settings(startup)? {
+            // Unknown startup parameters are ignored, as PostgreSQL ignores unknown GUCs from drivers.
+            match settings.set(&k, &v) {
+                Err(e @ LaloError::PermissionDenied { .. }) => return Err(e),
+                _ => {}
+            }
+        }
+        let settings = Arc::new(parking_lot::RwLock::new(settings));
+        let ctx = self.engine.session_context(db, user, vis, settings.clone())?;
+        Ok(Session::new(subject, db.to_string(), client.to_string(), entry, settings, ctx))
+    }
+
+    /// Split text into routed statements.
+    pub fn route(&self, session: &Session, text: &str) -> Result<Vec<Route>, LaloError> {
+        let mode = session.settings.read().input_mode();
+        router::route_text(&self.parser, text, &mode)
+    }
+
+    /// Resolve one SQL statement into a logical plan (parameters stay placeholders).
+    pub async fn plan(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
+        crate::metrics::plan_built();
+        self.stages.plans_built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let state = session.ctx.state();
+        let plan = match state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await {
+            Ok(p) => p,
+            // DataFusion's messages can list columns the caller may not read (disclosure.rs).
+            Err(e) => return Err(super::disclosure::plan_error(self, session, stmt, e).await),
+        };
+        Ok(crate::pgtypes::varchar::tag_casts(plan)?)
+    }
+
+    /// Plan a `PREPARE name AS statement`: the statement's plan, placeholders typed.
+    pub(super) async fn plan_prepared(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
+        Ok(match self.plan(session, stmt).await? {
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => p.input.as_ref().clone(),
+            other => other,
+        })
+    }
+
+    /// The session's caller as the policies in force see them (roles re-read after a reload).
+    pub fn subject(&self, session: &Session) -> Arc<crate::governance::rules::Subject> {
+        let gov = &self.governance;
+        session.subject(gov.version(), |old| gov.subject(&old.name, &old.attributes))
+    }
+
+    /// Govern a plan for this session's caller.
+    pub async fn govern(&self, session: &Session, plan: LogicalPlan) -> Result<GovernedPlan, LaloError> {
+        crate::metrics::plan_governed();
+        self.stages.plans_governed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let subject = self.subject(session);
+        let governed = self.governance.govern(&session.ctx, plan, &subject, &session.database).await;
+        governed.map_err(|e| super::disclosure::hide_relation(self, session, e))
+    }
+
+}
+
+/// Settings carried by startup parameters: plain keys (DateStyle, TimeZone, application_name,
+/// ...) and `-c name=value` / `--name=value` pairs inside `options`.
+pub fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>, LaloError> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" | "database" | "replication" => {}
+            "options" => {
+                let mut words = v.split_whitespace();
+                while let Some(w) = words.next() {
+                    let pair = if w == "-c" { words.next().unwrap_or("") } else { w.trim_start_matches("--").trim_start_matches("-c") };
+                    if let Some((name, value)) = pair.split_once('=') {
+                        out.push((name.replace('-', "_"), value.to_string()));
+                    }
+                }
+            }
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    // Refuse identity changes before anything else is applied.
+    let mut probe = Settings::default();
+    for (k, v) in &out {
+        if let Err(e @ LaloError::PermissionDenied { .. }) = probe.set(k, v) {
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub databases: Vec<String>,
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+/// One upstream's health.
+#[derive(Debug, serde::Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+impl Lalo {
+    /// What the session's cached statements were made under (cache.rs).
+    pub fn stamp(&self, session: &Session) -> crate::plan_cache::Stamp {
+        crate::plan_cache::Stamp {
+            settings_epoch: session.epoch(),
+            policy_version: self.governance.version(),
+            catalog_generation: self.engine.upstreams().generation(),
+        }
+    }
+
+    /// Whether the gateway can serve: the catalog is loaded; upstream health is reported per upstream.
+    pub fn readiness(&self) -> Readiness {
+        let upstreams: Vec<UpstreamStatus> = self
+            .engine
+            .upstreams()
+            .iter()
+            .map(|u| {
+                let up = u.is_up();
+                UpstreamStatus { name: u.name.clone(), up, error: if up { None } else { u.last_error() } }
+            })
+            .collect();
+        // Ready means every configured database answers; the body says which one does not.
+        let ready = upstreams.iter().all(|u| u.up);
+        Readiness { ready, databases: self.engine.catalogs().catalog_names(), upstreams }
+    }
+}
+
