@@ -14,6 +14,7 @@ pub mod rewrite;
 pub mod rules;
 pub mod watch;
 pub mod lint;
+#[cfg(test)] mod govern_tests;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -188,10 +188,7 @@ async fn samples(lalo: &Lalo, session: &Session, t: &TableEntry, column: &str) -
     let read = async {
         let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| LaloError::Syntax(e.to_string()))?;
         let stmt = stmts.pop().ok_or_else(|| LaloError::Internal("empty sample statement".into()))?;
-        let plan = lalo.plan(session, &stmt).await?;
-        let governed = lalo.govern(session, plan).await?;
-        let batches = session.ctx.execute_logical_plan(governed.plan().clone()).await?.collect().await?;
-        Ok::<_, LaloError>(batches)
+        lalo.read_internal(session, &stmt, "samples").await
     };
     let batches = match tokio::time::timeout(SAMPLE_TIMEOUT, read).await {
         Ok(Ok(b)) => b,

@@ -49,6 +49,17 @@ impl AuditScope {
         AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str() }
     }
 
+    /// The scope of a read lalo makes on the caller's behalf (`why`: samples for a question's
+    /// context, a drafter's validation), audited with entry `internal:<why>`.
+    pub fn internal(log: Arc<AuditLog>, session: &Session, start: &Request, why: &str) -> AuditScope {
+        let mut scope = AuditScope::open(log, session, start);
+        if let Some(rec) = scope.record.as_mut() {
+            rec.entry = format!("internal:{why}");
+        }
+        scope.entry = "internal";
+        scope
+    }
+
     /// When the statement arrived: its statement timeout counts from here.
     pub fn began(&self) -> Instant {
         self.began

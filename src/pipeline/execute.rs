@@ -67,6 +67,34 @@ impl Lalo {
         Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) })
     }
 
+    /// A read lalo makes on the caller's behalf (a question's sample values): planned and
+    /// governed as the caller's own statement, audited as internal, not counted against the
+    /// caller's rate. Returns every batch (callers read a few rows).
+    pub async fn read_internal(
+        &self,
+        session: &Session,
+        stmt: &datafusion::sql::sqlparser::ast::Statement,
+        why: &str,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, LaloError> {
+        let start = Request { input: stmt.to_string(), sql: Some(stmt.to_string()), ..Default::default() };
+        let mut scope = AuditScope::internal(self.audit.clone(), session, &start, why);
+        let read = async {
+            let plan = self.plan(session, stmt).await?;
+            let governed = self.govern(session, plan).await?;
+            scope.governed(&governed);
+            let batches = session.ctx.execute_logical_plan(governed.plan().clone()).await?.collect().await?;
+            Ok::<_, LaloError>(batches)
+        }
+        .await;
+        match read {
+            Ok(batches) => {
+                scope.finish(batches.iter().map(|b| b.num_rows() as u64).sum()).await?;
+                Ok(batches)
+            }
+            Err(e) => Err(scope.fail(e).await),
+        }
+    }
+
     /// Admit one statement under the caller's limits (rate, concurrency): once per statement.
     pub(super) fn admit(&self, session: &Session, governed: &GovernedPlan) -> Result<Slot, LaloError> {
         let slot = self.governance.limits.admit(&session.user, &governed.limits, self.config.governance.rate_limit_per_minute)?;

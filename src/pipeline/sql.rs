@@ -172,11 +172,13 @@ impl Lalo {
 /// error PostgreSQL would).
 pub(super) fn bind(governed: &GovernedPlan, values: &[ScalarValue]) -> Option<GovernedPlan> {
     let types = plan_cache::param_types(governed.plan())?;
+    // A plan without placeholders is complete (a statement planned as sent: its lifted values
+    // are in it already).
+    if types.is_empty() {
+        return Some(governed.clone());
+    }
     if types.len() != values.len() {
         return None;
-    }
-    if values.is_empty() {
-        return Some(governed.clone());
     }
     let typed: Vec<ScalarValue> = values.iter().zip(&types).map(|(v, t)| v.cast_to(t)).collect::<Result<_, _>>().ok()?;
     governed.bind(&ParamValues::from(typed)).ok()

@@ -42,7 +42,9 @@ pub struct Session {
     pub client: String,
     pub entry: EntryPoint,
     pub settings: Arc<RwLock<Settings>>,
-    pub ctx: SessionContext,
+    /// Plans against the caller's view of the catalog. Crate-private: the pipeline plans and
+    /// executes with it, and only plans that governance produced run (pipeline/execute.rs).
+    pub(crate) ctx: SessionContext,
     /// Bumped whenever a setting changes, so prepared plans made under old settings are re-planned.
     epoch: AtomicU64,
     /// Open cursors (DECLARE ... CURSOR), by name.
