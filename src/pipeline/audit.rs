@@ -50,11 +50,11 @@ impl AuditScope {
     }
 
     /// The scope of a read lalo makes on the caller's behalf (`why`: samples for a question's
-    /// context, a drafter's validation), audited with entry `internal:<why>`.
+    /// context), audited under the caller's entry point with input `internal <why>: <sql>`.
     pub fn internal(log: Arc<AuditLog>, session: &Session, start: &Request, why: &str) -> AuditScope {
         let mut scope = AuditScope::open(log, session, start);
         if let Some(rec) = scope.record.as_mut() {
-            rec.entry = format!("internal:{why}");
+            rec.input = format!("internal {why}: {}", rec.input);
         }
         scope.entry = "internal";
         scope

@@ -61,6 +61,8 @@ pub struct Bound<'a> {
     pub plan: Option<&'a LogicalPlan>,
     /// The parameter types of that plan, as Parse decided them (part of the cache key).
     pub param_types: &'a [Option<datafusion::arrow::datatypes::DataType>],
+    /// Its statement-cache key, made once at Parse ([`Bound::cache_key`]).
+    pub key: &'a str,
     pub params: ParamValues,
     /// The statement as lalo prints it, and PostgreSQL's names for its columns.
     pub sql: Option<String>,
@@ -68,9 +70,10 @@ pub struct Bound<'a> {
 }
 
 impl Bound<'_> {
-    /// Its statement-cache key: the same text parsed with other parameter types is another plan.
-    fn key(&self) -> String {
-        format!("prepared:{:?}:{}", self.param_types, self.text)
+    /// The statement-cache key of a parsed statement: the same text parsed with other parameter
+    /// types is another plan.
+    pub fn cache_key(text: &str, param_types: &[Option<datafusion::arrow::datatypes::DataType>]) -> String {
+        format!("prepared:{param_types:?}:{text}")
     }
 }
 
@@ -90,7 +93,7 @@ impl Lalo {
                 let start = Request { sql: Some(stmt.to_string()), names: crate::naming::pg_names(&stmt), ..start };
                 let scope = AuditScope::open(self.audit.clone(), session, &start);
                 let (lifted, values) = crate::passthrough::parameterize(&stmt);
-                let key = lifted.to_string();
+                let key = std::borrow::Cow::Owned(lifted.to_string());
                 let wire = delivery.wire.is_some();
                 let sql = Sql { source: Source::Text { original: &stmt, lifted }, key, values };
                 let (key, values) = (sql.key.clone(), sql.values.clone());
@@ -138,7 +141,7 @@ impl Lalo {
             ParamValues::List(list) => list.iter().map(|v| v.value.clone()).collect(),
             ParamValues::Map(_) => vec![],
         };
-        let key = bound.key();
+        let key = std::borrow::Cow::Borrowed(bound.key);
         let sql = Sql { source: Source::Bound { statement: bound.statement, plan: bound.plan }, key, values };
         self.run_sql(session, sql, scope, &start, delivery).await
     }
@@ -207,7 +210,7 @@ impl Lalo {
     pub async fn check(&self, session: &Session, bound: Bound<'_>) -> Result<(), LaloError> {
         let start = Request { input: bound.text.to_string(), sql: bound.sql.clone(), names: bound.names.clone(), ..Default::default() };
         let stale = bound.plan.is_none();
-        let key = bound.key();
+        let key = std::borrow::Cow::Borrowed(bound.key);
         let sql = Sql { source: Source::Bound { statement: bound.statement, plan: bound.plan }, key, values: vec![] };
         let checked = async {
             if stale {

@@ -57,7 +57,7 @@ impl Lalo {
             Ok(p) => p,
             Err(e) => return Err(scope.fail(e).await),
         };
-        let sql = Sql { source: Source::Bound { statement: &statement, plan: Some(&plan) }, key: format!("prepare:{statement}"), values };
+        let sql = Sql { source: Source::Bound { statement: &statement, plan: Some(&plan) }, key: format!("prepare:{statement}").into(), values };
         self.run_sql(session, sql, scope, &start, delivery).await
     }
 

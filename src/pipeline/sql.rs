@@ -30,7 +30,7 @@ pub enum Source<'a> {
 /// that fill its parameters in this execution.
 pub struct Sql<'a> {
     pub source: Source<'a>,
-    pub key: String,
+    pub key: std::borrow::Cow<'a, str>,
     pub values: Vec<ScalarValue>,
 }
 

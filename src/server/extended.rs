@@ -44,6 +44,8 @@ pub struct Prepared {
     pub described: Arc<super::encode::ByFormat<Vec<FieldInfo>>>,
     /// A question drafted at Parse, which Execute runs (one draft per question).
     pub drafted: Option<Drafted>,
+    /// The statement-cache key (text and parameter types), made once here.
+    pub key: String,
 }
 
 pub struct ExtendedHandler {
@@ -107,6 +109,7 @@ pub fn bound<'a>(
         statement,
         plan: prepared.plan.as_ref().filter(|_| prepared.epoch == epoch),
         param_types: &prepared.param_types,
+        key: &prepared.key,
         params,
         sql: Some(prepared.sql.clone().unwrap_or_else(|| statement.to_string())),
         names: prepared.names.clone(),
@@ -225,6 +228,7 @@ impl QueryParser for LaloParser {
                 sql: None,
                 described: Default::default(),
                 drafted: None,
+                key: String::new(),
             });
         };
         let (plan, param_types) = match &route {
@@ -281,7 +285,8 @@ impl QueryParser for LaloParser {
             Route::Query(stmt) => Some(stmt.to_string()),
             _ => None,
         };
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default(), drafted })
+        let key = Bound::cache_key(sql, &param_types);
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default(), drafted, key })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -415,6 +420,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                             sql: None,
                             described: Default::default(),
                             drafted: None,
+                            key: Bound::cache_key(&query.to_string(), &[]),
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {
