@@ -13,18 +13,6 @@ use crate::session::Session;
 use super::{rename, AuditScope, Delivery, Lalo, Outcome, Request};
 
 impl Lalo {
-    /// Run a governed plan for a statement whose audit scope is not open yet (questions).
-    pub async fn execute_governed(
-        &self,
-        session: &Session,
-        governed: GovernedPlan,
-        start: Request,
-        delivery: Delivery<'_>,
-    ) -> Result<Outcome, LaloError> {
-        let scope = AuditScope::open(self.audit.clone(), session, &start);
-        self.run_governed(session, governed, scope, &start, delivery, None).await
-    }
-
     /// Admit the statement (unless an executor before this one did: `slot`), plan it
     /// physically and stream its rows through the guard.
     pub(super) async fn run_governed(

@@ -170,6 +170,11 @@ impl Lalo {
         let values = crate::shapes::bind(&shape, &shaped)?;
         let executor = session.statements.lock().get(stamp, &shape.direct_key)??;
         let crate::plan_cache::Executor::Direct(dp) = executor.as_ref() else { return None };
+        // Values the plan's parameters cannot take (an out-of-range number, say) are routed and
+        // planned as sent, which answers as PostgreSQL does.
+        if values.len() != dp.param_types.len() || values.iter().zip(&dp.param_types).any(|(v, t)| v.cast_to(t).is_err()) {
+            return None;
+        }
         let start = Request {
             input: text.to_string(),
             sql: Some(text.to_string()),
@@ -181,10 +186,24 @@ impl Lalo {
         let delivery = std::mem::take(delivery);
         match self.run_direct(session, dp, values.clone(), scope, &start, delivery, (stamp, &shape.direct_key)).await {
             direct::Direct::Done(done) => Some(done),
-            direct::Direct::FellOut { scope, slot, delivery } => Some(match sql_bind(&dp.governed, &values) {
-                Some(g) => self.run_governed(session, g, scope, &start, delivery, slot).await,
-                None => Err(scope.fail(LaloError::Query("the statement's values do not fit its parameters".into())).await),
-            }),
+            direct::Direct::FellOut { scope, slot, delivery } => {
+                let governed = match sql_bind(&dp.governed, &values) {
+                    Some(g) => Ok(g),
+                    None => self.plan_text(session, text).await,
+                };
+                Some(match governed {
+                    Ok(g) => self.run_governed(session, g, scope, &start, delivery, slot).await,
+                    Err(e) => Err(scope.fail(e).await),
+                })
+            }
+        }
+    }
+
+    /// Plan and govern one statement's text as sent.
+    async fn plan_text(&self, session: &Session, text: &str) -> Result<crate::governance::GovernedPlan, LaloError> {
+        match self.route(session, text)?.pop() {
+            Some(Route::Query(stmt)) => self.govern(session, self.plan(session, &stmt).await?).await,
+            _ => Err(LaloError::Internal("a shaped statement did not route as a query".into())),
         }
     }
 

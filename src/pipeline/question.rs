@@ -36,6 +36,9 @@ pub struct Answer {
 pub struct Drafted {
     planned: Arc<Planned>,
     stamp: Stamp,
+    /// When it was drafted: a row filter's evaluated subquery inside it holds for
+    /// `rewrite::FILTER_TTL`, as in the statement cache.
+    made: std::time::Instant,
 }
 
 impl std::fmt::Debug for Drafted {
@@ -96,7 +99,8 @@ impl Lalo {
         let start = Request { question: Some(question.to_string()), ..start };
         let mut scope = AuditScope::open(self.audit.clone(), session, &start);
         let stamp = self.stamp(session);
-        let planned = match drafted.filter(|d| d.stamp == stamp) {
+        let fresh = |d: &&Drafted| d.stamp == stamp && d.made.elapsed() < crate::governance::rewrite::FILTER_TTL;
+        let planned = match drafted.filter(fresh) {
             Some(d) => d.planned.clone(),
             None => match self.draft(session, question, &start, &mut scope).await {
                 Ok(p) => Arc::new(p),
@@ -151,7 +155,7 @@ impl Lalo {
         }
         let stamp = self.stamp(session);
         let planned = graph::run(self, session, question).await.map_err(|f| f.error)?;
-        Ok(Some(Drafted { planned: Arc::new(planned), stamp }))
+        Ok(Some(Drafted { planned: Arc::new(planned), stamp, made: std::time::Instant::now() }))
     }
 }
 

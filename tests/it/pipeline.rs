@@ -71,6 +71,13 @@ async fn upstream_statements_are_governed_once_and_audited_once() {
     assert_eq!(repeated.2 - after.2, 3, "each repeat is admitted once");
     assert!(!first.is_empty());
 
+    // A repeat whose value the cached plan's parameter cannot take is planned as sent and
+    // answers as PostgreSQL does (no row has an int4 id of three billion).
+    admin.simple_query("SELECT name FROM restaurant WHERE id = 1").await.expect("learn the shape");
+    admin.simple_query("SELECT name FROM restaurant WHERE id = 2").await.expect("shaped repeat");
+    let none = admin.simple_query("SELECT name FROM restaurant WHERE id = 3000000000").await.expect("out of range");
+    assert!(common::text_rows(&none).is_empty());
+
     // The extended protocol: Describe governs, Execute reuses that decision.
     let before = stages.read();
     let rows = admin.query("SELECT name FROM restaurant WHERE rating > $1::float8", &[&4.0f64]).await.expect("prepared");
