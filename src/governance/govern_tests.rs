@@ -260,7 +260,6 @@ async fn row_filter_limits_rows_and_cannot_be_widened() {
 /// customer 2's orders (20 and 40, priced 60 and 80), yet each statement below fails with
 /// "Divide by zero" exactly when a hidden row matches, which is enough to probe hidden values.
 #[tokio::test]
-#[ignore = "governance hole: user predicates run on rows hidden by a row filter with a non-inlined subquery (error oracle)"]
 async fn failing_predicates_never_see_rows_hidden_by_a_subquery_row_filter() {
     let rules = r#"
 [[row_filter]]

@@ -11,6 +11,7 @@ pub mod local_fns;
 pub mod mask_fn;
 pub mod member_set;
 pub mod rewrite;
+mod barrier;
 pub mod rules;
 pub mod watch;
 pub mod lint;

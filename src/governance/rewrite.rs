@@ -66,6 +66,8 @@ pub async fn apply(
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     let mut prepared = Vec::new();
+    // Embedded tables whose row filter stays a subquery: a barrier above them (barrier.rs).
+    let mut barred: Vec<TableReference> = Vec::new();
     for (tref, embedded) in work {
         let full = full_name(&tref, db, schema);
         let filters = rules.filters_for(subject, &full)?;
@@ -75,7 +77,11 @@ pub async fn apply(
         }
         let mut preds = Vec::new();
         for f in &filters {
-            preds.push(plan_filter(ctx, &full, f, &tref, embedded, cache).await?);
+            let pred = plan_filter(ctx, &full, f, &tref, embedded, cache).await?;
+            if embedded && super::leakproof::has_subquery(&pred) && !barred.contains(&tref) {
+                barred.push(tref.clone());
+            }
+            preds.push(pred);
             applied.filters.push(format!("{full}: {f}"));
         }
         let masks: Vec<(String, String)> = masks.into_iter().collect();
@@ -112,6 +118,9 @@ pub async fn apply(
             }
             if !masks.is_empty() {
                 new = mask_projection(ctx, new, masks, cache)?;
+            }
+            if barred.contains(&scan.table_name) {
+                new = super::barrier::above(new)?;
             }
             Ok(Transformed::yes(new))
         })?

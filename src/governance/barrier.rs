@@ -1,0 +1,64 @@
+//! A security barrier above a row-filtered table whose row filter stays a subquery (a correlated
+//! `EXISTS`, `IN (…) OR …`, or an `IN` over more values than lalo inlines). DataFusion turns such
+//! a filter into a semi join and pushes the user's predicates beneath it, onto the unfiltered
+//! scan, where a predicate that can fail (a division, a cast) would fail on a hidden row and
+//! reveal it by its error. Every column leaves the filtered table through an identity function
+//! marked volatile: DataFusion never moves a predicate over a volatile expression, so the user's
+//! predicates stay above the row filter, as behind PostgreSQL's security barrier views. Only
+//! embedded tables take it (upstream tables send the statement's SQL whole) and such plans are
+//! planned for every execution (the statement cache keeps only plans without volatile functions).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{exec_err, Column, DFSchema, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// `lalo_row_barrier(x)`: `x`, unchanged; volatile so that nothing is pushed through it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Barrier {
+    signature: Signature,
+}
+
+impl Barrier {
+    fn udf() -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(Barrier { signature: Signature::any(1, Volatility::Volatile) }))
+    }
+}
+
+impl ScalarUDFImpl for Barrier {
+    fn name(&self) -> &str {
+        "lalo_row_barrier"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match args.args.into_iter().next() {
+            Some(v) => Ok(v),
+            None => exec_err!("lalo_row_barrier takes one argument"),
+        }
+    }
+}
+
+/// `input` with every column passed through the barrier, names and qualifiers kept.
+pub fn above(input: LogicalPlan) -> Result<LogicalPlan> {
+    let udf = Barrier::udf();
+    let schema: &DFSchema = input.schema();
+    let exprs: Vec<Expr> = schema
+        .iter()
+        .map(|(q, f)| {
+            let col = Expr::Column(Column::new(q.cloned(), f.name()));
+            udf.call(vec![col]).alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?))
+}
