@@ -42,6 +42,7 @@ pub mod search;
 pub mod nl;
 pub mod eval;
 pub mod pgcluster;
+pub mod pgsql;
 pub mod mcp;
 
 pub use config::Config;

@@ -35,6 +35,11 @@ pub fn direct_statement() {
     metrics::counter!("lalo_direct_statements_total").increment(1);
 }
 
+/// A statement the PostgreSQL lane ran upstream as the client wrote it.
+pub fn postgres_statement() {
+    metrics::counter!("lalo_postgres_statements_total").increment(1);
+}
+
 /// A direct-lane statement whose rows went to the client as the upstream encoded them.
 pub fn forwarded_statement() {
     metrics::counter!("lalo_forwarded_statements_total").increment(1);

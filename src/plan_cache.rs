@@ -124,6 +124,9 @@ pub enum Executor {
     /// are not one upstream statement, or a text whose lifted form does not plan). A decision
     /// made ahead of the execution (the extended protocol's Describe) waits here for it, once.
     Planned(Checked),
+    /// On one upstream PostgreSQL as the client wrote it, each relation replaced by its governed
+    /// derived table (the PostgreSQL lane, pipeline/postgres.rs).
+    Postgres(Arc<crate::governance::postgres::GovernedSql>),
 }
 
 impl Executor {

@@ -10,6 +10,7 @@ pub mod lineage;
 pub mod local_fns;
 pub mod mask_fn;
 pub mod member_set;
+pub mod postgres;
 pub mod rewrite;
 mod barrier;
 pub mod rules;
@@ -197,6 +198,12 @@ impl Governance {
     /// true with governance off.
     pub fn may(&self, user: &str, object: &str, action: &str) -> bool {
         !self.enabled || self.current().access.table_allowed(user, object, action)
+    }
+
+    /// May `user` read column `col` of `table` (`db.schema.table`)? Always true with
+    /// governance off.
+    pub fn may_read_column(&self, user: &str, table: &str, col: &str) -> bool {
+        !self.enabled || self.current().access.column_allowed(user, &table.to_lowercase(), &col.to_lowercase(), "select")
     }
 
     /// Masks that apply to a caller on `table` (`db.schema.table`).

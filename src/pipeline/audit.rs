@@ -76,10 +76,15 @@ impl AuditScope {
 
     /// Governance's decision: what the statement reads and which rules applied.
     pub fn governed(&mut self, g: &GovernedPlan) {
+        self.decided(&g.objects, g.decision, &g.rules);
+    }
+
+    /// The same for a decision of any lane: what it reads, the decision, the rules applied.
+    pub fn decided(&mut self, objects: &[String], decision: crate::governance::Decision, rules: &[String]) {
         if let Some(rec) = self.record.as_mut() {
-            rec.objects = g.objects.clone();
-            rec.decision = g.decision.as_str().into();
-            rec.rules = g.rules.clone();
+            rec.objects = objects.to_vec();
+            rec.decision = decision.as_str().into();
+            rec.rules = rules.to_vec();
         }
     }
 

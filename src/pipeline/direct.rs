@@ -51,7 +51,7 @@ impl Lalo {
         };
         let governed = &dp.governed;
         scope.governed(governed);
-        let slot = match self.admit(session, governed) {
+        let slot = match self.admit(session, &governed.limits) {
             Ok(s) => s,
             Err(e) => return Direct::Done(Err(scope.fail(e).await)),
         };
@@ -91,7 +91,7 @@ impl Lalo {
                             let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| {
                                 r.map_err(|e| direct_error(&upstream, e))
                             }));
-                            let opts = self.guard_options(session, governed, scope, slot, delivery);
+                            let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
                             let rows = execution::guard_items(rows, opts);
                             return Direct::Done(Ok(Outcome::Wire { schema, fields, rows }));
                         }
@@ -116,7 +116,7 @@ impl Lalo {
             Err(e) => return Direct::Done(Err(scope.fail(direct_error(&dp.upstream, e)).await)),
         };
         crate::metrics::direct_statement();
-        let opts = self.guard_options(session, governed, scope, slot, delivery);
+        let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
         Direct::Done(Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) }))
     }
 }

@@ -7,6 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use crate::error::LaloError;
 use crate::execution::{self, GuardOptions};
 use crate::governance::limits::Slot;
+use crate::governance::rules::EffectiveLimits;
 use crate::governance::GovernedPlan;
 use crate::session::Session;
 
@@ -27,7 +28,7 @@ impl Lalo {
         scope.governed(&governed);
         let slot = match slot {
             Some(s) => s,
-            None => match self.admit(session, &governed) {
+            None => match self.admit(session, &governed.limits) {
                 Ok(s) => s,
                 Err(e) => return Err(scope.fail(e).await),
             },
@@ -51,7 +52,7 @@ impl Lalo {
             Ok(s) => s,
             Err(e) => return Err(scope.fail(LaloError::from(e)).await),
         };
-        let opts = self.guard_options(session, &governed, scope, slot, delivery);
+        let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
         Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) })
     }
 
@@ -84,8 +85,8 @@ impl Lalo {
     }
 
     /// Admit one statement under the caller's limits (rate, concurrency): once per statement.
-    pub(super) fn admit(&self, session: &Session, governed: &GovernedPlan) -> Result<Slot, LaloError> {
-        let slot = self.governance.limits.admit(&session.user, &governed.limits, self.config.governance.rate_limit_per_minute)?;
+    pub(super) fn admit(&self, session: &Session, limits: &EffectiveLimits) -> Result<Slot, LaloError> {
+        let slot = self.governance.limits.admit(&session.user, limits, self.config.governance.rate_limit_per_minute)?;
         self.stages.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(slot)
     }
@@ -96,16 +97,16 @@ impl Lalo {
     pub(super) fn guard_options(
         &self,
         session: &Session,
-        governed: &GovernedPlan,
+        limits: &EffectiveLimits,
         scope: AuditScope,
         slot: Slot,
         delivery: Delivery<'_>,
     ) -> GuardOptions {
-        let timeout_ms = [session.derived().statement_timeout_ms, governed.limits.statement_timeout_ms.unwrap_or(0)]
+        let timeout_ms = [session.derived().statement_timeout_ms, limits.statement_timeout_ms.unwrap_or(0)]
             .into_iter()
             .filter(|v| *v > 0)
             .min();
-        let max_rows = [self.config.governance.max_rows, governed.limits.max_rows.unwrap_or(0)]
+        let max_rows = [self.config.governance.max_rows, limits.max_rows.unwrap_or(0)]
             .into_iter()
             .filter(|v| *v > 0)
             .min();

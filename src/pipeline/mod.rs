@@ -21,6 +21,7 @@ mod direct;
 mod disclosure;
 mod execute;
 mod outcome;
+mod postgres;
 mod prepared;
 mod question;
 mod sql;

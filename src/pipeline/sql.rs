@@ -70,6 +70,8 @@ impl Lalo {
                 }
                 None => (scope, None, delivery, ready),
             },
+            // The PostgreSQL lane keeps its entries under keys of its own; never one of these.
+            Executor::Postgres(_) => (scope, None, delivery, ready),
             Executor::Planned(checked) => {
                 // A decision made ahead of this execution (Describe) is taken once.
                 let ahead = checked.take();

@@ -93,6 +93,13 @@ impl SimpleQueryHandler for SimpleHandler {
                 Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
             }]);
         }
+        // A SELECT over the session's upstream PostgreSQL: run there as written, governed.
+        if let Some(done) = self.lalo.run_postgres(&session, query, &mut delivery).await {
+            return Ok(vec![match done {
+                Ok(outcome) => respond(client, &session, outcome, &Format::UnifiedText, None).await?,
+                Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
+            }]);
+        }
         let routes = match self.lalo.route(&session, query) {
             Ok(r) => r,
             Err(e) => return Err(self.lalo.refuse(&session, query, e).await.into()),

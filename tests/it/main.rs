@@ -22,3 +22,4 @@ mod retrieval;
 mod walkaround;
 mod disclosure;
 mod pipeline;
+mod postgres_lane;

@@ -371,10 +371,16 @@ impl DirectPool {
         let values = Self::forwarded_values(params, expect)?;
         let mut lease = self.wire_lease().await?;
         let conn = lease.conn.as_mut().ok_or_else(|| DirectError::Unsupported("no connection".into()))?;
+        conn.settle(&[]).await.map_err(|e| self.wire_error(e))?;
         let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
         Self::same_columns(&stmt, expect)?;
         conn.start(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
-        let pool = self.clone();
+        Ok(self.clone().rows(lease))
+    }
+
+    /// The rows of the statement started on `lease`'s connection, until ReadyForQuery.
+    fn rows(self: Arc<Self>, lease: WireLease) -> WireRows {
+        let pool = self;
         let stream = futures::stream::unfold(Some(lease), move |lease| {
             let pool = pool.clone();
             async move {
@@ -395,11 +401,36 @@ impl DirectPool {
                 }
             }
         });
-        Ok(Box::pin(stream))
+        Box::pin(stream)
     }
 }
 
 impl DirectPool {
+    /// Run a statement of the PostgreSQL lane under the session's output `settings` and forward
+    /// its rows as the upstream encodes them in `formats`, with the upstream's own description
+    /// of the result (names, types, modifiers).
+    pub async fn query_described(
+        self: &Arc<Self>,
+        sql: &str,
+        params: &[Option<String>],
+        formats: &[i16],
+        settings: &[(String, String)],
+    ) -> Result<(Vec<super::wire::WireField>, WireRows), DirectError> {
+        let mut lease = self.wire_lease().await?;
+        let conn = lease.conn.as_mut().ok_or_else(|| DirectError::Unsupported("no connection".into()))?;
+        conn.settle(settings).await.map_err(|e| self.wire_error(e))?;
+        let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
+        if stmt.params.len() != params.len() {
+            return Err(DirectError::Upstream {
+                code: "08P01".into(),
+                message: format!("bind message supplies {} parameters, but prepared statement requires {}", params.len(), stmt.params.len()),
+            });
+        }
+        let fields = stmt.fields.clone();
+        conn.start(&stmt, params, formats).await.map_err(|e| self.wire_error(e))?;
+        Ok((fields, self.clone().rows(lease)))
+    }
+
     /// A pipelined connection: the least busy, or a new one while all are busy and there is room.
     async fn shared_conn(self: &Arc<Self>) -> Result<Arc<SharedConn>, DirectError> {
         self.wire_ready()?;

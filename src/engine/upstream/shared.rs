@@ -120,7 +120,7 @@ impl SharedConn {
         if let Some(e) = reply.error {
             return Err(e);
         }
-        let stmt = Arc::new(WireStatement { name, params: reply.params, columns: reply.columns });
+        let stmt = Arc::new(WireStatement { name, params: reply.params, columns: reply.columns, fields: Vec::new() });
         // Two statements preparing the same text at once both succeed; the first one is kept.
         Ok(self.state.lock().statements.entry(sql.to_string()).or_insert(stmt).clone())
     }

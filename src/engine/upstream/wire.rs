@@ -41,6 +41,17 @@ pub struct WireStatement {
     pub params: Vec<u32>,
     /// Result column type OIDs.
     pub columns: Vec<u32>,
+    /// The result's columns as the upstream describes them.
+    pub fields: Vec<WireField>,
+}
+
+/// One column of a RowDescription.
+#[derive(Debug, Clone)]
+pub struct WireField {
+    pub name: String,
+    pub type_oid: u32,
+    pub type_size: i16,
+    pub type_modifier: i32,
 }
 
 pub struct WireConn {
@@ -50,6 +61,8 @@ pub struct WireConn {
     statements: HashMap<String, Arc<WireStatement>>,
     /// An exchange is under way (Bind sent, ReadyForQuery not yet read).
     busy: bool,
+    /// Settings changed from the upstream's defaults on this connection (see `settle`).
+    settings: Vec<(String, String)>,
 }
 
 /// Connection settings taken from the upstream's URL.
@@ -102,6 +115,7 @@ impl WireConn {
             rbuf: BytesMut::with_capacity(8192),
             wbuf: BytesMut::with_capacity(1024),
             statements: HashMap::new(),
+            settings: Vec::new(),
             busy: false,
         };
         let params = [
@@ -170,6 +184,50 @@ impl WireConn {
         }
     }
 
+    /// Bring the connection's output settings (TimeZone, DateStyle, …) to `wanted`, which
+    /// statements of the PostgreSQL lane ask for as their session has them; an empty `wanted` is
+    /// the upstream's defaults, which the direct lane's statements need. One round trip, only
+    /// when they differ from what the connection has.
+    pub async fn settle(&mut self, wanted: &[(String, String)]) -> Result<(), WireError> {
+        if self.settings == wanted {
+            return Ok(());
+        }
+        let mut sql = String::new();
+        for (name, value) in wanted {
+            // Names are lalo's own constants; values are quoted as literals.
+            sql.push_str(&format!("SET {name} TO '{}';", value.replace('\'', "''")));
+        }
+        for (name, _) in &self.settings {
+            if !wanted.iter().any(|(n, _)| n == name) {
+                sql.push_str(&format!("RESET {name};"));
+            }
+        }
+        frontend::query(&sql, &mut self.wbuf).map_err(lost)?;
+        self.busy = true;
+        self.flush().await?;
+        let mut failed = None;
+        loop {
+            let (tag, body) = self.frame().await?;
+            match tag {
+                b'E' => {
+                    let (code, message) = error_fields(&body);
+                    failed = Some(WireError::Upstream { code, message });
+                }
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        self.busy = false;
+        match failed {
+            // The statements of one Query message are one transaction: none applied.
+            Some(e) => Err(e),
+            None => {
+                self.settings = wanted.to_vec();
+                Ok(())
+            }
+        }
+    }
+
     /// The connection's prepared statement for `sql`, preparing it on first use.
     pub async fn prepare(&mut self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
         if let Some(s) = self.statements.get(sql) {
@@ -182,13 +240,13 @@ impl WireConn {
         self.busy = true;
         self.flush().await?;
         let mut params = Vec::new();
-        let mut columns = Vec::new();
+        let mut fields = Vec::new();
         let mut failed = None;
         loop {
             let (tag, mut body) = self.frame().await?;
             match tag {
                 b't' => params = param_oids(&mut body)?,
-                b'T' => columns = column_oids(&mut body)?,
+                b'T' => fields = row_fields(&mut body)?,
                 b'E' => {
                     let (code, message) = error_fields(&body);
                     failed = Some(WireError::Upstream { code, message });
@@ -201,7 +259,8 @@ impl WireConn {
         if let Some(e) = failed {
             return Err(e);
         }
-        let stmt = Arc::new(WireStatement { name, params, columns });
+        let columns = fields.iter().map(|f| f.type_oid).collect();
+        let stmt = Arc::new(WireStatement { name, params, columns, fields });
         self.statements.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
     }
@@ -334,6 +393,11 @@ pub fn param_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
 
 /// The column type OIDs of a RowDescription body.
 pub fn column_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
+    Ok(row_fields(body)?.into_iter().map(|f| f.type_oid).collect())
+}
+
+/// The columns of a RowDescription body.
+pub fn row_fields(body: &mut BytesMut) -> Result<Vec<WireField>, WireError> {
     let bad = || WireError::Lost("bad RowDescription".into());
     if body.len() < 2 {
         return Err(bad());
@@ -345,10 +409,14 @@ pub fn column_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
         if body.len() < end + 1 + 18 {
             return Err(bad());
         }
+        let name = String::from_utf8_lossy(&body[..end]).into_owned();
         body.advance(end + 1);
-        body.advance(6); // table oid, column number
-        columns.push(body.get_u32());
-        body.advance(8); // type size, modifier, format
+        body.advance(6); // table oid, column number: the upstream's, not shown to clients
+        let type_oid = body.get_u32();
+        let type_size = body.get_i16();
+        let type_modifier = body.get_i32();
+        body.advance(2); // format
+        columns.push(WireField { name, type_oid, type_size, type_modifier });
     }
     Ok(columns)
 }

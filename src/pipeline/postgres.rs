@@ -1,0 +1,212 @@
+//! The PostgreSQL lane: a SELECT whose relations all live in the session's upstream PostgreSQL
+//! database runs there as the client wrote it, so PostgreSQL's own semantics, functions, types
+//! and column names hold exactly. Each relation reference is replaced by the governed derived
+//! table governance made for it (governance/postgres.rs); the rows come back as the upstream
+//! encoded them, described as the upstream describes them.
+//!
+//! A statement the lane does not take (another database's tables, lalo's catalog, a function
+//! not known to read only its arguments, a session function lalo answers itself, more than one
+//! statement) goes on to the engine, which plans and governs it under its own rules; the choice
+//! is remembered per statement text and stamp, like every executor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::Type;
+
+use crate::engine::upstream::direct::DirectError;
+use crate::engine::upstream::wire::WireField;
+use crate::error::LaloError;
+use crate::execution;
+use crate::governance::postgres::{GovernedSql, RelationPart};
+use crate::plan_cache::Executor;
+use crate::session::Session;
+
+use super::{AuditScope, Delivery, Lalo, Outcome, Request};
+
+/// Settings that change how PostgreSQL writes values: the upstream writes them as the session has them.
+const OUTPUT_SETTINGS: &[(&str, &str)] = &[
+    ("timezone", "TimeZone"),
+    ("datestyle", "DateStyle"),
+    ("intervalstyle", "IntervalStyle"),
+    ("extra_float_digits", "extra_float_digits"),
+    ("bytea_output", "bytea_output"),
+];
+
+impl Lalo {
+    /// Run `text` on the session's upstream PostgreSQL when the lane takes it; `None` means
+    /// "route it to the engine".
+    pub async fn run_postgres(&self, session: &Session, text: &str, delivery: &mut Delivery<'_>) -> Option<Result<Outcome, LaloError>> {
+        let format = delivery.wire?.clone();
+        let upstream = self.engine.upstreams().get(&session.database)?.clone();
+        let pool = upstream.direct()?;
+        // Statements that differ only in constants share one decision (see pgsql/splice.rs).
+        let shape = crate::pgsql::splice::shape(text).ok()?;
+        let stamp = self.stamp(session);
+        let key = format!("postgres:{}", shape.key);
+        let cached = session.statements.lock().get(stamp, &key);
+        let governed = match cached {
+            Some(Some(e)) => match e.as_ref() {
+                Executor::Postgres(g) => g.render(text, &shape).map(|sql| (g.clone(), sql)),
+                _ => return None,
+            },
+            // Known not to take this lane.
+            Some(None) => return None,
+            None => match self.govern_postgres(session, text, &shape).await {
+                Ok(Some(g)) => {
+                    let g = Arc::new(g);
+                    session.statements.lock().put(stamp, key, Some(Arc::new(Executor::Postgres(g.clone()))));
+                    let sql = g.sql.clone();
+                    Ok((g, sql))
+                }
+                Ok(None) => {
+                    session.statements.lock().put(stamp, key, None);
+                    return None;
+                }
+                // A refusal is audited and not remembered.
+                Err(e) => Err(e),
+            },
+        };
+        let start = Request { input: text.to_string(), sql: Some(text.to_string()), began: Some(Instant::now()), ..Default::default() };
+        let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+        let (governed, sql) = match governed {
+            Ok(g) => g,
+            Err(e) => return Some(Err(scope.fail(e).await)),
+        };
+        scope.decided(&governed.objects, governed.decision, &governed.rules);
+        let slot = match self.admit(session, &governed.limits) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(scope.fail(e).await)),
+        };
+        let codes: Vec<i16> = match &format {
+            pgwire::api::portal::Format::UnifiedText => vec![],
+            pgwire::api::portal::Format::UnifiedBinary => vec![1],
+            pgwire::api::portal::Format::Individual(v) => v.clone(),
+        };
+        let settings = output_settings(session);
+        let (fields, rows) = match pool.query_described(&sql, &[], &codes, &settings).await {
+            Ok(found) => found,
+            Err(e) => return Some(Err(scope.fail(upstream_error(&governed.upstream, e)).await)),
+        };
+        crate::metrics::postgres_statement();
+        let schema = Arc::new(Schema::new(fields.iter().map(|f| Field::new(&f.name, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let fields = Arc::new(field_infos(&fields, &codes));
+        let name = governed.upstream.clone();
+        let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| r.map_err(|e| upstream_error(&name, e))));
+        let opts = self.guard_options(session, &governed.limits, scope, slot, std::mem::take(delivery));
+        Some(Ok(Outcome::Wire { schema, fields, rows: execution::guard_items(rows, opts) }))
+    }
+
+    /// The governed statement for `text`, `Ok(None)` when the lane does not take it.
+    async fn govern_postgres(
+        &self,
+        session: &Session,
+        text: &str,
+        shape: &crate::pgsql::splice::Shape,
+    ) -> Result<Option<GovernedSql>, LaloError> {
+        let Ok(analysis) = crate::pgsql::analyze(text) else { return Ok(None) };
+        if let Some(why) = &analysis.declined {
+            tracing::debug!(why, "statement takes the engine");
+            return Ok(None);
+        }
+        let db = session.database.clone();
+        let Some(catalog) = session.ctx.catalog(&db) else { return Ok(None) };
+        // Each distinct table once: its governed plan and upstream text.
+        let mut tables: Vec<(String, String, Vec<String>, Vec<String>, crate::governance::GovernedPlan, String)> = Vec::new();
+        let mut index = Vec::with_capacity(analysis.relations.len());
+        for rel in &analysis.relations {
+            if rel.catalog.as_deref().is_some_and(|c| c != db) {
+                return Ok(None);
+            }
+            let schema = rel.schema.clone().unwrap_or_else(|| "public".into());
+            if let Some(i) = tables.iter().position(|t| t.0 == schema && t.1 == rel.name) {
+                index.push(i);
+                continue;
+            }
+            let Some(schema_provider) = catalog.schema(&schema) else { return Ok(None) };
+            let Ok(Some(provider)) = schema_provider.table(&rel.name).await else { return Ok(None) };
+            let table = format!("{db}.{schema}.{}", rel.name).to_lowercase();
+            let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let denied: Vec<String> =
+                columns.iter().filter(|c| !self.governance.may_read_column(&session.user, &table, c)).cloned().collect();
+            let permitted: Vec<&String> = columns.iter().filter(|c| !denied.contains(c)).collect();
+            // No column at all: governing the whole table gives governance's own refusal.
+            let read = if permitted.is_empty() { columns.iter().collect() } else { permitted };
+            let list: Vec<String> = read.iter().map(|c| crate::pgsql::splice::quote_ident(c)).collect();
+            let q = crate::pgsql::splice::quote_ident;
+            // Named as the upstream's connections name it (the session's database is the
+            // upstream's catalog, `public` their search path), so the federated scan keeps it.
+            let from = if schema == "public" { q(&rel.name) } else { format!("{}.{}", q(&schema), q(&rel.name)) };
+            let sql = format!("SELECT {} FROM {from}", list.join(", "));
+            let governed = self.plan_text(session, &sql).await?;
+            let ups = self.engine.upstreams();
+            let Some(direct) = crate::passthrough::derive(&session.ctx.state(), &governed, |d| ups.get(d).is_some(), |_, _, _| vec![]).await
+            else {
+                return Ok(None);
+            };
+            if direct.upstream != db || !direct.param_types.is_empty() {
+                return Ok(None);
+            }
+            // Every name in it schema-qualified, so no CTE of the client's can stand in for one.
+            let Ok(upstream_sql) = crate::pgsql::splice::qualify(&direct.sql, "public") else { return Ok(None) };
+            index.push(tables.len());
+            tables.push((schema, rel.name.clone(), columns, denied, governed, upstream_sql));
+        }
+        let parts: Vec<RelationPart<'_>> = analysis
+            .relations
+            .iter()
+            .zip(&index)
+            .map(|(rel, &i)| {
+                let (schema, name, columns, denied, governed, sql) = &tables[i];
+                RelationPart {
+                    relation: rel,
+                    table: format!("{db}.{schema}.{name}").to_lowercase(),
+                    remote: (schema.clone(), name.clone()),
+                    columns: columns.clone(),
+                    denied: denied.clone(),
+                    governed,
+                    upstream_sql: sql,
+                }
+            })
+            .collect();
+        let subject = self.subject(session);
+        self.governance.govern_postgres(&subject, &db, text, shape, &analysis, &parts).map(Some)
+    }
+}
+
+/// The session's output settings, as the upstream names them.
+fn output_settings(session: &Session) -> Vec<(String, String)> {
+    let settings = session.settings.read();
+    OUTPUT_SETTINGS.iter().filter_map(|(k, pg)| settings.get(k).map(|v| (pg.to_string(), v))).collect()
+}
+
+/// The client's description of the upstream's columns, in the formats asked for.
+fn field_infos(fields: &[WireField], codes: &[i16]) -> Vec<FieldInfo> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let code = match codes {
+                [] => 0,
+                [one] => *one,
+                many => many.get(i).copied().unwrap_or(0),
+            };
+            let format = if code == 1 { FieldFormat::Binary } else { FieldFormat::Text };
+            let ty = Type::from_oid(f.type_oid).unwrap_or_else(|| {
+                Type::new(format!("oid_{}", f.type_oid), f.type_oid, tokio_postgres::types::Kind::Simple, "public".into())
+            });
+            FieldInfo::new(f.name.clone(), None, None, ty, format).with_type_size(f.type_size).with_type_modifier(f.type_modifier)
+        })
+        .collect()
+}
+
+/// The client's error for a failure upstream (a lost upstream is 08006).
+fn upstream_error(upstream: &str, e: DirectError) -> LaloError {
+    match e {
+        DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.to_string(), message },
+        DirectError::Upstream { code, message } => LaloError::Upstream { code, message },
+        other => LaloError::Query(other.to_string()),
+    }
+}

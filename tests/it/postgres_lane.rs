@@ -1,0 +1,212 @@
+//! The PostgreSQL lane: SELECTs over one upstream PostgreSQL database run there as written, so
+//! they answer exactly as PostgreSQL does (names, numeric arithmetic, set operations, JSON, time
+//! zones), while every relation is read through its governed derived table: denied columns are
+//! refused however they are reached, functions that read the database are never sent, a
+//! client's CTE cannot stand in for a table of a row filter, and a predicate that fails on a
+//! hidden row never sees it (the division-by-zero oracle).
+
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{self, sqlstate};
+use crate::pgcluster;
+
+/// Column names and text rows of a simple-query reply.
+fn named_rows(msgs: &[SimpleQueryMessage]) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    for m in msgs {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => names = cols.iter().map(|c| c.name().to_string()).collect(),
+            SimpleQueryMessage::Row(r) => {
+                if names.is_empty() {
+                    names = r.columns().iter().map(|c| c.name().to_string()).collect();
+                }
+                rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+            }
+            _ => {}
+        }
+    }
+    (names, rows)
+}
+
+/// A database `lane` on the shared upstream, served under its own name, with policies: the
+/// analyst reads staff of open departments only (a row filter that is a subquery over another
+/// table) with names redacted; the intern may not read `staff."Salary"` nor `"Payroll"`.
+async fn lane(db: &str) -> (common::TestServer, tempfile::TempDir, tempfile::TempDir, &'static pgcluster::PgCluster) {
+    let pg = pgcluster::defog().await;
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}")).await;
+    pg.psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    pg.psql(
+        db,
+        "CREATE TABLE depts (dept text PRIMARY KEY, open boolean);\
+         INSERT INTO depts VALUES ('eng', true), ('ops', false), ('art', true);\
+         CREATE TABLE staff (id int PRIMARY KEY, name text, dept text, \"Salary\" int, bonus numeric(10,2));\
+         INSERT INTO staff VALUES (1, 'ann', 'eng', 100, 1.10), (2, 'bob', 'ops', 0, 2.20), (3, 'cy', 'eng', 300, 3.35), (4, 'di', 'art', 50, NULL);\
+         CREATE TABLE \"Payroll\" (id int PRIMARY KEY, amount int); INSERT INTO \"Payroll\" VALUES (1, 7777), (2, 8888);",
+    )
+    .await;
+    let pol = tempfile::tempdir().unwrap();
+    std::fs::copy(common::repo().join("policies/model.conf"), pol.path().join("model.conf")).unwrap();
+    std::fs::write(
+        pol.path().join("policy.csv"),
+        format!(
+            "g, admin, admins\ng, analyst, analysts\ng, intern, interns\n\
+         p, admins, *, *, allow\n\
+         p, analysts, {db}.public.*, select, allow\n\
+         p, interns, {db}.public.*, select, allow\n\
+         p, interns, {db}.public.payroll, select, deny\n\
+         p, interns, {db}.public.staff.salary, select, deny\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        pol.path().join("rules.toml"),
+        format!(
+            "[[row_filter]]\ntable = \"{db}.public.staff\"\nsubject = \"analysts\"\nfilter = \"dept IN (SELECT dept FROM {db}.public.depts WHERE open)\"\n\n\
+             [[mask]]\ntable = \"{db}.public.staff\"\ncolumn = \"name\"\nsubject = \"analysts\"\nkind = \"redact\"\n"
+        ),
+    )
+    .unwrap();
+    let catalog = crate::upstream::catalog_with(&[(db.to_string(), pg.url(db))]);
+    let (c, p) = (catalog.path().to_path_buf(), pol.path().to_path_buf());
+    let s = common::start_with(move |cfg| {
+        cfg.catalog.dir = c;
+        cfg.governance.policies = p;
+    })
+    .await;
+    (s, catalog, pol, pg)
+}
+
+/// Statements whose answers the embedded engine once gave differently from PostgreSQL.
+const EXACT: &[&str] = &[
+    "SELECT bonus * 3, bonus / 3, sum(bonus) OVER () FROM staff ORDER BY id",
+    "SELECT 1.1 * 3, 10::numeric / 4, 7 / 2",
+    "SELECT dept FROM staff INTERSECT ALL SELECT dept FROM staff ORDER BY 1",
+    "SELECT dept FROM staff EXCEPT SELECT 'ops' ORDER BY 1",
+    "SELECT count(s.*), count(*) FROM depts d LEFT JOIN staff s ON s.dept = d.dept AND s.id > 2",
+    "SELECT generate_series(1, 3) AS g, id FROM staff WHERE id = 1",
+    "SELECT 'a_b' LIKE 'a!_b' ESCAPE '!', 'abc' SIMILAR TO 'a%', 'abc' ~ '^a'",
+    "SELECT '{\"a\": {\"b\": [1, 2]}}'::jsonb #> '{a,b}', '[1,2,3]'::json -> 1, jsonb_build_object('k', id) FROM staff WHERE id = 1",
+    "SELECT id, count(*), max(name) FROM staff GROUP BY id ORDER BY id",
+    "SELECT 'NaN'::float8 + 1, avg(x), sum(x) FROM (VALUES ('NaN'::float8), (1)) v(x)",
+    "SELECT interval '1 day 2 hours' * 2, date '2024-02-29' + 1, '2024-01-01 12:00:00+00'::timestamptz",
+    "SELECT array_agg(id ORDER BY id), string_agg(dept, ',' ORDER BY id) FROM staff",
+    "SELECT upper(NAME) AS \"Mixed\", id AS Unquoted FROM staff ORDER BY 2",
+    "SELECT s.id, d.open FROM staff s FULL JOIN depts d USING (dept) ORDER BY 1, 2",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT sum(n) FROM r",
+    "SELECT d.dept, x.c FROM depts d, LATERAL (SELECT count(*) AS c FROM staff s WHERE s.dept = d.dept) x ORDER BY 1",
+    "SELECT id FROM staff WHERE bonus IS NOT DISTINCT FROM NULL",
+    "SELECT 2 ^ 0.5, round(2.5), round(2.5::float8), 5 % -3, -7 / 2",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_statements_answer_as_postgres_does() {
+    let (s, _catalog, _pol, pg) = lane("lane_exact").await;
+    let direct = pg.client("lane_exact").await;
+    let admin = s.connect_db("admin", "lane_exact").await;
+    for sql in EXACT {
+        let want = named_rows(&direct.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        let got = named_rows(&admin.simple_query(sql).await.unwrap_or_else(|e| panic!("through lalo: {sql}: {e:?}")));
+        assert_eq!(got, want, "{sql}");
+    }
+    // Values written as the session's own settings say.
+    for c in [&direct, &admin] {
+        c.simple_query("SET TimeZone = 'America/New_York'").await.unwrap();
+        c.simple_query("SET IntervalStyle = 'iso_8601'").await.unwrap();
+    }
+    let sql = "SELECT '2024-01-01 12:00:00+00'::timestamptz, interval '1 day 2 hours', count(*) FROM staff";
+    let want = named_rows(&direct.simple_query(sql).await.unwrap());
+    assert_eq!(named_rows(&admin.simple_query(sql).await.unwrap()), want);
+    assert!(want.1[0][0].as_deref().unwrap_or("").ends_with("-05"), "{want:?}");
+    // Another session on the same upstream connections still gets the defaults.
+    let other = s.connect_db("admin", "lane_exact").await;
+    let got = named_rows(&other.simple_query(sql).await.unwrap());
+    assert!(got.1[0][0].as_deref().unwrap_or("").ends_with("+00"), "{got:?}");
+    // PostgreSQL's own errors, with its SQLSTATE.
+    let e = admin.simple_query("SELECT 1 / (id - id) FROM staff").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22012", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_cannot_be_walked_around() {
+    let (s, _catalog, _pol, pg) = lane("lane_walk").await;
+    let direct = pg.client("lane_walk").await;
+    let intern = s.connect_db("intern", "lane_walk").await;
+    // The denied column, however it is named or reached.
+    for sql in [
+        "SELECT \"Salary\" FROM staff",
+        "SELECT * FROM staff",
+        "SELECT s.* FROM staff s",
+        "SELECT id FROM staff WHERE \"Salary\" > 10",
+        "SELECT d FROM staff AS s(a, b, c, d)",
+        "SELECT id FROM staff s ORDER BY s.\"Salary\"",
+        "SELECT (SELECT max(\"Salary\") FROM staff)",
+        "WITH x AS (SELECT \"Salary\" AS pay FROM staff) SELECT pay FROM x",
+        "SELECT 1 FROM depts d WHERE EXISTS (SELECT 1 FROM staff s WHERE s.dept = d.dept AND s.\"Salary\" > 200)",
+        "SELECT * FROM \"Payroll\"",
+        "SELECT (SELECT max(amount) FROM \"Payroll\")",
+        "WITH p AS (SELECT amount FROM public.\"Payroll\") SELECT count(*) FROM depts",
+        "SELECT count(*) FROM depts WHERE dept IN (SELECT 'x' FROM \"Payroll\")",
+    ] {
+        let e = intern.simple_query(sql).await.expect_err(sql);
+        assert!(matches!(sqlstate(&e).as_str(), "42501" | "42P01" | "42703"), "{sql}: {e}");
+    }
+    // A whole-row reference carries the permitted columns only.
+    let (_, rows) = named_rows(&intern.simple_query("SELECT s FROM staff s WHERE id = 1").await.unwrap());
+    let row = rows[0][0].clone().unwrap_or_default();
+    assert!(!row.contains("100"), "the denied column reached the caller: {row}");
+    // Functions that read the database or the server are never sent upstream.
+    for sql in [
+        "SELECT query_to_xml('select * from \"Payroll\"', true, false, '')",
+        "SELECT table_to_xml('\"Payroll\"', true, false, '')",
+        "SELECT ts_stat('select to_tsvector(amount::text) from \"Payroll\"')",
+        "SELECT pg_read_file('postmaster.pid')",
+        "SELECT current_setting('data_directory')",
+        "SELECT id FROM staff WHERE id = (SELECT count(*) FROM pg_catalog.pg_authid)",
+    ] {
+        match intern.simple_query(sql).await {
+            Err(_) => {}
+            Ok(msgs) => {
+                let text = format!("{:?}", common::text_rows(&msgs));
+                assert!(!text.contains("7777") && !text.contains('/'), "{sql}: {text}");
+            }
+        }
+    }
+    let audit = std::fs::read_to_string(s.audit_path()).unwrap();
+    assert!(!audit.lines().any(|l| l.contains("query_to_xml") && l.contains("\"allowed\"")), "a reading function was allowed");
+
+    // The analyst: open departments only, names redacted.
+    let analyst = s.connect_db("analyst", "lane_walk").await;
+    let count = |msgs: &[SimpleQueryMessage]| common::text_rows(msgs)[0][0].clone();
+    let want = direct.simple_query("SELECT count(*) FROM staff WHERE dept IN (SELECT dept FROM depts WHERE open)").await.unwrap();
+    assert_eq!(count(&analyst.simple_query("SELECT count(*) FROM staff").await.unwrap()), count(&want));
+    // A client's CTE named like the row filter's table does not stand in for it.
+    let capture = "WITH depts AS (SELECT 'ops'::text AS dept, true AS open) SELECT count(*) FROM staff";
+    match analyst.simple_query(capture).await {
+        Ok(msgs) => assert_eq!(count(&msgs), count(&want), "the CTE replaced the row filter's table"),
+        Err(e) => assert!(!sqlstate(&e).is_empty(), "{e}"),
+    }
+    assert!(common::text_rows(&analyst.simple_query("SELECT id FROM staff WHERE dept = 'ops'").await.unwrap()).is_empty());
+    // The oracle: bob (ops, hidden) earns 0, so PostgreSQL itself fails the predicate on him.
+    let risky = [
+        "SELECT count(*) FROM staff WHERE 1000 / \"Salary\" > 0",
+        "SELECT count(*) FROM depts d JOIN staff s ON s.dept = d.dept WHERE 1000 / s.\"Salary\" > 0",
+        "SELECT (SELECT count(*) FROM staff WHERE 1000 / \"Salary\" > 0)",
+        "SELECT count(*) FROM (SELECT * FROM staff) t WHERE 1000 / t.\"Salary\" > 0",
+        "WITH t AS (SELECT \"Salary\" AS pay FROM staff) SELECT count(*) FROM t WHERE 1000 / pay > 0",
+    ];
+    assert!(direct.simple_query(risky[0]).await.is_err(), "the hidden row fails the predicate");
+    for sql in risky {
+        let got = analyst.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(count(&got), count(&want), "{sql}");
+    }
+    // Masked values, and predicates see them masked.
+    let names = common::text_rows(&analyst.simple_query("SELECT DISTINCT name FROM staff").await.unwrap());
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_ne!(names[0][0], "ann");
+    assert_eq!(count(&analyst.simple_query("SELECT count(*) FROM staff WHERE name = 'ann'").await.unwrap()), "0");
+    // The audit record of a lane statement names what it read and what governance did.
+    let audit = std::fs::read_to_string(s.audit_path()).unwrap();
+    let line = audit.lines().rev().find(|l| l.contains("WHERE name = 'ann'")).expect("audited");
+    assert!(line.contains("lane_walk.public.staff") && line.contains("filtered+masked"), "{line}");
+}
