@@ -41,6 +41,11 @@ impl Lalo {
     pub async fn run_postgres(&self, session: &Session, text: &str, delivery: &mut Delivery<'_>) -> Option<Result<Outcome, LaloError>> {
         let format = delivery.wire?.clone();
         let upstream = self.engine.upstreams().get(&session.database)?.clone();
+        // A down upstream is the engine's to report (and a statement without tables, a pool's
+        // `SELECT 1`, still answers there).
+        if !upstream.is_up() {
+            return None;
+        }
         let pool = upstream.direct()?;
         // Statements that differ only in constants share one decision (see pgsql/splice.rs).
         let shape = crate::pgsql::splice::shape(text).ok()?;
@@ -91,6 +96,7 @@ impl Lalo {
             Err(e) => return Some(Err(scope.fail(upstream_error(&governed.upstream, e)).await)),
         };
         crate::metrics::postgres_statement();
+        crate::metrics::forwarded_statement();
         let schema = Arc::new(Schema::new(fields.iter().map(|f| Field::new(&f.name, DataType::Utf8, true)).collect::<Vec<_>>()));
         let fields = Arc::new(field_infos(&fields, &codes));
         let name = governed.upstream.clone();

@@ -539,7 +539,8 @@ async fn key_lookups_share_pipelined_connections() {
         c.await.expect("client");
     }
     let after = crate::protocol::counter(&s, "lalo_pipelined_statements_total").await;
-    assert!(after - before >= 12.0 * 36.0, "lookups pipelined: {before} -> {after}");
+    // Prepared lookups pipeline; simple-protocol ones run in the PostgreSQL lane as written.
+    assert!(after - before >= 12.0 * 27.0, "lookups pipelined: {before} -> {after}");
     // A table without a primary key is not a key lookup: its statements are not pipelined.
     let c = s.connect_db("admin", "shop").await;
     for id in 1..5i32 {
