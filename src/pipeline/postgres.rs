@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 
-use crate::engine::upstream::direct::DirectError;
+use crate::engine::upstream::direct::{DirectError, RawParams};
 use crate::engine::upstream::wire::WireField;
 use crate::error::LaloError;
 use crate::execution;
@@ -35,24 +35,84 @@ const OUTPUT_SETTINGS: &[(&str, &str)] = &[
     ("bytea_output", "bytea_output"),
 ];
 
+/// A statement the lane prepared for the extended protocol: its text, the parameter types the
+/// client declared, and the parameters and columns the upstream described.
+#[derive(Debug)]
+pub struct LaneStatement {
+    pub text: String,
+    pub types: Vec<u32>,
+    pub params: Vec<u32>,
+    pub fields: Vec<WireField>,
+}
+
+impl LaneStatement {
+    /// The result columns, described for the client in `format`.
+    pub fn describe(&self, format: &pgwire::api::portal::Format) -> Vec<FieldInfo> {
+        field_infos(&self.fields, &format_codes(format))
+    }
+}
+
 impl Lalo {
-    /// Run `text` on the session's upstream PostgreSQL when the lane takes it; `None` means
-    /// "route it to the engine".
+    /// Run `text` on the session's upstream PostgreSQL when the lane takes it (simple protocol);
+    /// `None` means "route it to the engine".
     pub async fn run_postgres(&self, session: &Session, text: &str, delivery: &mut Delivery<'_>) -> Option<Result<Outcome, LaloError>> {
-        let format = delivery.wire?.clone();
+        delivery.wire?;
+        let found = self.lane_statement(session, text).await?;
+        let delivery = std::mem::take(delivery);
+        Some(self.run_lane(session, text, found, &RawParams::default(), delivery).await)
+    }
+
+    /// Prepare `text` in the lane (extended protocol Parse) with the client's parameter types;
+    /// `None` means "parse it for the engine". A refusal is audited.
+    pub async fn prepare_postgres(&self, session: &Session, text: &str, types: &[u32]) -> Option<Result<LaneStatement, LaloError>> {
+        let found = self.lane_statement(session, text).await?;
+        let described = async {
+            let (_, sql) = found?;
+            let pool = self.engine.upstreams().get(&session.database).and_then(|u| u.direct());
+            let pool = pool.ok_or_else(|| LaloError::Internal("the upstream has no connections".into()))?;
+            let (params, fields) = pool.describe_typed(&sql, types, &output_settings(session)).await.map_err(|e| upstream_error(&session.database, e))?;
+            Ok(LaneStatement { text: text.to_string(), types: types.to_vec(), params, fields })
+        }
+        .await;
+        Some(match described {
+            Ok(s) => Ok(s),
+            Err(e) => Err(self.refuse(session, text, e).await),
+        })
+    }
+
+    /// Execute a statement the lane prepared, with the client's parameters as it bound them.
+    pub async fn run_postgres_bound(
+        &self,
+        session: &Session,
+        lane: &LaneStatement,
+        values: Vec<Option<bytes::Bytes>>,
+        formats: Vec<i16>,
+        delivery: Delivery<'_>,
+    ) -> Result<Outcome, LaloError> {
+        // Governed again only when the stamp moved since Parse (a policy reload, say).
+        let Some(found) = self.lane_statement(session, &lane.text).await else {
+            let e = LaloError::NotSupported("cached plan must not change result type: prepare the statement again".into());
+            return Err(self.refuse(session, &lane.text, e).await);
+        };
+        let params = RawParams { types: lane.types.clone(), values, formats };
+        self.run_lane(session, &lane.text, found, &params, delivery).await
+    }
+
+    /// The governed statement for `text` and the SQL the upstream runs for it, from the session's
+    /// statement cache by shape, or governed now; `None` when the lane does not take it.
+    async fn lane_statement(&self, session: &Session, text: &str) -> Option<Result<(Arc<GovernedSql>, String), LaloError>> {
         let upstream = self.engine.upstreams().get(&session.database)?.clone();
         // A down upstream is the engine's to report (and a statement without tables, a pool's
         // `SELECT 1`, still answers there).
-        if !upstream.is_up() {
+        if !upstream.is_up() || upstream.direct().is_none() {
             return None;
         }
-        let pool = upstream.direct()?;
         // Statements that differ only in constants share one decision (see pgsql/splice.rs).
         let shape = crate::pgsql::splice::shape(text).ok()?;
         let stamp = self.stamp(session);
         let key = format!("postgres:{}", shape.key);
         let cached = session.statements.lock().get(stamp, &key);
-        let governed = match cached {
+        Some(match cached {
             Some(Some(e)) => match e.as_ref() {
                 Executor::Postgres(g) => g.render(text, &shape).map(|sql| (g.clone(), sql)),
                 _ => return None,
@@ -70,30 +130,40 @@ impl Lalo {
                     session.statements.lock().put(stamp, key, None);
                     return None;
                 }
-                // A refusal is audited and not remembered.
+                // A refusal is audited by the caller and not remembered.
                 Err(e) => Err(e),
             },
-        };
+        })
+    }
+
+    /// Run the governed statement upstream under one audit scope, one admission and the guard.
+    async fn run_lane(
+        &self,
+        session: &Session,
+        text: &str,
+        found: Result<(Arc<GovernedSql>, String), LaloError>,
+        params: &RawParams,
+        delivery: Delivery<'_>,
+    ) -> Result<Outcome, LaloError> {
         let start = Request { input: text.to_string(), sql: Some(text.to_string()), began: Some(Instant::now()), ..Default::default() };
         let mut scope = AuditScope::open(self.audit.clone(), session, &start);
-        let (governed, sql) = match governed {
+        let (governed, sql) = match found {
             Ok(g) => g,
-            Err(e) => return Some(Err(scope.fail(e).await)),
+            Err(e) => return Err(scope.fail(e).await),
         };
         scope.decided(&governed.objects, governed.decision, &governed.rules);
         let slot = match self.admit(session, &governed.limits) {
             Ok(s) => s,
-            Err(e) => return Some(Err(scope.fail(e).await)),
+            Err(e) => return Err(scope.fail(e).await),
         };
-        let codes: Vec<i16> = match &format {
-            pgwire::api::portal::Format::UnifiedText => vec![],
-            pgwire::api::portal::Format::UnifiedBinary => vec![1],
-            pgwire::api::portal::Format::Individual(v) => v.clone(),
+        let Some(pool) = self.engine.upstreams().get(&governed.upstream).and_then(|u| u.direct()) else {
+            return Err(scope.fail(LaloError::Internal("the upstream has no connections".into())).await);
         };
+        let codes = delivery.wire.map(format_codes).unwrap_or_default();
         let settings = output_settings(session);
-        let (fields, rows) = match pool.query_described(&sql, &[], &codes, &settings).await {
+        let (fields, rows) = match pool.query_described(&sql, params, &codes, &settings).await {
             Ok(found) => found,
-            Err(e) => return Some(Err(scope.fail(upstream_error(&governed.upstream, e)).await)),
+            Err(e) => return Err(scope.fail(upstream_error(&governed.upstream, e)).await),
         };
         crate::metrics::postgres_statement();
         crate::metrics::forwarded_statement();
@@ -101,8 +171,8 @@ impl Lalo {
         let fields = Arc::new(field_infos(&fields, &codes));
         let name = governed.upstream.clone();
         let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| r.map_err(|e| upstream_error(&name, e))));
-        let opts = self.guard_options(session, &governed.limits, scope, slot, std::mem::take(delivery));
-        Some(Ok(Outcome::Wire { schema, fields, rows: execution::guard_items(rows, opts) }))
+        let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
+        Ok(Outcome::Wire { schema, fields, rows: execution::guard_items(rows, opts) })
     }
 
     /// The governed statement for `text`, `Ok(None)` when the lane does not take it.
@@ -182,10 +252,24 @@ impl Lalo {
     }
 }
 
+/// PostgreSQL's result-format codes for a portal's format.
+fn format_codes(format: &pgwire::api::portal::Format) -> Vec<i16> {
+    match format {
+        pgwire::api::portal::Format::UnifiedText => vec![],
+        pgwire::api::portal::Format::UnifiedBinary => vec![1],
+        pgwire::api::portal::Format::Individual(v) => v.clone(),
+    }
+}
+
 /// The session's output settings, as the upstream names them.
 fn output_settings(session: &Session) -> Vec<(String, String)> {
     let settings = session.settings.read();
     OUTPUT_SETTINGS.iter().filter_map(|(k, pg)| settings.get(k).map(|v| (pg.to_string(), v))).collect()
+}
+
+/// The client's name for a type the upstream names by OID (its own types keep their OID).
+pub fn pg_type(oid: u32) -> Type {
+    Type::from_oid(oid).unwrap_or_else(|| Type::new(format!("oid_{oid}"), oid, tokio_postgres::types::Kind::Simple, "public".into()))
 }
 
 /// The client's description of the upstream's columns, in the formats asked for.
@@ -200,9 +284,7 @@ fn field_infos(fields: &[WireField], codes: &[i16]) -> Vec<FieldInfo> {
                 many => many.get(i).copied().unwrap_or(0),
             };
             let format = if code == 1 { FieldFormat::Binary } else { FieldFormat::Text };
-            let ty = Type::from_oid(f.type_oid).unwrap_or_else(|| {
-                Type::new(format!("oid_{}", f.type_oid), f.type_oid, tokio_postgres::types::Kind::Simple, "public".into())
-            });
+            let ty = pg_type(f.type_oid);
             FieldInfo::new(f.name.clone(), None, None, ty, format).with_type_size(f.type_size).with_type_modifier(f.type_modifier)
         })
         .collect()

@@ -25,7 +25,7 @@ use super::session_of;
 use crate::error::LaloError;
 use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement as SqlStatement};
 use crate::router::Route;
-use crate::pipeline::{Bound, Delivery, Drafted, Input, Lalo};
+use crate::pipeline::{Bound, Delivery, Drafted, Input, Lalo, LaneStatement};
 
 /// A parsed statement: its text, route, and (for SQL) the plan with placeholders.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct Prepared {
     pub drafted: Option<Drafted>,
     /// The statement-cache key (text and parameter types), made once here.
     pub key: String,
+    /// A statement the PostgreSQL lane took: it runs upstream as written (pipeline/postgres.rs).
+    pub lane: Option<Arc<LaneStatement>>,
 }
 
 pub struct ExtendedHandler {
@@ -118,7 +120,11 @@ pub fn bound<'a>(
 
 /// Bind's value and format counts against the statement, as PostgreSQL checks them (08P01).
 fn check_bind_counts(bind: &Bind, stored: &StoredStatement<Prepared>, name: &str) -> Result<(), LaloError> {
-    let required = stored.parameter_types.len().max(stored.statement.param_types.len());
+    let own = match &stored.statement.lane {
+        Some(lane) => lane.params.len(),
+        None => stored.statement.param_types.len(),
+    };
+    let required = stored.parameter_types.len().max(own);
     let supplied = bind.parameters.len();
     if supplied != required {
         return Err(LaloError::ProtocolViolation(format!(
@@ -212,6 +218,24 @@ impl QueryParser for LaloParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(&self.lalo, client)?;
+        // A SELECT over the session's upstream PostgreSQL: prepared there as written, governed.
+        let oids: Vec<u32> = types.iter().map(|t| t.as_ref().map(|t| t.oid()).unwrap_or(0)).collect();
+        if let Some(lane) = self.lalo.prepare_postgres(&session, sql, &oids).await {
+            let lane = lane.map_err(PgWireError::from)?;
+            return Ok(Prepared {
+                text: sql.to_string(),
+                route: None,
+                plan: None,
+                param_types: vec![],
+                names: None,
+                epoch: session.epoch(),
+                sql: None,
+                described: Default::default(),
+                drafted: None,
+                key: String::new(),
+                lane: Some(Arc::new(lane)),
+            });
+        }
         let mut routes = self.lalo.route(&session, sql).map_err(PgWireError::from)?;
         if routes.len() > 1 {
             return Err(LaloError::Syntax("cannot insert multiple commands into a prepared statement".into()).into());
@@ -229,6 +253,7 @@ impl QueryParser for LaloParser {
                 described: Default::default(),
                 drafted: None,
                 key: String::new(),
+                lane: None,
             });
         };
         let (plan, param_types) = match &route {
@@ -286,10 +311,13 @@ impl QueryParser for LaloParser {
             _ => None,
         };
         let key = Bound::cache_key(sql, &param_types);
-        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default(), drafted, key })
+        Ok(Prepared { text: sql.to_string(), route: Some(route), plan, param_types, names, epoch, sql: printed, described: Default::default(), drafted, key, lane: None })
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        if let Some(lane) = &stmt.lane {
+            return Ok(lane.params.iter().map(|oid| crate::pipeline::pg_type(*oid)).collect());
+        }
         stmt.param_types
             .iter()
             .map(|t| match t {
@@ -301,6 +329,9 @@ impl QueryParser for LaloParser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
+        if let Some(lane) = &stmt.lane {
+            return Ok(lane.describe(format));
+        }
         match (&stmt.route, &stmt.plan) {
             (_, Some(plan)) => stmt.described.get_or_try_insert(format, || {
                 let schema = crate::pipeline::rename(plan.schema().as_arrow(), stmt.names.as_deref());
@@ -375,6 +406,19 @@ impl ExtendedQueryHandler for ExtendedHandler {
     {
         let session = session_of(&self.lalo, client)?;
         let prepared = &portal.statement.statement;
+        if let Some(lane) = &prepared.lane {
+            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&portal.result_column_format) };
+            let formats = match &portal.parameter_format {
+                Format::UnifiedText => vec![],
+                Format::UnifiedBinary => vec![1],
+                Format::Individual(v) => v.clone(),
+            };
+            let outcome = Box::pin(self.lalo.run_postgres_bound(&session, lane, portal.parameters.clone(), formats, delivery)).await;
+            return match outcome {
+                Ok(o) => respond(client, &session, o, &portal.result_column_format, None).await,
+                Err(e) => Err(e.into()),
+            };
+        }
         // Borrowed: a statement's AST is not cloned per execution.
         let Some(route) = prepared.route.as_ref() else { return Ok(Response::EmptyQuery) };
         let input = prepared.text.clone();
@@ -421,6 +465,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
                             described: Default::default(),
                             drafted: None,
                             key: Bound::cache_key(&query.to_string(), &[]),
+                            lane: None,
                         };
                         let stmt = Arc::new(StoredStatement::new(name.clone(), prepared, vec![]));
                         if let Some(store) = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>() {

@@ -23,3 +23,4 @@ mod walkaround;
 mod disclosure;
 mod pipeline;
 mod postgres_lane;
+mod differential;

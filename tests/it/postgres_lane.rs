@@ -150,6 +150,8 @@ async fn the_lane_cannot_be_walked_around() {
     ] {
         let e = intern.simple_query(sql).await.expect_err(sql);
         assert!(matches!(sqlstate(&e).as_str(), "42501" | "42P01" | "42703"), "{sql}: {e}");
+        let e = intern.query(sql, &[]).await.expect_err(sql);
+        assert!(matches!(sqlstate(&e).as_str(), "42501" | "42P01" | "42703"), "extended {sql}: {e}");
     }
     // A whole-row reference carries the permitted columns only.
     let (_, rows) = named_rows(&intern.simple_query("SELECT s FROM staff s WHERE id = 1").await.unwrap());
@@ -199,7 +201,17 @@ async fn the_lane_cannot_be_walked_around() {
     for sql in risky {
         let got = analyst.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_eq!(count(&got), count(&want), "{sql}");
+        let got: i64 = analyst.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("extended {sql}: {e}")).get(0);
+        assert_eq!(got.to_string(), count(&want), "extended {sql}");
     }
+    // The same with the dividend as a parameter, bound in binary.
+    let sql = "SELECT count(*) FROM staff WHERE $1::int / \"Salary\" > 0";
+    for _ in 0..2 {
+        let got: i64 = analyst.query_one(sql, &[&1000i32]).await.expect("bound").get(0);
+        assert_eq!(got.to_string(), count(&want));
+    }
+    let got: Vec<String> = analyst.query("SELECT name FROM staff WHERE id = $1", &[&1i32]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(got.len() == 1 && got[0] != "ann", "{got:?}");
     // Masked values, and predicates see them masked.
     let names = common::text_rows(&analyst.simple_query("SELECT DISTINCT name FROM staff").await.unwrap());
     assert_eq!(names.len(), 1, "{names:?}");

@@ -78,7 +78,7 @@ fn same_rows(a: &Rows, b: &Rows, ordered: bool) -> bool {
 
 /// A defog gold query as one runnable statement: its first query with every braced column
 /// alternative taken in full (the longest of the corpus expansions).
-fn full_gold(gold: &str) -> String {
+pub fn full_gold(gold: &str) -> String {
     let first = gold.split(';').map(str::trim).find(|q| !q.is_empty()).unwrap_or("");
     lalo::eval::corpus::expand_gold(first).into_iter().max_by_key(|q| q.len()).unwrap_or_default()
 }

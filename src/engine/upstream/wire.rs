@@ -230,11 +230,17 @@ impl WireConn {
 
     /// The connection's prepared statement for `sql`, preparing it on first use.
     pub async fn prepare(&mut self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
-        if let Some(s) = self.statements.get(sql) {
+        self.prepare_typed(sql, &[]).await
+    }
+
+    /// [`WireConn::prepare`] with parameter types given as the client gave them (0: unspecified).
+    pub async fn prepare_typed(&mut self, sql: &str, types: &[u32]) -> Result<Arc<WireStatement>, WireError> {
+        let key = if types.is_empty() { std::borrow::Cow::Borrowed(sql) } else { std::borrow::Cow::Owned(format!("{types:?}\0{sql}")) };
+        if let Some(s) = self.statements.get(key.as_ref()) {
             return Ok(s.clone());
         }
         let name = format!("lalo_w{}", self.statements.len() + 1);
-        frontend::parse(&name, sql, std::iter::empty(), &mut self.wbuf).map_err(lost)?;
+        frontend::parse(&name, sql, types.iter().copied(), &mut self.wbuf).map_err(lost)?;
         frontend::describe(b'S', &name, &mut self.wbuf).map_err(lost)?;
         frontend::sync(&mut self.wbuf);
         self.busy = true;
@@ -261,8 +267,36 @@ impl WireConn {
         }
         let columns = fields.iter().map(|f| f.type_oid).collect();
         let stmt = Arc::new(WireStatement { name, params, columns, fields });
-        self.statements.insert(sql.to_string(), stmt.clone());
+        self.statements.insert(key.into_owned(), stmt.clone());
         Ok(stmt)
+    }
+
+    /// Send Bind (parameters as the client sent them, in `param_formats`), Execute and Sync.
+    pub async fn start_raw(&mut self, stmt: &WireStatement, values: &[Option<bytes::Bytes>], param_formats: &[i16], formats: &[i16]) -> Result<(), WireError> {
+        let mark = self.wbuf.len();
+        let bound = frontend::bind(
+            "",
+            &stmt.name,
+            param_formats.iter().copied(),
+            values.iter(),
+            |v, buf| match v {
+                Some(b) => {
+                    buf.extend_from_slice(b);
+                    Ok(postgres_protocol::IsNull::No)
+                }
+                None => Ok(postgres_protocol::IsNull::Yes),
+            },
+            formats.iter().copied(),
+            &mut self.wbuf,
+        );
+        if bound.is_err() {
+            self.wbuf.truncate(mark);
+            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
+        }
+        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
+        frontend::sync(&mut self.wbuf);
+        self.busy = true;
+        self.flush().await
     }
 
     /// Send Bind (text parameters, the given result formats), Execute and Sync in one write.
