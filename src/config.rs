@@ -85,11 +85,15 @@ pub struct CatalogConfig {
     /// queued on one connection); unset: one per CPU; 0: none, every lookup gets a connection
     /// of its own.
     pub upstream_pipelined_connections: Option<u32>,
+    /// The PostgreSQL lane: SELECTs over one upstream PostgreSQL run there as written, each
+    /// relation replaced by its governed derived table (PostgreSQL's exact answers). Off: every
+    /// statement is planned by the engine.
+    pub postgres_lane: bool,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16, upstream_pipelined_connections: None }
+        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16, upstream_pipelined_connections: None, postgres_lane: true }
     }
 }
 
