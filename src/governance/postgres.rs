@@ -9,7 +9,9 @@
 //! the outer query's predicates into it (`is_simple_subquery` and `subquery_is_pushdown_safe` in
 //! its planner), so the caller's predicates, which may fail (`1/(x-5)`), run only on rows the
 //! filter kept, and see masked values: the security barrier PostgreSQL's own views offer. Tables
-//! read in full keep their plain name, and PostgreSQL plans them as it would have.
+//! read in full keep their plain name, and PostgreSQL plans them as it would have. `t.f` is also
+//! the call `f(t)` in PostgreSQL when `t` has no column `f`; the lane takes only statements whose
+//! qualified names are columns (pipeline/postgres.rs), so no function is reached that way.
 
 use std::collections::BTreeSet;
 
@@ -90,6 +92,9 @@ impl Governance {
             };
             filtered |= f;
             masked |= m;
+            // A table read in full keeps its name (a derived table in its place, pulled up, would
+            // change what `count(t.*)` counts over an outer join); the others read as PostgreSQL
+            // reads a view with their definition.
             let text = if !f && !m && p.denied.is_empty() {
                 format!("{}.{}", quote_ident(&p.remote.0), quote_ident(&p.remote.1))
             } else if f {

@@ -36,6 +36,13 @@ pub struct Analysis {
     pub columns: BTreeSet<String>,
     /// Some column reference is a star (`*`, `t.*`).
     pub star: bool,
+    /// The last names of qualified column references (`t.col` → `col`). PostgreSQL reads `t.f`
+    /// as the call `f(t)` when `t` has no column `f`, so each must name a column the statement
+    /// has (see [`Analysis::defined`]); the lane checks that once it knows the tables' columns.
+    pub qualified: BTreeSet<String>,
+    /// Column names the statement itself defines: output names (`AS x`), column aliases of
+    /// relations, subqueries and CTEs.
+    pub defined: BTreeSet<String>,
     /// The first construct this lane does not run (the statement then takes the engine).
     pub declined: Option<String>,
     /// Where a name refers to a CTE rather than a relation.
@@ -172,6 +179,12 @@ impl Walk {
         if is_range_var(o) {
             return self.range_var(o);
         }
+        if o.contains_key("aliasname") && o.contains_key("colnames") {
+            self.out.defined.extend(names(list(o, "colnames")));
+        }
+        if o.contains_key("ctename") && o.contains_key("aliascolnames") {
+            self.out.defined.extend(names(list(o, "aliascolnames")));
+        }
         // A wrapped node: `{"Kind": {fields}}`.
         if o.len() == 1 {
             if let Some((kind, inner)) = o.iter().next() {
@@ -184,12 +197,35 @@ impl Walk {
                         "RangeVar" => return self.range_var(fields),
                         "ColumnRef" => self.column_ref(fields),
                         "FuncCall" => self.func_call(fields),
-                        "AExpr" => self.operator(list(fields, "name")),
+                        "AExpr" => {
+                            // BETWEEN and its kin name no operator (kinds 11 to 14).
+                            let kind = fields.get("kind").and_then(Value::as_i64).unwrap_or(0);
+                            if !(11..=14).contains(&kind) {
+                                self.operator(list(fields, "name"));
+                            }
+                        }
+                        // `(expr).name` is also the call `name(expr)`, which no allowlist sees.
+                        "AIndirection" => {
+                            if list(fields, "indirection").iter().any(|i| i.get("node").unwrap_or(i).get("String").is_some()) {
+                                self.decline("a field selection");
+                            }
+                        }
+                        "ResTarget" => {
+                            let name = text(fields, "name");
+                            if !name.is_empty() {
+                                self.out.defined.insert(name.to_string());
+                            }
+                        }
+                        "Alias" => self.out.defined.extend(names(list(fields, "colnames"))),
+                        "CommonTableExpr" => self.out.defined.extend(names(list(fields, "aliascolnames"))),
                         "SubLink" => self.operator(list(fields, "oper_name")),
                         "TypeName" => self.type_name(fields),
                         "SqlvalueFunction" => self.value_function(fields),
                         "RangeTableSample" => self.sample(fields),
                         "CurrentOfExpr" | "Param" | "Var" => self.decline(format!("{kind}")),
+                        // SQL/JSON syntax of newer PostgreSQL releases is a plain function call,
+                        // resolved by search path, on older upstreams.
+                        k if k.starts_with("Json") || k == "MergeSupportFunc" => self.decline(format!("{kind}")),
                         _ => {}
                     }
                 }
@@ -244,8 +280,14 @@ impl Walk {
                 self.out.star = true;
             }
         }
-        if let Some(last) = names(list(o, "fields")).pop() {
-            self.out.columns.insert(last);
+        let fields = list(o, "fields");
+        // The name of the last field, unless it is a star (`t.*`).
+        let last = fields.last().map(std::slice::from_ref).map(names).and_then(|mut n| n.pop());
+        if let Some(last) = last {
+            self.out.columns.insert(last.clone());
+            if fields.len() > 1 {
+                self.out.qualified.insert(last);
+            }
         }
     }
 
@@ -280,7 +322,9 @@ impl Walk {
             self.decline("%TYPE");
         }
         if let Some(last) = names(list(o, "names")).pop() {
-            if last.starts_with("reg") && last != "real" {
+            // `_regclass` is the array of `regclass`: its elements are read the same way.
+            let element = last.trim_start_matches('_');
+            if element.starts_with("reg") && element != "real" {
                 self.decline(format!("type {last}"));
             }
         }

@@ -65,6 +65,12 @@ impl Lalo {
     /// Prepare `text` in the lane (extended protocol Parse) with the client's parameter types;
     /// `None` means "parse it for the engine". A refusal is audited.
     pub async fn prepare_postgres(&self, session: &Session, text: &str, types: &[u32]) -> Option<Result<LaneStatement, LaloError>> {
+        // Declared parameter types are PostgreSQL's built-in ones, and none that reads names from
+        // the catalog (`regclass` and kin); anything else takes the engine.
+        let plain = |oid: &u32| *oid == 0 || Type::from_oid(*oid).is_some_and(|t| !t.name().trim_start_matches('_').starts_with("reg"));
+        if !types.iter().all(plain) {
+            return None;
+        }
         let found = self.lane_statement(session, text).await?;
         let described = async {
             let (_, sql) = found?;
@@ -108,6 +114,10 @@ impl Lalo {
         // A down upstream is the engine's to report (and a statement without tables, a pool's
         // `SELECT 1`, still answers there).
         if !upstream.is_up() || upstream.direct().is_none() {
+            return None;
+        }
+        // The lane reads text as PostgreSQL does with standard-conforming strings (pinned upstream).
+        if session.settings.read().get("standard_conforming_strings").is_some_and(|v| v != "on") {
             return None;
         }
         // Statements that differ only in constants share one decision (see pgsql/splice.rs).
@@ -232,6 +242,13 @@ impl Lalo {
             let Ok(upstream_sql) = crate::pgsql::splice::qualify(&direct.sql, "public") else { return Ok(None) };
             index.push(tables.len());
             tables.push((schema, rel.name.clone(), columns, denied, governed, upstream_sql));
+        }
+        // `t.f` is the call `f(t)` when `t` has no column `f`: every qualified name must be a
+        // column of a table here or one the statement defines, so no function is called that way.
+        let known = |n: &String| analysis.defined.contains(n) || tables.iter().any(|t| t.2.contains(n));
+        if !analysis.qualified.iter().all(known) {
+            tracing::debug!("a qualified name that is no column: the engine takes the statement");
+            return Ok(None);
         }
         let parts: Vec<RelationPart<'_>> = analysis
             .relations

@@ -42,7 +42,8 @@ async fn lane(db: &str) -> (common::TestServer, tempfile::TempDir, tempfile::Tem
          INSERT INTO depts VALUES ('eng', true), ('ops', false), ('art', true);\
          CREATE TABLE staff (id int PRIMARY KEY, name text, dept text, \"Salary\" int, bonus numeric(10,2));\
          INSERT INTO staff VALUES (1, 'ann', 'eng', 100, 1.10), (2, 'bob', 'ops', 0, 2.20), (3, 'cy', 'eng', 300, 3.35), (4, 'di', 'art', 50, NULL);\
-         CREATE TABLE \"Payroll\" (id int PRIMARY KEY, amount int); INSERT INTO \"Payroll\" VALUES (1, 7777), (2, 8888);",
+         CREATE TABLE \"Payroll\" (id int PRIMARY KEY, amount int); INSERT INTO \"Payroll\" VALUES (1, 7777), (2, 8888);\
+         CREATE FUNCTION payroll_total(depts) RETURNS bigint LANGUAGE sql AS 'SELECT sum(amount) FROM \"Payroll\"';",
     )
     .await;
     let pol = tempfile::tempdir().unwrap();
@@ -165,15 +166,33 @@ async fn the_lane_cannot_be_walked_around() {
         "SELECT pg_read_file('postmaster.pid')",
         "SELECT current_setting('data_directory')",
         "SELECT id FROM staff WHERE id = (SELECT count(*) FROM pg_catalog.pg_authid)",
+        // Functions reached without a call: attribute notation, a "computed column".
+        "SELECT ('select to_tsvector(amount::text) from \"Payroll\"').ts_stat",
+        "SELECT ('data_directory').current_setting",
+        "SELECT d.payroll_total FROM depts d",
+        "SELECT (42::bigint).pg_advisory_lock",
+        // Catalog names through arrays of reg* types, roles through ACL functions.
+        "SELECT string_agg(('{' || g || '}')::_regclass::text, ',') FROM generate_series(16000, 30000) g",
+        "SELECT acldefault('r', 10)",
+        // A unicode escape character primes the statement cache with one meaning, then another.
+        "WITH U&\"!0050ayroll\" UESCAPE '!' AS (SELECT 1 AS id, 1 AS amount) SELECT * FROM \"Payroll\"",
+        "WITH U&\"!0050ayroll\" UESCAPE '#' AS (SELECT 1 AS id, 1 AS amount) SELECT * FROM \"Payroll\"",
     ] {
-        match intern.simple_query(sql).await {
-            Err(_) => {}
-            Ok(msgs) => {
-                let text = format!("{:?}", common::text_rows(&msgs));
-                assert!(!text.contains("7777") && !text.contains('/'), "{sql}: {text}");
+        for extended in [false, true] {
+            let text = if extended {
+                intern.query(sql, &[]).await.map(|rows| format!("{:?}", rows.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>()))
+            } else {
+                intern.simple_query(sql).await.map(|m| format!("{:?}", common::text_rows(&m)))
+            };
+            if let Ok(text) = text {
+                for leak in ["7777", "16665", "/", "Payroll", "postgres="] {
+                    assert!(!text.contains(leak), "{sql}: {text}");
+                }
             }
         }
     }
+    let locks = direct.simple_query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").await.unwrap();
+    assert_eq!(common::text_rows(&locks)[0][0], "0", "an advisory lock was taken upstream");
     let audit = std::fs::read_to_string(s.audit_path()).unwrap();
     assert!(!audit.lines().any(|l| l.contains("query_to_xml") && l.contains("\"allowed\"")), "a reading function was allowed");
 

@@ -20,7 +20,9 @@ pub mod wire;
 /// bare names resolve in, and read-only transactions (lalo never writes upstream; a statement
 /// that tried would fail there too). Sessions cannot change them: SET is answered by lalo and
 /// functions with session effects never run upstream (`governance::local_fns`).
-pub const PINNED_OPTIONS: &str = "-c search_path=public -c default_transaction_read_only=on";
+/// `standard_conforming_strings` is pinned too: the PostgreSQL lane reads statements as
+/// PostgreSQL's grammar does with it on, so the upstream must read them the same way.
+pub const PINNED_OPTIONS: &str = "-c search_path=public -c default_transaction_read_only=on -c standard_conforming_strings=on";
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

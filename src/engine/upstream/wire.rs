@@ -19,6 +19,8 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod lane;
+
 /// Why a wire exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -184,50 +186,6 @@ impl WireConn {
         }
     }
 
-    /// Bring the connection's output settings (TimeZone, DateStyle, …) to `wanted`, which
-    /// statements of the PostgreSQL lane ask for as their session has them; an empty `wanted` is
-    /// the upstream's defaults, which the direct lane's statements need. One round trip, only
-    /// when they differ from what the connection has.
-    pub async fn settle(&mut self, wanted: &[(String, String)]) -> Result<(), WireError> {
-        if self.settings == wanted {
-            return Ok(());
-        }
-        let mut sql = String::new();
-        for (name, value) in wanted {
-            // Names are lalo's own constants; values are quoted as literals.
-            sql.push_str(&format!("SET {name} TO '{}';", value.replace('\'', "''")));
-        }
-        for (name, _) in &self.settings {
-            if !wanted.iter().any(|(n, _)| n == name) {
-                sql.push_str(&format!("RESET {name};"));
-            }
-        }
-        frontend::query(&sql, &mut self.wbuf).map_err(lost)?;
-        self.busy = true;
-        self.flush().await?;
-        let mut failed = None;
-        loop {
-            let (tag, body) = self.frame().await?;
-            match tag {
-                b'E' => {
-                    let (code, message) = error_fields(&body);
-                    failed = Some(WireError::Upstream { code, message });
-                }
-                b'Z' => break,
-                _ => {}
-            }
-        }
-        self.busy = false;
-        match failed {
-            // The statements of one Query message are one transaction: none applied.
-            Some(e) => Err(e),
-            None => {
-                self.settings = wanted.to_vec();
-                Ok(())
-            }
-        }
-    }
-
     /// The connection's prepared statement for `sql`, preparing it on first use.
     pub async fn prepare(&mut self, sql: &str) -> Result<Arc<WireStatement>, WireError> {
         self.prepare_typed(sql, &[]).await
@@ -269,34 +227,6 @@ impl WireConn {
         let stmt = Arc::new(WireStatement { name, params, columns, fields });
         self.statements.insert(key.into_owned(), stmt.clone());
         Ok(stmt)
-    }
-
-    /// Send Bind (parameters as the client sent them, in `param_formats`), Execute and Sync.
-    pub async fn start_raw(&mut self, stmt: &WireStatement, values: &[Option<bytes::Bytes>], param_formats: &[i16], formats: &[i16]) -> Result<(), WireError> {
-        let mark = self.wbuf.len();
-        let bound = frontend::bind(
-            "",
-            &stmt.name,
-            param_formats.iter().copied(),
-            values.iter(),
-            |v, buf| match v {
-                Some(b) => {
-                    buf.extend_from_slice(b);
-                    Ok(postgres_protocol::IsNull::No)
-                }
-                None => Ok(postgres_protocol::IsNull::Yes),
-            },
-            formats.iter().copied(),
-            &mut self.wbuf,
-        );
-        if bound.is_err() {
-            self.wbuf.truncate(mark);
-            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
-        }
-        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
-        frontend::sync(&mut self.wbuf);
-        self.busy = true;
-        self.flush().await
     }
 
     /// Send Bind (text parameters, the given result formats), Execute and Sync in one write.

@@ -1,0 +1,81 @@
+//! The wire connection's side of the PostgreSQL lane: the session's output settings on the
+//! connection, and Bind with the client's own parameter bytes.
+
+use postgres_protocol::message::frontend;
+
+use super::{error_fields, lost, WireConn, WireError, WireStatement};
+
+impl WireConn {
+    /// Bring the connection's output settings (TimeZone, DateStyle, …) to `wanted`, which
+    /// statements of the PostgreSQL lane ask for as their session has them; an empty `wanted` is
+    /// the upstream's defaults, which the direct lane's statements need. One round trip, only
+    /// when they differ from what the connection has.
+    pub async fn settle(&mut self, wanted: &[(String, String)]) -> Result<(), WireError> {
+        if self.settings == wanted {
+            return Ok(());
+        }
+        let mut sql = String::new();
+        for (name, value) in wanted {
+            // Names are lalo's own constants; values are quoted as literals.
+            sql.push_str(&format!("SET {name} TO '{}';", value.replace('\'', "''")));
+        }
+        for (name, _) in &self.settings {
+            if !wanted.iter().any(|(n, _)| n == name) {
+                sql.push_str(&format!("RESET {name};"));
+            }
+        }
+        frontend::query(&sql, &mut self.wbuf).map_err(lost)?;
+        self.busy = true;
+        self.flush().await?;
+        let mut failed = None;
+        loop {
+            let (tag, body) = self.frame().await?;
+            match tag {
+                b'E' => {
+                    let (code, message) = error_fields(&body);
+                    failed = Some(WireError::Upstream { code, message });
+                }
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        self.busy = false;
+        match failed {
+            // The statements of one Query message are one transaction: none applied.
+            Some(e) => Err(e),
+            None => {
+                self.settings = wanted.to_vec();
+                Ok(())
+            }
+        }
+    }
+
+    /// Send Bind (parameters as the client sent them, in `param_formats`), Execute and Sync.
+    pub async fn start_raw(&mut self, stmt: &WireStatement, values: &[Option<bytes::Bytes>], param_formats: &[i16], formats: &[i16]) -> Result<(), WireError> {
+        let mark = self.wbuf.len();
+        let bound = frontend::bind(
+            "",
+            &stmt.name,
+            param_formats.iter().copied(),
+            values.iter(),
+            |v, buf| match v {
+                Some(b) => {
+                    buf.extend_from_slice(b);
+                    Ok(postgres_protocol::IsNull::No)
+                }
+                None => Ok(postgres_protocol::IsNull::Yes),
+            },
+            formats.iter().copied(),
+            &mut self.wbuf,
+        );
+        if bound.is_err() {
+            self.wbuf.truncate(mark);
+            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
+        }
+        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
+        frontend::sync(&mut self.wbuf);
+        self.busy = true;
+        self.flush().await
+    }
+
+}
