@@ -43,6 +43,10 @@ pub struct LaneStatement {
     pub types: Vec<u32>,
     pub params: Vec<u32>,
     pub fields: Vec<WireField>,
+    /// The governed statement made at Parse and the stamp it was made under: executions under
+    /// the same stamp take it as it is.
+    governed: (Arc<GovernedSql>, String),
+    stamp: crate::plan_cache::Stamp,
 }
 
 impl LaneStatement {
@@ -72,12 +76,13 @@ impl Lalo {
             return None;
         }
         let found = self.lane_statement(session, text).await?;
+        let stamp = self.stamp(session);
         let described = async {
-            let (_, sql) = found?;
+            let (governed, sql) = found?;
             let pool = self.engine.upstreams().get(&session.database).and_then(|u| u.direct());
             let pool = pool.ok_or_else(|| LaloError::Internal("the upstream has no connections".into()))?;
             let (params, fields) = pool.describe_typed(&sql, types, &output_settings(session)).await.map_err(|e| upstream_error(&session.database, e))?;
-            Ok(LaneStatement { text: text.to_string(), types: types.to_vec(), params, fields })
+            Ok(LaneStatement { text: text.to_string(), types: types.to_vec(), params, fields, governed: (governed, sql), stamp })
         }
         .await;
         Some(match described {
@@ -96,7 +101,8 @@ impl Lalo {
         delivery: Delivery<'_>,
     ) -> Result<Outcome, LaloError> {
         // Governed again only when the stamp moved since Parse (a policy reload, say).
-        let Some(found) = self.lane_statement(session, &lane.text).await else {
+        let found = if self.stamp(session) == lane.stamp { Some(Ok(lane.governed.clone())) } else { self.lane_statement(session, &lane.text).await };
+        let Some(found) = found else {
             let e = LaloError::NotSupported("cached plan must not change result type: prepare the statement again".into());
             return Err(self.refuse(session, &lane.text, e).await);
         };
