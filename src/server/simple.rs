@@ -85,16 +85,14 @@ impl SimpleQueryHandler for SimpleHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(&self.lalo, client)?;
-        // A repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).
         let mut delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&Format::UnifiedText) };
-        if let Some(done) = self.lalo.run_shaped(&session, query, &mut delivery).await {
-            return Ok(vec![match done {
-                Ok(outcome) => respond(client, &session, outcome, &Format::UnifiedText, None).await?,
-                Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
-            }]);
+        // A SELECT over the session's upstream PostgreSQL: run there as written, governed; else
+        // a repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).
+        let mut done = self.lalo.run_postgres(&session, query, &mut delivery).await;
+        if done.is_none() {
+            done = self.lalo.run_shaped(&session, query, &mut delivery).await;
         }
-        // A SELECT over the session's upstream PostgreSQL: run there as written, governed.
-        if let Some(done) = self.lalo.run_postgres(&session, query, &mut delivery).await {
+        if let Some(done) = done {
             return Ok(vec![match done {
                 Ok(outcome) => respond(client, &session, outcome, &Format::UnifiedText, None).await?,
                 Err(e) => Response::Error(Box::new(e.error_info("ERROR"))),
