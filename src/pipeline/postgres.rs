@@ -63,7 +63,7 @@ impl Lalo {
         delivery.wire?;
         let found = self.lane_statement(session, text).await?;
         let delivery = std::mem::take(delivery);
-        Some(self.run_lane(session, text, found, &RawParams::default(), delivery).await)
+        Some(self.run_lane(session, text, found, &RawParams::default(), true, delivery).await)
     }
 
     /// Prepare `text` in the lane (extended protocol Parse) with the client's parameter types;
@@ -107,7 +107,7 @@ impl Lalo {
             return Err(self.refuse(session, &lane.text, e).await);
         };
         let params = RawParams { types: lane.types.clone(), values, formats };
-        self.run_lane(session, &lane.text, found, &params, delivery).await
+        self.run_lane(session, &lane.text, found, &params, false, delivery).await
     }
 
     /// The governed statement for `text` and the SQL the upstream runs for it, from the session's
@@ -162,6 +162,7 @@ impl Lalo {
         text: &str,
         found: Result<(Arc<GovernedSql>, String), LaloError>,
         params: &RawParams,
+        simple: bool,
         delivery: Delivery<'_>,
     ) -> Result<Outcome, LaloError> {
         let start = Request { input: text.to_string(), sql: Some(text.to_string()), began: Some(Instant::now()), ..Default::default() };
@@ -180,7 +181,10 @@ impl Lalo {
         };
         let codes = delivery.wire.map(format_codes).unwrap_or_default();
         let settings = output_settings(session);
-        let (fields, rows) = match pool.query_described(&sql, params, &codes, &settings).await {
+        // The simple protocol's statements go as one simple Query (its constants differ every
+        // time: nothing is worth preparing); the extended protocol's as prepared statements.
+        let ran = if simple { pool.query_simple(&sql, &settings).await } else { pool.query_described(&sql, params, &codes, &settings).await };
+        let (fields, rows) = match ran {
             Ok(found) => found,
             Err(e) => return Err(scope.fail(upstream_error(&governed.upstream, e)).await),
         };

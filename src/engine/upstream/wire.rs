@@ -56,6 +56,9 @@ pub struct WireField {
     pub type_modifier: i32,
 }
 
+/// Statements one connection keeps prepared at most.
+const MAX_STATEMENTS: usize = 256;
+
 pub struct WireConn {
     stream: TcpStream,
     rbuf: BytesMut,
@@ -196,6 +199,16 @@ impl WireConn {
         let key = if types.is_empty() { std::borrow::Cow::Borrowed(sql) } else { std::borrow::Cow::Owned(format!("{types:?}\0{sql}")) };
         if let Some(s) = self.statements.get(key.as_ref()) {
             return Ok(s.clone());
+        }
+        // Clients of the extended protocol may prepare a new text for every execution: past a
+        // bound, the connection forgets its statements (upstream too) and starts over.
+        if self.statements.len() >= MAX_STATEMENTS {
+            frontend::query("DEALLOCATE ALL", &mut self.wbuf).map_err(lost)?;
+            self.busy = true;
+            self.flush().await?;
+            while self.frame().await?.0 != b'Z' {}
+            self.busy = false;
+            self.statements.clear();
         }
         let name = format!("lalo_w{}", self.statements.len() + 1);
         frontend::parse(&name, sql, types.iter().copied(), &mut self.wbuf).map_err(lost)?;

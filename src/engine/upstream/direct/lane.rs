@@ -31,6 +31,20 @@ impl DirectPool {
         Ok((stmt.params.clone(), stmt.fields.clone()))
     }
 
+    /// Run a statement of the PostgreSQL lane without parameters as one simple Query under the
+    /// session's output `settings`: one round trip, nothing left prepared upstream, rows in text.
+    pub async fn query_simple(
+        self: &Arc<Self>,
+        sql: &str,
+        settings: &[(String, String)],
+    ) -> Result<(Vec<super::super::wire::WireField>, WireRows), DirectError> {
+        let mut lease = self.wire_lease().await?;
+        let conn = lease.conn.as_mut().ok_or_else(|| DirectError::Unsupported("no connection".into()))?;
+        conn.settle(settings).await.map_err(|e| self.wire_error(e))?;
+        let fields = conn.start_simple(sql).await.map_err(|e| self.wire_error(e))?;
+        Ok((fields, self.clone().rows(lease)))
+    }
+
     /// Run a statement of the PostgreSQL lane under the session's output `settings` and forward
     /// its rows as the upstream encodes them in `formats`, with the upstream's own description
     /// of the result (names, types, modifiers). Parameters go as the client sent them.

@@ -3,9 +3,37 @@
 
 use postgres_protocol::message::frontend;
 
-use super::{error_fields, lost, WireConn, WireError, WireStatement};
+use super::{error_fields, lost, row_fields, WireConn, WireError, WireField, WireStatement};
 
 impl WireConn {
+    /// Send `sql` as one simple Query (no statement left prepared on the connection, results in
+    /// text, as the client's own simple query would get them) and read up to its
+    /// RowDescription; the rows follow through [`WireConn::next_rows`].
+    pub async fn start_simple(&mut self, sql: &str) -> Result<Vec<WireField>, WireError> {
+        frontend::query(sql, &mut self.wbuf).map_err(lost)?;
+        self.busy = true;
+        self.flush().await?;
+        let mut failed = None;
+        loop {
+            let (tag, mut body) = self.frame().await?;
+            match tag {
+                b'T' if failed.is_none() => return row_fields(&mut body),
+                b'E' => {
+                    let (code, message) = error_fields(&body);
+                    failed = Some(WireError::Upstream { code, message });
+                }
+                b'Z' => {
+                    self.busy = false;
+                    return match failed {
+                        Some(e) => Err(e),
+                        None => Ok(Vec::new()),
+                    };
+                }
+                _ => {} // CommandComplete, EmptyQueryResponse, notices.
+            }
+        }
+    }
+
     /// Bring the connection's output settings (TimeZone, DateStyle, …) to `wanted`, which
     /// statements of the PostgreSQL lane ask for as their session has them; an empty `wanted` is
     /// the upstream's defaults, which the direct lane's statements need. One round trip, only
