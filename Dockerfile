@@ -2,7 +2,7 @@
 # lalo — container image. Build: docker build -t lalo .   Run: see docker-compose.yml and the README.
 #
 # Stage 1 builds the release binary with the Rust toolchain the crate asks for (rust-version 1.94, lancedb's minimum)
-# and protoc with protobuf's .proto includes (for the retrieval index's protobuf code). Stage 2 is a slim Debian of the same release,
+# and protoc with protobuf's .proto includes (for the retrieval index's protobuf code) and libclang (for pg_query's bindings). Stage 2 is a slim Debian of the same release,
 # so the binary's glibc matches, with only CA certificates, curl for the health check, and a
 # non-root user.
 
@@ -11,7 +11,7 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev libclang-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole source tree (.dockerignore keeps target/, data/ and client modules out): the binary

@@ -12,6 +12,11 @@
 //! 5. **executor**: direct upstream (direct.rs) | embedded cached plan | planned (execute.rs),
 //!    streaming under the guard (timeout, cancel, row cap) that closes the audit scope;
 //! 6. **outcome**: protocol-free rows or a command tag, which each entry point encodes.
+//!
+//! Before all of this, a SELECT over the session's upstream PostgreSQL may take the
+//! **PostgreSQL lane** (postgres.rs): PostgreSQL's own grammar reads it, governance replaces each
+//! relation by its governed derived table, and the upstream runs the client's statement as
+//! written, under the same audit scope, admission and guard.
 
 mod audit;
 mod catalog;
