@@ -74,6 +74,28 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The decision for a statement that had row filters (`filtered`) and masks (`masked`) applied.
+    pub fn of(filtered: bool, masked: bool) -> Decision {
+        match (filtered, masked) {
+            (false, false) => Decision::Allowed,
+            (true, false) => Decision::Filtered,
+            (false, true) => Decision::Masked,
+            (true, true) => Decision::FilteredMasked,
+        }
+    }
+
+    /// Whether row filters, and whether masks, were applied.
+    pub fn parts(self) -> (bool, bool) {
+        match self {
+            Decision::Allowed => (false, false),
+            Decision::Filtered => (true, false),
+            Decision::Masked => (false, true),
+            Decision::FilteredMasked => (true, true),
+        }
+    }
+}
+
 impl From<Decision> for &'static str {
     fn from(d: Decision) -> &'static str {
         d.as_str()
@@ -259,12 +281,7 @@ impl Governance {
         let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema, &pol.cache).await?;
         // Functions lalo answers from its own session never reach an upstream connection.
         let plan = local_fns::pin(ctx, plan)?;
-        let decision = match (applied.filters.is_empty(), applied.masks.is_empty()) {
-            (true, true) => Decision::Allowed,
-            (false, true) => Decision::Filtered,
-            (true, false) => Decision::Masked,
-            (false, false) => Decision::FilteredMasked,
-        };
+        let decision = Decision::of(!applied.filters.is_empty(), !applied.masks.is_empty());
         let mut rules = applied.filters;
         rules.extend(applied.masks);
         let mut objects: Vec<String> = tables.into_iter().collect();

@@ -43,12 +43,12 @@ pub struct GovernedSql {
 pub struct RelationPart<'a> {
     pub relation: &'a Relation,
     /// lalo's name of the table, `db.schema.table`.
-    pub table: String,
+    pub table: &'a str,
     /// The upstream's own schema and table names.
-    pub remote: (String, String),
+    pub remote: (&'a str, &'a str),
     /// Every column of the table, in order, and those the caller may not read.
-    pub columns: Vec<String>,
-    pub denied: Vec<String>,
+    pub columns: &'a [String],
+    pub denied: &'a [String],
     /// Governance of reading the permitted columns, and the upstream SQL that plan runs as.
     pub governed: &'a GovernedPlan,
     pub upstream_sql: &'a str,
@@ -84,19 +84,14 @@ impl Governance {
         let (mut filtered, mut masked) = (false, false);
         let mut rules = Vec::new();
         for p in parts {
-            let (f, m) = match p.governed.decision {
-                Decision::Allowed => (false, false),
-                Decision::Filtered => (true, false),
-                Decision::Masked => (false, true),
-                Decision::FilteredMasked => (true, true),
-            };
+            let (f, m) = p.governed.decision.parts();
             filtered |= f;
             masked |= m;
             // A table read in full keeps its name (a derived table in its place, pulled up, would
             // change what `count(t.*)` counts over an outer join); the others read as PostgreSQL
             // reads a view with their definition.
             let text = if !f && !m && p.denied.is_empty() {
-                format!("{}.{}", quote_ident(&p.remote.0), quote_ident(&p.remote.1))
+                format!("{}.{}", quote_ident(p.remote.0), quote_ident(p.remote.1))
             } else if f {
                 format!("({} OFFSET 0)", p.upstream_sql)
             } else {
@@ -112,7 +107,7 @@ impl Governance {
                 text.push_str(&quote_ident(&p.relation.name));
             }
             replacements.push((token, text));
-            objects.insert(p.table.clone());
+            objects.insert(p.table.to_string());
             for c in p.columns.iter().filter(|c| named(c)) {
                 objects.insert(format!("{}.{}", p.table, c.to_lowercase()));
             }
@@ -125,18 +120,12 @@ impl Governance {
         let lane = |why: String| LaloError::Internal(format!("PostgreSQL lane: {why}"));
         let (sql, governed) = splice(text, &shape.tokens, &replacements).map_err(lane)?;
         verify(&sql, &governed).map_err(lane)?;
-        let decision = match (filtered, masked) {
-            (false, false) => Decision::Allowed,
-            (true, false) => Decision::Filtered,
-            (false, true) => Decision::Masked,
-            (true, true) => Decision::FilteredMasked,
-        };
         Ok(GovernedSql {
             upstream: upstream.to_string(),
             sql,
             replacements,
             objects: objects.into_iter().collect(),
-            decision,
+            decision: Decision::of(filtered, masked),
             rules,
             limits: self.limits_for(subject),
         })

@@ -70,11 +70,7 @@ impl Lalo {
                         (f, oids)
                     }))
                 });
-                let codes: Vec<i16> = match format {
-                    pgwire::api::portal::Format::UnifiedText => vec![],
-                    pgwire::api::portal::Format::UnifiedBinary => vec![1],
-                    pgwire::api::portal::Format::Individual(v) => v.clone(),
-                };
+                let codes = format_codes(format);
                 if let Ok(Some((fields, expect))) = described {
                     // Lookups by primary key share pipelined connections (see `shared`).
                     let rows = if dp.key_lookup && pool.pipelines() {
@@ -121,8 +117,18 @@ impl Lalo {
     }
 }
 
-/// The client's error for a direct-lane failure (a lost upstream is 08006).
-fn direct_error(upstream: &str, e: DirectError) -> LaloError {
+/// PostgreSQL's format codes for a portal's result or parameter format.
+pub fn format_codes(format: &pgwire::api::portal::Format) -> Vec<i16> {
+    match format {
+        pgwire::api::portal::Format::UnifiedText => vec![],
+        pgwire::api::portal::Format::UnifiedBinary => vec![1],
+        pgwire::api::portal::Format::Individual(v) => v.clone(),
+    }
+}
+
+/// The client's error for a failure upstream, of the direct lane or the PostgreSQL lane (a lost
+/// upstream is 08006).
+pub(super) fn direct_error(upstream: &str, e: DirectError) -> LaloError {
     match e {
         DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.to_string(), message },
         DirectError::Upstream { code, message } => LaloError::Upstream { code, message },

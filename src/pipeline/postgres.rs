@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 
-use crate::engine::upstream::direct::{DirectError, RawParams};
+use crate::engine::upstream::direct::RawParams;
 use crate::engine::upstream::wire::WireField;
 use crate::error::LaloError;
 use crate::execution;
@@ -24,6 +24,7 @@ use crate::governance::postgres::{GovernedSql, RelationPart};
 use crate::plan_cache::Executor;
 use crate::session::Session;
 
+use super::direct::{direct_error as upstream_error, format_codes};
 use super::{AuditScope, Delivery, Lalo, Outcome, Request};
 
 /// Settings that change how PostgreSQL writes values: the upstream writes them as the session has them.
@@ -213,14 +214,14 @@ impl Lalo {
         let db = session.database.clone();
         let Some(catalog) = session.ctx.catalog(&db) else { return Ok(None) };
         // Each distinct table once: its governed plan and upstream text.
-        let mut tables: Vec<(String, String, Vec<String>, Vec<String>, crate::governance::GovernedPlan, String)> = Vec::new();
+        let mut tables: Vec<Resolved> = Vec::new();
         let mut index = Vec::with_capacity(analysis.relations.len());
         for rel in &analysis.relations {
             if rel.catalog.as_deref().is_some_and(|c| c != db) {
                 return Ok(None);
             }
             let schema = rel.schema.clone().unwrap_or_else(|| "public".into());
-            if let Some(i) = tables.iter().position(|t| t.0 == schema && t.1 == rel.name) {
+            if let Some(i) = tables.iter().position(|t| t.schema == schema && t.name == rel.name) {
                 index.push(i);
                 continue;
             }
@@ -251,11 +252,11 @@ impl Lalo {
             // Every name in it schema-qualified, so no CTE of the client's can stand in for one.
             let Ok(upstream_sql) = crate::pgsql::splice::qualify(&direct.sql, "public") else { return Ok(None) };
             index.push(tables.len());
-            tables.push((schema, rel.name.clone(), columns, denied, governed, upstream_sql));
+            tables.push(Resolved { schema, name: rel.name.clone(), table, columns, denied, governed, upstream_sql });
         }
         // `t.f` is the call `f(t)` when `t` has no column `f`: every qualified name must be a
         // column of a table here or one the statement defines, so no function is called that way.
-        let known = |n: &String| analysis.defined.contains(n) || tables.iter().any(|t| t.2.contains(n));
+        let known = |n: &String| analysis.defined.contains(n) || tables.iter().any(|t| t.columns.contains(n));
         if !analysis.qualified.iter().all(known) {
             tracing::debug!("a qualified name that is no column: the engine takes the statement");
             return Ok(None);
@@ -265,15 +266,15 @@ impl Lalo {
             .iter()
             .zip(&index)
             .map(|(rel, &i)| {
-                let (schema, name, columns, denied, governed, sql) = &tables[i];
+                let t = &tables[i];
                 RelationPart {
                     relation: rel,
-                    table: format!("{db}.{schema}.{name}").to_lowercase(),
-                    remote: (schema.clone(), name.clone()),
-                    columns: columns.clone(),
-                    denied: denied.clone(),
-                    governed,
-                    upstream_sql: sql,
+                    table: &t.table,
+                    remote: (&t.schema, &t.name),
+                    columns: &t.columns,
+                    denied: &t.denied,
+                    governed: &t.governed,
+                    upstream_sql: &t.upstream_sql,
                 }
             })
             .collect();
@@ -282,13 +283,16 @@ impl Lalo {
     }
 }
 
-/// PostgreSQL's result-format codes for a portal's format.
-fn format_codes(format: &pgwire::api::portal::Format) -> Vec<i16> {
-    match format {
-        pgwire::api::portal::Format::UnifiedText => vec![],
-        pgwire::api::portal::Format::UnifiedBinary => vec![1],
-        pgwire::api::portal::Format::Individual(v) => v.clone(),
-    }
+/// A table a statement of the lane reads, resolved in lalo's catalog and governed.
+struct Resolved {
+    schema: String,
+    name: String,
+    /// lalo's name of it, `db.schema.table`, as policies name it.
+    table: String,
+    columns: Vec<String>,
+    denied: Vec<String>,
+    governed: crate::governance::GovernedPlan,
+    upstream_sql: String,
 }
 
 /// The session's output settings, as the upstream names them.
@@ -318,13 +322,4 @@ fn field_infos(fields: &[WireField], codes: &[i16]) -> Vec<FieldInfo> {
             FieldInfo::new(f.name.clone(), None, None, ty, format).with_type_size(f.type_size).with_type_modifier(f.type_modifier)
         })
         .collect()
-}
-
-/// The client's error for a failure upstream (a lost upstream is 08006).
-fn upstream_error(upstream: &str, e: DirectError) -> LaloError {
-    match e {
-        DirectError::Lost(message) => LaloError::UpstreamLost { upstream: upstream.to_string(), message },
-        DirectError::Upstream { code, message } => LaloError::Upstream { code, message },
-        other => LaloError::Query(other.to_string()),
-    }
 }

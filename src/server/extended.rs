@@ -408,11 +408,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
         let prepared = &portal.statement.statement;
         if let Some(lane) = &prepared.lane {
             let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&portal.result_column_format) };
-            let formats = match &portal.parameter_format {
-                Format::UnifiedText => vec![],
-                Format::UnifiedBinary => vec![1],
-                Format::Individual(v) => v.clone(),
-            };
+            let formats = crate::pipeline::format_codes(&portal.parameter_format);
             let outcome = Box::pin(self.lalo.run_postgres_bound(&session, lane, portal.parameters.clone(), formats, delivery)).await;
             return match outcome {
                 Ok(o) => respond(client, &session, o, &portal.result_column_format, None).await,
