@@ -75,7 +75,13 @@ pub fn shape(text: &str) -> Option<Shaped> {
                 literals.push(Literal::Text(s));
             }
             Token::Placeholder(_) => return None,
-            other => key.push_str(&other.to_string()),
+            // Every other token is written unambiguously (Rust's escaping): printed as SQL,
+            // `"x"" ""y"` (one identifier) and `"x" "y"` (two) would give the same key.
+            Token::Word(w) if w.quote_style.is_none() => key.push_str(&w.value),
+            other => {
+                use std::fmt::Write;
+                let _ = write!(key, "{other:?}");
+            }
         }
         key.push(' ');
     }
@@ -163,5 +169,9 @@ mod tests {
         assert_ne!(shape_of("SELECT a FROM t WHERE b = 1").key, shape_of("SELECT a FROM t WHERE b < 1").key);
         assert_ne!(shape_of("SELECT a FROM t WHERE b = 1").key, shape_of("SELECT \"A\" FROM t WHERE b = 1").key);
         assert!(shape("SELECT a FROM t WHERE b = $1").is_none());
+        // One quoted identifier that spells two when printed, and strings that do the same.
+        assert_ne!(shape_of("SELECT \"x\" \"y\" FROM t").key, shape_of("SELECT \"x\"\" \"\"y\" FROM t").key);
+        assert_ne!(shape_of("SELECT E'a' || E'b'").key, shape_of("SELECT E'a\\' || E\\'b'").key);
+        assert_ne!(shape_of("SELECT $$a$$, $$b$$").key, shape_of("SELECT $x$a$$, $$b$x$").key);
     }
 }

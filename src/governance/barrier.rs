@@ -5,15 +5,27 @@
 //! reveal it by its error. Every column leaves the filtered table through an identity function
 //! marked volatile: DataFusion never moves a predicate over a volatile expression, so the user's
 //! predicates stay above the row filter, as behind PostgreSQL's security barrier views. Only
-//! embedded tables take it (upstream tables send the statement's SQL whole) and such plans are
-//! planned for every execution (the statement cache keeps only plans without volatile functions).
+//! embedded tables take it, and such plans are planned for every execution (the statement cache
+//! keeps only plans without volatile functions).
+//!
+//! Over an upstream table the statement goes to PostgreSQL as SQL, and PostgreSQL plans it anew:
+//! it pulls a plain derived table up into the query and orders all conditions on a table by its
+//! own cost estimates, so a cheap failing predicate of the caller's could run before a costly row
+//! filter (a long IN list, a subquery) on a row the filter hides. There every row-filtered table
+//! is a fence instead: `(SELECT … WHERE <row filter> OFFSET 0) AS t`. PostgreSQL neither pulls up
+//! a subquery with an OFFSET nor pushes the caller's conditions into it (`is_simple_subquery`,
+//! `subquery_is_pushdown_safe`), as in the PostgreSQL lane. DataFusion does not move predicates
+//! across a Limit either, and the fence is sent as it is: the federation rule cuts upstream
+//! subtrees out before `eliminate_limit` runs (engine/mod.rs).
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Column, DFSchema, Result};
+use datafusion::common::TableReference;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    lit, ColumnarValue, Expr, Limit, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    SubqueryAlias, Volatility,
 };
 
 /// `lalo_row_barrier(x)`: `x`, unchanged; volatile so that nothing is pushed through it.
@@ -61,4 +73,11 @@ pub fn above(input: LogicalPlan) -> Result<LogicalPlan> {
         })
         .collect();
     Ok(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?))
+}
+
+/// `(input OFFSET 0) AS table`: a derived table under the scanned table's own name, so the
+/// columns above keep their qualifiers and the unparser writes it as a subquery.
+pub fn fence(input: LogicalPlan, table: TableReference) -> Result<LogicalPlan> {
+    let limit = LogicalPlan::Limit(Limit { skip: Some(Box::new(lit(0i64))), fetch: None, input: Arc::new(input) });
+    Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(limit), table)?))
 }

@@ -68,6 +68,8 @@ pub async fn apply(
     let mut prepared = Vec::new();
     // Embedded tables whose row filter stays a subquery: a barrier above them (barrier.rs).
     let mut barred: Vec<TableReference> = Vec::new();
+    // Upstream tables with a row filter: a fence PostgreSQL does not see through (barrier.rs).
+    let mut fenced: Vec<TableReference> = Vec::new();
     for (tref, embedded) in work {
         let full = full_name(&tref, db, schema);
         let filters = rules.filters_for(subject, &full)?;
@@ -84,6 +86,9 @@ pub async fn apply(
             preds.push(pred);
             applied.filters.push(format!("{full}: {f}"));
         }
+        if !embedded && !preds.is_empty() {
+            fenced.push(tref.clone());
+        }
         let masks: Vec<(String, String)> = masks.into_iter().collect();
         for (c, k) in &masks {
             applied.masks.push(format!("{full}.{c}: {k}"));
@@ -93,19 +98,6 @@ pub async fn apply(
     if prepared.is_empty() {
         return Ok((plan, applied));
     }
-    // Row filters per table for the barrier below; not for a table whose row filter reads a
-    // column it also masks (above the scan that column holds the masked value).
-    let barriers: Vec<(TableReference, Expr)> = prepared
-        .iter()
-        .filter(|(_, preds, masks)| {
-            !preds.is_empty()
-                && !preds.iter().any(|p| {
-                    p.column_refs().iter().any(|c| masks.iter().any(|(m, _)| m.eq_ignore_ascii_case(&c.name)))
-                })
-        })
-        .filter_map(|(t, preds, _)| datafusion::logical_expr::utils::conjunction(preds.iter().cloned()).map(|c| (t.clone(), c)))
-        .collect();
-    let inserted: Vec<Expr> = prepared.iter().flat_map(|(_, preds, _)| preds.iter().cloned()).collect();
     let out = plan
         .transform_up_with_subqueries(|node| {
             let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
@@ -122,80 +114,13 @@ pub async fn apply(
             if barred.contains(&scan.table_name) {
                 new = super::barrier::above(new)?;
             }
+            if fenced.contains(&scan.table_name) {
+                new = super::barrier::fence(new, scan.table_name.clone())?;
+            }
             Ok(Transformed::yes(new))
         })?
         .data;
-    let out = if barriers.is_empty() { out } else { guard_user_filters(out, &barriers, &inserted)? };
     Ok((out, applied))
-}
-
-/// `CASE WHEN cond THEN CAST(then AS INT) ELSE 0 END = 1`: the guard of `leakproof.rs` in a form
-/// DataFusion's simplifier leaves alone (it turns a boolean CASE back into an AND), so it reaches
-/// the SQL sent upstream intact. Same rows: NULL and false both drop the row.
-fn opaque_guard(cond: Expr, then: Expr) -> Expr {
-    use datafusion::logical_expr::{cast, lit};
-    let case = Expr::Case(datafusion::logical_expr::expr::Case::new(
-        None,
-        vec![(Box::new(cond), Box::new(cast(then, datafusion::arrow::datatypes::DataType::Int32)))],
-        Some(Box::new(lit(0i32))),
-    ));
-    case.eq(lit(1i32))
-}
-
-/// The user's own filters over one row-filtered table: each conjunct that can fail runs as
-/// `CASE WHEN <row filter> THEN <conjunct> ELSE false END`, so it never sees a row the filter
-/// hides, whatever order the engine evaluates an AND in. The optimizer does this for plans it
-/// merges itself (`leakproof.rs`); this is for plans handed to an upstream whole, where
-/// PostgreSQL orders the conditions of a WHERE by its own cost estimates. Only a filter whose
-/// input reaches the table through filters and projections gets the guard: across a join or
-/// an aggregate the row filter's columns could be null-extended or gone, which would change
-/// the result, and there the upstream's own order stands.
-fn guard_user_filters(
-    plan: LogicalPlan,
-    barriers: &[(TableReference, Expr)],
-    inserted: &[Expr],
-) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-    Ok(plan
-        .transform_up_with_subqueries(|node| {
-            let LogicalPlan::Filter(f) = &node else { return Ok(Transformed::no(node)) };
-            if inserted.contains(&f.predicate) {
-                return Ok(Transformed::no(node));
-            }
-            let parts: Vec<Expr> = split_conjunction(&f.predicate).into_iter().cloned().collect();
-            if parts.iter().all(super::leakproof::leakproof) {
-                return Ok(Transformed::no(node));
-            }
-            // The scan beneath, through filters and projections only.
-            let mut below = f.input.as_ref();
-            let table = loop {
-                match below {
-                    LogicalPlan::Filter(x) => below = x.input.as_ref(),
-                    LogicalPlan::Projection(x) => below = x.input.as_ref(),
-                    LogicalPlan::TableScan(scan) => break Some(&scan.table_name),
-                    _ => break None,
-                }
-            };
-            let Some((_, cond)) = table.and_then(|t| barriers.iter().find(|(b, _)| b == t)) else {
-                return Ok(Transformed::no(node));
-            };
-            let schema = f.input.schema();
-            if !cond.column_refs().iter().all(|c| schema.has_column(c)) {
-                return Ok(Transformed::no(node));
-            }
-            let guarded = parts.into_iter().map(|p| {
-                // Subqueries stay where the optimizer can turn them into joins.
-                if super::leakproof::has_subquery(&p) || super::leakproof::leakproof(&p) {
-                    p
-                } else {
-                    opaque_guard(cond.clone(), p)
-                }
-            });
-            let Some(predicate) = conjunction(guarded) else { return Ok(Transformed::no(node)) };
-            let LogicalPlan::Filter(f) = node else { unreachable!("matched above") };
-            Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(predicate, f.input)?)))
-        })?
-        .data)
 }
 
 /// Plan `filter` against the table and return its predicate, requalified to the user's reference.

@@ -114,7 +114,7 @@ fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {
 
 /// COPY ... TO STDOUT: each row's text-format fields as one line of COPY text (tab-separated,
 /// `\N` for NULL, backslash escapes) or CSV (quoted where needed, empty for NULL).
-pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, header: bool, session_utc: bool) -> CopyResponse {
+pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, header: bool, zone: Option<Zone>) -> CopyResponse {
     let columns = fields.len();
     let head: Vec<PgWireResult<CopyData>> = if header {
         let names: Vec<String> = fields.iter().map(|f| if csv { csv_field(f.name().as_bytes()) } else { f.name().to_string() }).collect();
@@ -127,7 +127,7 @@ pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, he
     let data = rows
         .map(move |batch| {
             let lines: Vec<PgWireResult<CopyData>> =
-                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, session_utc)) {
+                match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, zone)) {
                 Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
                 Err(e) => vec![Err(e)],
             };
@@ -246,37 +246,89 @@ pub fn is_utc(tz: &str) -> bool {
     matches!(tz.to_ascii_uppercase().as_str(), "UTC" | "+00:00" | "+00" | "ETC/UTC" | "Z" | "GMT")
 }
 
-/// Whether a timestamp column can take the text fast path: naive, or zoned while the session is
-/// in UTC (then PostgreSQL appends `+00`).
-fn timestamp_suffix(t: &DataType, session_utc: bool) -> Option<&'static str> {
+/// The session's time zone, as zoned timestamps are written in text: PostgreSQL shows each
+/// instant in the session's `TimeZone` with that zone's offset at the instant.
+#[derive(Debug, Clone, Copy)]
+pub enum Zone {
+    Utc,
+    Named(datafusion::arrow::array::timezone::Tz),
+}
+
+impl Zone {
+    /// The zone a TimeZone setting names; `None` for what lalo does not read itself (POSIX
+    /// specifications such as `UTC+5`, whose sign PostgreSQL reads west of Greenwich), which
+    /// arrow-pg then writes.
+    pub fn of(setting: &str) -> Option<Zone> {
+        if is_utc(setting) {
+            return Some(Zone::Utc);
+        }
+        let first = setting.chars().next()?;
+        if !first.is_ascii_alphabetic() || setting.chars().any(|c| c.is_ascii_digit()) && !setting.contains('/') {
+            return None;
+        }
+        setting.parse().ok().map(Zone::Named)
+    }
+
+    /// Write the instant `micros` (since the epoch, UTC) as PostgreSQL does in this zone.
+    fn write(&self, micros: i64, out: &mut String) {
+        use chrono::{Offset, TimeZone};
+        let offset = match self {
+            Zone::Utc => 0,
+            Zone::Named(tz) => chrono::DateTime::from_timestamp_micros(micros)
+                .map(|at| tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc())
+                .unwrap_or(0),
+        };
+        iso_timestamp(micros.saturating_add(offset as i64 * 1_000_000), out);
+        // `+09`, `-03:30`, `+00:19:32`: minutes and seconds only when not zero.
+        let bc = out.ends_with(" BC");
+        if bc {
+            out.truncate(out.len() - 3);
+        }
+        let (sign, a) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+        out.push(sign);
+        out.push_str(&format!("{:02}", a / 3600));
+        if a % 3600 != 0 {
+            out.push_str(&format!(":{:02}", a / 60 % 60));
+            if a % 60 != 0 {
+                out.push_str(&format!(":{:02}", a % 60));
+            }
+        }
+        if bc {
+            out.push_str(" BC");
+        }
+    }
+}
+
+/// Whether a timestamp column can take the text fast path: naive, or zoned in a zone lalo reads.
+fn timestamp_zone(t: &DataType, zone: Option<Zone>) -> Option<Option<Zone>> {
     match t {
-        DataType::Timestamp(_, None) => Some(""),
-        DataType::Timestamp(_, Some(_)) if session_utc => Some("+00"),
+        DataType::Timestamp(_, None) => Some(None),
+        DataType::Timestamp(_, Some(_)) => zone.map(Some),
         _ => None,
     }
 }
 
 /// Text-format DATE and TIMESTAMP columns become their text ahead of encoding; the row
 /// description still says date/timestamp, and the bytes are what PostgreSQL sends.
-fn temporal_as_text(batch: RecordBatch, fields: &[FieldInfo], session_utc: bool) -> RecordBatch {
+fn temporal_as_text(batch: RecordBatch, fields: &[FieldInfo], zone: Option<Zone>) -> RecordBatch {
     use datafusion::arrow::array::{Array, StringBuilder};
     use datafusion::arrow::compute::cast;
     use pgwire::api::results::FieldFormat;
     let batch = dates_as_text(batch, fields);
     let schema = batch.schema();
-    let targets: Vec<(usize, &'static str)> = schema
+    let targets: Vec<(usize, Option<Zone>)> = schema
         .fields()
         .iter()
         .enumerate()
         .filter(|(i, _)| fields.get(*i).is_some_and(|fi| fi.format() == FieldFormat::Text))
-        .filter_map(|(i, f)| timestamp_suffix(f.data_type(), session_utc).map(|s| (i, s)))
+        .filter_map(|(i, f)| timestamp_zone(f.data_type(), zone).map(|z| (i, z)))
         .collect();
     if targets.is_empty() {
         return batch;
     }
     let mut cols = batch.columns().to_vec();
     let mut new_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    for (i, suffix) in targets {
+    for (i, zone) in targets {
         let DataType::Timestamp(unit, _) = schema.field(i).data_type().clone() else { continue };
         // Reinterpret as plain i64 values in the column's unit.
         let Ok(raw) = cast(&cols[i], &DataType::Int64) else { continue };
@@ -289,8 +341,10 @@ fn temporal_as_text(batch: RecordBatch, fields: &[FieldInfo], session_utc: bool)
                 b.append_null();
             } else {
                 s.clear();
-                iso_timestamp(to_micros(raw.value(r), &unit), &mut s);
-                s.push_str(suffix);
+                match zone {
+                    None => iso_timestamp(to_micros(raw.value(r), &unit), &mut s),
+                    Some(z) => z.write(to_micros(raw.value(r), &unit), &mut s),
+                }
                 b.append_value(&s);
             }
         }
@@ -338,14 +392,14 @@ fn dates_as_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(new_fields)), cols).unwrap_or(batch)
 }
 
-/// Encode a stream of batches as a pgwire query response, batch by batch. `session_utc`: the
-/// session's TimeZone is UTC, so zoned timestamps print with `+00`.
-pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, session_utc: bool) -> QueryResponse {
+/// Encode a stream of batches as a pgwire query response, batch by batch. `zone`: the session's
+/// TimeZone, in which zoned timestamps are written.
+pub fn response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, zone: Option<Zone>) -> QueryResponse {
     let f = fields.clone();
     let data = rows
         .map(move |batch| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => match to_wire(b).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, session_utc)) {
+                Ok(b) => match to_wire(b).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, zone)) {
                     Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },
@@ -385,6 +439,21 @@ mod tests {
         assert_eq!(f(-719162), "0001-01-01");
         assert_eq!(f(-719163), "0001-12-31 BC");
         assert_eq!(f(2932896), "9999-12-31");
+    }
+
+    #[test]
+    fn zoned_timestamps_read_in_the_session_zone() {
+        let f = |zone: &str, micros: i64| {
+            let mut s = String::new();
+            super::Zone::of(zone).expect(zone).write(micros, &mut s);
+            s
+        };
+        let noon = 1_577_880_000_000_000; // 2020-01-01 12:00:00 UTC
+        assert_eq!(f("UTC", noon), "2020-01-01 12:00:00+00");
+        assert_eq!(f("Asia/Tokyo", noon), "2020-01-01 21:00:00+09");
+        assert_eq!(f("Asia/Kolkata", noon), "2020-01-01 17:30:00+05:30");
+        assert_eq!(f("America/New_York", noon + 180 * 86_400_000_000), "2020-06-29 08:00:00-04");
+        assert!(super::Zone::of("UTC+5").is_none(), "POSIX offsets count west");
     }
 
     #[test]

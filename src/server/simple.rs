@@ -52,9 +52,9 @@ where
     Ok(match outcome {
         Outcome::Rows { schema, rows } => {
             let opts = encode::format_options(session);
-            let utc = encode::is_utc(&opts.time_zone);
+            let zone = encode::Zone::of(&opts.time_zone);
             let fields = encode::fields(&schema, format, opts)?;
-            Response::Query(encode::response(fields, rows, utc))
+            Response::Query(encode::response(fields, rows, zone))
         }
         Outcome::Wire { fields, rows, .. } => Response::Query(encode::forwarded(fields, rows)),
         Outcome::Command { tag, changed } => {
@@ -65,9 +65,9 @@ where
         }
         Outcome::CopyOut { schema, rows, csv, header } => {
             let opts = encode::format_options(session);
-            let utc = encode::is_utc(&opts.time_zone);
+            let zone = encode::Zone::of(&opts.time_zone);
             let fields = encode::fields(&schema, &Format::UnifiedText, opts)?;
-            Response::CopyOut(encode::copy_response(fields, rows, csv, header, utc))
+            Response::CopyOut(encode::copy_response(fields, rows, csv, header, zone))
         }
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit => Response::TransactionEnd(Tag::new(route_tag.unwrap_or("COMMIT"))),

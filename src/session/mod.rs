@@ -143,8 +143,9 @@ impl Session {
         slot.1.clone()
     }
 
+    /// Advances whenever a setting changes, by a command or by `set_config()` inside a statement.
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.load(Ordering::Acquire) + self.settings.read().changes()
     }
 
     /// Queue a NOTICE for the client.

@@ -59,11 +59,14 @@ pub const REPORTED: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    /// How many changes were made, however made (SET, RESET, `set_config()` in any statement):
+    /// part of the session's epoch, so what was derived from older settings is derived again.
+    changes: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { values: DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        Self { values: DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), changes: 0 }
     }
 }
 
@@ -98,14 +101,21 @@ impl Settings {
         }
         let value = normalize(&name, value)?;
         self.values.insert(name, value);
+        self.changes += 1;
         Ok(())
+    }
+
+    /// The number of changes made so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Restore a setting (or all with `None`) to its default.
     pub fn reset(&mut self, name: Option<&str>) -> Result<(), LaloError> {
+        self.changes += 1;
         match name {
             None => {
-                *self = Settings::default();
+                self.values = Settings::default().values;
                 Ok(())
             }
             Some(n) => {

@@ -58,6 +58,11 @@ impl PgCluster {
         pg::psql_file(&self.url(db), file).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The server log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.inner.scratch().join("log")).unwrap_or_default()
+    }
+
     /// A tokio-postgres client straight to the upstream (for comparing results).
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         pg::client(&self.url(db)).await.expect("connect to the upstream")

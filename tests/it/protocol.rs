@@ -231,6 +231,19 @@ async fn settings_set_show_reset_and_transactions() {
     assert_eq!(v[0][0].as_deref(), Some("0"));
     let v: String = c.query_one("SELECT set_config('my.flag', 'on', false)", &[]).await.unwrap().get(0);
     assert_eq!(v, "on");
+    // A setting changed by set_config() inside a statement governs the statements after it, as
+    // SET does: values are written in the new time zone, and a prepared statement follows.
+    let stamp = "SELECT TIMESTAMPTZ '2020-01-01 00:00:00+00' AS t";
+    let prepared = c.prepare(stamp).await.unwrap();
+    assert_eq!(simple_rows(&c.simple_query(stamp).await.unwrap())[0][0].as_deref(), Some("2020-01-01 00:00:00+00"));
+    c.simple_query("SELECT set_config('TimeZone', 'Asia/Tokyo', false)").await.unwrap();
+    assert_eq!(simple_rows(&c.simple_query(stamp).await.unwrap())[0][0].as_deref(), Some("2020-01-01 09:00:00+09"));
+    let at: chrono::DateTime<chrono::Utc> = c.query_one(&prepared, &[]).await.unwrap().get(0);
+    assert_eq!(at.to_rfc3339(), "2020-01-01T00:00:00+00:00");
+    c.query_one("SELECT set_config('statement_timeout', '50', false)", &[]).await.unwrap();
+    let e = c.simple_query(SLOW_SQL).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    c.batch_execute("RESET statement_timeout; SET TIME ZONE 'UTC'").await.unwrap();
     c.batch_execute("BEGIN; SELECT 1; COMMIT; BEGIN; ROLLBACK; DISCARD ALL").await.unwrap();
     let v = simple_rows(&c.simple_query("SHOW application_name").await.unwrap());
     assert_eq!(v[0][0].as_deref(), Some(""));

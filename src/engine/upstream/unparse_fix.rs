@@ -7,10 +7,15 @@
 //! only prunes columns, so over upstream tables lalo removes it before federation cuts the plan.
 //! A projection that computes (a governance mask, say) cannot go; lalo names its derived table
 //! after the one table its columns come from (`AS "location"`), so the outer references resolve.
+//! The same naming serves a column-only projection beneath a WHERE or a join (a subquery row
+//! filter decorrelated into a mark join, which unparses as `EXISTS (… FROM (SELECT q.dept …)
+//! WHERE t.dept = q.dept)`; an unaliased derived table): there the unparser also derives a
+//! table, and the condition names its columns.
+//! Subqueries are shaped as well: their plans are unparsed into the same statement.
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::common::Result;
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, SubqueryAlias};
@@ -21,7 +26,7 @@ pub struct UnparseFriendly;
 
 fn reads_upstream(plan: &LogicalPlan) -> bool {
     let mut found = false;
-    let _ = plan.apply(|node| {
+    let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             if matches!(datafusion_federation::get_table_source(&scan.source), Ok(Some(_))) {
                 found = true;
@@ -46,7 +51,7 @@ impl OptimizerRule for UnparseFriendly {
         if !reads_upstream(&plan) {
             return Ok(Transformed::no(plan));
         }
-        plan.transform_up(|node| {
+        plan.transform_up_with_subqueries(|node| {
             if let LogicalPlan::Aggregate(agg) = &node {
                 if let LogicalPlan::Projection(proj) = agg.input.as_ref() {
                     if proj.expr.iter().all(|e| matches!(e, Expr::Column(_))) && reads_upstream(&proj.input) {
@@ -85,13 +90,15 @@ fn name_derived_projections(node: LogicalPlan) -> Result<Transformed<LogicalPlan
         return Ok(Transformed::no(node));
     }
     let inputs = node.inputs();
+    let beneath_where = matches!(node, LogicalPlan::Filter(_) | LogicalPlan::Join(_));
     let wrap: Vec<Option<String>> = inputs
         .iter()
         .map(|i| match i {
-            // Only projections that compute something (a mask, say): column-only projections
-            // unparse into the enclosing SELECT already.
+            // Projections that compute something (a mask, say), and any beneath a WHERE or a
+            // join: elsewhere column-only projections unparse into the enclosing SELECT.
             LogicalPlan::Projection(p)
-                if reads_upstream(&p.input) && !p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+                if reads_upstream(&p.input)
+                    && (beneath_where || !p.expr.iter().all(|e| matches!(e, Expr::Column(_)))) =>
             {
                 single_bare_qualifier(i)
             }
