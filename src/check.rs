@@ -24,7 +24,7 @@ pub async fn check(config_path: Option<&Path>) -> Vec<String> {
             None
         }
     };
-    match Engine::build(&cfg).await {
+    match Engine::build(&cfg, crate::governance::plan_rules()).await {
         Ok(engine) => {
             if let Some(g) = gov {
                 problems.extend(crate::governance::lint::lint(&g, &engine, &cfg).await);

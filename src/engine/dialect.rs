@@ -125,7 +125,7 @@ impl Dialect for ProfiledPostgres {
         // Masks run upstream as the PostgreSQL expression they stand for.
         if let [arg] = args {
             let col = unparser.expr_to_sql(arg)?.to_string();
-            if let Some(sql) = crate::governance::mask_fn::MaskFn::postgres_sql(func_name, &col) {
+            if let Some(sql) = super::mask_fn::MaskFn::postgres_sql(func_name, &col) {
                 let parsed = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
                     .try_with_sql(&sql)
                     .and_then(|mut p| p.parse_expr())

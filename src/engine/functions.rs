@@ -130,8 +130,8 @@ fn size_pretty(bytes: f64) -> String {
 pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_trunc::PgDateTrunc::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_age::PgAge::new()));
-    for keep in [crate::governance::mask_fn::Keep::Last4, crate::governance::mask_fn::Keep::First4] {
-        ctx.register_udf(ScalarUDF::new_from_impl(crate::governance::mask_fn::MaskFn::new(keep)));
+    for keep in [super::mask_fn::Keep::Last4, super::mask_fn::Keep::First4] {
+        ctx.register_udf(ScalarUDF::new_from_impl(super::mask_fn::MaskFn::new(keep)));
     }
     ctx.register_udf(udf(
         "version",

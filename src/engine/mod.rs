@@ -6,6 +6,7 @@ pub mod docs;
 pub mod functions;
 pub mod info_schema;
 pub mod keys;
+pub mod mask_fn;
 pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
@@ -67,9 +68,17 @@ fn session_config(db: &str) -> SessionConfig {
     cfg
 }
 
+/// Optimizer rules the layers above the engine add to its planner (governance's): some run
+/// before federation cuts upstream subtrees out, so they shape the SQL sent upstream too.
+#[derive(Default)]
+pub struct PlanRules {
+    pub before_federation: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
+    pub last: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
+}
+
 impl Engine {
     /// Build the catalog from the config: demo TPC-H, sources.toml tables, docs.
-    pub async fn build(config: &Config) -> Result<Engine, LaloError> {
+    pub async fn build(config: &Config, rules: PlanRules) -> Result<Engine, LaloError> {
         let base = Arc::new(MemoryCatalogProviderList::new());
         let lalo = Arc::new(MemoryCatalogProvider::new());
         lalo.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
@@ -150,12 +159,14 @@ impl Engine {
         // Where the library puts its rule (early, right after scalar subqueries become joins),
         // with lalo's unparse fix-up just before it; later DataFusion rules (e.g. rewriting
         // COUNT(DISTINCT) into nested aggregates) would produce plans the unparser cannot render.
-        let mut rules = datafusion::optimizer::Optimizer::new().rules;
-        let at = rules.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(rules.len());
-        rules.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
-        rules.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));
-        // Last: cheap leakproof predicates before row filters' long IN lists.
-        rules.push(Arc::new(crate::governance::leakproof::LeakproofFirst));
+        let mut optimizer = datafusion::optimizer::Optimizer::new().rules;
+        let at = optimizer.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(optimizer.len());
+        optimizer.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
+        optimizer.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));
+        for r in rules.before_federation.into_iter().rev() {
+            optimizer.insert(at, r);
+        }
+        optimizer.extend(rules.last);
         let state = template_ctx.state();
         let view = state.config_options().sql_parser.map_string_types_to_utf8view;
         let mut builder = SessionStateBuilder::new_from_existing(state);
@@ -164,7 +175,7 @@ impl Engine {
         let types = crate::pgtypes::varchar::VarcharTypePlanner::new(builder.type_planner().clone(), view);
         let template = builder
             .with_type_planner(Arc::new(types))
-            .with_optimizer_rules(rules)
+            .with_optimizer_rules(optimizer)
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);

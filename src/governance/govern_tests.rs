@@ -17,7 +17,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::leakproof::LeakproofFirst;
-use super::mask_fn::{Keep, MaskFn};
+use crate::engine::mask_fn::{Keep, MaskFn};
 use super::{Decision, GovernedPlan, Governance};
 use crate::config::Config;
 use crate::error::LaloError;

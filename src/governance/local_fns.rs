@@ -28,7 +28,7 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 
-use super::mask_fn::MaskFn;
+use crate::engine::mask_fn::MaskFn;
 use super::member_set::RowFilterIn;
 use crate::engine::pg_age::PgAge;
 use crate::engine::pg_date_trunc::PgDateTrunc;

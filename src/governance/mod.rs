@@ -8,7 +8,7 @@ pub mod limits;
 pub mod leakproof;
 pub mod lineage;
 pub mod local_fns;
-pub mod mask_fn;
+
 pub mod member_set;
 pub mod postgres;
 pub mod rewrite;
@@ -17,6 +17,15 @@ pub mod rules;
 pub mod watch;
 pub mod lint;
 #[cfg(test)] mod govern_tests;
+
+/// Governance's rules in the engine's optimizer: the caller's leakproof conditions into a fenced
+/// upstream table (before federation writes the SQL), and leakproof conditions first.
+pub fn plan_rules() -> crate::engine::PlanRules {
+    crate::engine::PlanRules {
+        before_federation: vec![std::sync::Arc::new(barrier::IntoFence)],
+        last: vec![std::sync::Arc::new(leakproof::LeakproofFirst)],
+    }
+}
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

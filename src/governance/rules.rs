@@ -191,7 +191,7 @@ pub fn mask_sql(kind: &str, col: &str, ty: &datafusion::arrow::datatypes::DataTy
     Ok(match kind {
         "redact" if is_text => format!("CASE WHEN {col} IS NULL THEN NULL ELSE '***' END"),
         "redact" | "null" => null,
-        // One function node each (governance/mask_fn.rs), cheaper to plan than the SQL spelled out.
+        // One function node each (engine/mask_fn.rs), cheaper to plan than the SQL spelled out.
         "last4" if is_text => format!("mask_last4({col})"),
         "first4" if is_text => format!("mask_first4({col})"),
         "last4" | "first4" => null,

@@ -65,7 +65,7 @@ impl Lalo {
     /// Load config, policies and catalog; open the audit log.
     pub async fn start(config: Config) -> Result<Arc<Lalo>, LaloError> {
         crate::metrics::install();
-        let engine = Arc::new(Engine::build(&config).await?);
+        let engine = Arc::new(Engine::build(&config, crate::governance::plan_rules()).await?);
         let governance = Arc::new(Governance::load(&config).await?);
         let audit_path = config.resolve(&config.governance.audit_log);
         let audit = Arc::new(AuditLog::open(&audit_path)?);

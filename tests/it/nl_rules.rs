@@ -66,7 +66,7 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
 async fn setup() -> (SessionContext, Drafter, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = common::test_config(dir.path());
-    let engine = lalo::engine::Engine::build(&cfg).await.expect("engine");
+    let engine = lalo::engine::Engine::build(&cfg, lalo::governance::plan_rules()).await.expect("engine");
     let ctx = engine.setup_context();
     let schema = tpch_context(&ctx).await;
     (ctx, Drafter::new(&schema), dir)
