@@ -16,8 +16,16 @@
 //! - [`engine`]: DataFusion catalogs and session contexts, pg_catalog, upstream federation and pools;
 //! - [`governance`]: access on every scan, column lineage, row filters and masks, limits, the audit
 //!   chain; the only maker of [`governance::GovernedPlan`], which every executor runs;
-//! - [`nl`]: questions — retrieval, context, the planner graph and its drafters;
-//! - [`session`]: identity, settings, per-session caches.
+//! - [`nl`]: questions — retrieval, context, the planner graph and its drafters; it reaches the
+//!   gateway only through [`nl::Host`] (plan and govern a draft as the caller's, internal reads),
+//!   which the pipeline implements;
+//! - [`session`]: identity, per-session caches; [`settings`]: the session settings;
+//!   [`pgtypes`]: Arrow ⇄ PostgreSQL types and row descriptions.
+//!
+//! No import cycle joins two top-level modules. From the top: the entry points, [`pipeline`],
+//! [`nl`], [`session`], [`shapes`], [`plan_cache`], [`passthrough`] and [`execution`],
+//! [`governance`], [`pgsql`], [`engine`], [`pgtypes`], [`settings`]; each of these imports only
+//! from those after it and from self-contained modules ([`config`], [`error`], [`router`], ...).
 
 pub mod check;
 pub mod compat;
@@ -37,6 +45,7 @@ pub mod router;
 pub mod server;
 pub mod shapes;
 pub mod session;
+pub mod settings;
 pub mod runtime;
 pub mod search;
 pub mod nl;

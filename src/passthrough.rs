@@ -36,7 +36,7 @@ pub struct DirectPlan {
     /// first pass-through execution tells.
     pub forward: std::sync::atomic::AtomicU8,
     /// Result descriptions of forwarded executions and their type OIDs, by result format.
-    pub described: crate::server::encode::ByFormat<
+    pub described: crate::pgtypes::fields::ByFormat<
         Option<(std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>, std::sync::Arc<[u32]>)>,
     >,
     /// A lookup by the primary key of one table (at most one row, by index): it may share a
@@ -179,7 +179,7 @@ pub async fn derive(
     });
     let physical = state.query_planner().create_physical_plan(&optimized, state).await.ok()?;
     let sql = federated_sql(&physical)?;
-    let param_types = crate::plan_cache::param_types(governed.plan())?;
+    let param_types = param_types(governed.plan())?;
     Some(DirectPlan {
         upstream: db,
         sql,
@@ -291,4 +291,14 @@ mod tests {
         assert_eq!(s.to_string(), "SELECT x FROM t WHERE a = $1 AND b = 2");
         assert!(v.is_empty());
     }
+}
+
+/// The types of a plan's parameters, `$1` first; `None` when one is unknown or a number is skipped.
+pub fn param_types(plan: &LogicalPlan) -> Option<Vec<DataType>> {
+    let types = plan.get_parameter_types().ok()?;
+    let mut out = Vec::with_capacity(types.len());
+    for i in 1..=types.len() {
+        out.push(types.get(&format!("${i}"))?.clone()?);
+    }
+    Some(out)
 }

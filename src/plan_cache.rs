@@ -159,7 +159,7 @@ pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan
     if !reusable(governed.plan()) {
         return None;
     }
-    let param_types = param_types(governed.plan())?;
+    let param_types = crate::passthrough::param_types(governed.plan())?;
     let optimized = governed.optimize(state).ok()?;
     let mut federated = false;
     let _ = optimized.plan().apply_with_subqueries(|n| {
@@ -170,16 +170,6 @@ pub fn build(state: &SessionState, governed: &GovernedPlan) -> Option<CachedPlan
         return None;
     }
     Some(CachedPlan { governed: optimized, param_types })
-}
-
-/// The types of a plan's parameters, `$1` first; `None` when one is unknown or a number is skipped.
-pub fn param_types(plan: &LogicalPlan) -> Option<Vec<DataType>> {
-    let types = plan.get_parameter_types().ok()?;
-    let mut out = Vec::with_capacity(types.len());
-    for i in 1..=types.len() {
-        out.push(types.get(&format!("${i}"))?.clone()?);
-    }
-    Some(out)
 }
 
 /// A query whose every function is immutable: its optimized plan means the same at any time.

@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 use super::pg_descriptions::{lookup, DescriptionMap};
-use crate::session::settings::Settings;
+use crate::settings::Settings;
 
 /// The version string drivers parse (SQLAlchemy, JDBC, Npgsql read the "PostgreSQL 16.x" prefix).
 pub fn version_string() -> String {

@@ -271,10 +271,14 @@ impl Engine {
         db: &str,
         user: &str,
         vis: Arc<dyn Visibility>,
-        settings: Arc<RwLock<crate::session::settings::Settings>>,
+        settings: Arc<RwLock<crate::settings::Settings>>,
     ) -> Result<SessionContext, LaloError> {
         let planning = Arc::new(ViewCatalogList::new(self.base.clone(), vis, ViewMode::Planning));
-        let listing: Arc<dyn CatalogProviderList> = Arc::new(planning.with_mode(ViewMode::Listing));
+        // In an upstream database the catalogs list that database alone; lalo's own database
+        // lists every database the caller may read (cross-database statements start there).
+        let listing = planning.with_mode(ViewMode::Listing);
+        let listing = if self.upstreams.get(db).is_some() { listing.only(db) } else { listing };
+        let listing: Arc<dyn CatalogProviderList> = Arc::new(listing);
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_config(session_config(db))
             .with_catalog_list(planning.clone() as Arc<dyn CatalogProviderList>)

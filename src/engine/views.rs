@@ -50,16 +50,25 @@ pub struct ViewCatalogList {
     mode: ViewMode,
     /// Schemas registered by this session only (pg_catalog, information_schema), by catalog.
     extra: Arc<RwLock<HashMap<String, HashMap<String, Arc<dyn SchemaProvider>>>>>,
+    /// The one database this list shows, if only one (see [`ViewCatalogList::only`]).
+    only: Option<String>,
 }
 
 impl ViewCatalogList {
     pub fn new(base: Arc<dyn CatalogProviderList>, vis: Arc<dyn Visibility>, mode: ViewMode) -> Self {
-        Self { base, vis, mode, extra: Arc::new(RwLock::new(HashMap::new())) }
+        Self { base, vis, mode, extra: Arc::new(RwLock::new(HashMap::new())), only: None }
     }
 
     /// Another mode over the same base, sharing the session's extra schemas.
     pub fn with_mode(&self, mode: ViewMode) -> Self {
-        Self { base: self.base.clone(), vis: self.vis.clone(), mode, extra: self.extra.clone() }
+        Self { base: self.base.clone(), vis: self.vis.clone(), mode, extra: self.extra.clone(), only: self.only.clone() }
+    }
+
+    /// The same list showing database `db` alone: a session in an upstream database lists that
+    /// database's objects in pg_catalog and information_schema, as PostgreSQL's catalogs do.
+    pub fn only(mut self, db: &str) -> Self {
+        self.only = Some(db.to_string());
+        self
     }
 }
 
@@ -71,10 +80,16 @@ impl CatalogProviderList for ViewCatalogList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.base.catalog_names()
+        match &self.only {
+            Some(db) => self.base.catalog_names().into_iter().filter(|c| c == db).collect(),
+            None => self.base.catalog_names(),
+        }
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if self.only.as_deref().is_some_and(|db| db != name) {
+            return None;
+        }
         let base = self.base.catalog(name)?;
         Some(Arc::new(ViewCatalog {
             name: name.to_string(),

@@ -105,7 +105,7 @@ async fn evaluate(
         let session = lalo.open_session(EVAL_USER, db, "eval", EntryPoint::Cli)?;
         // Build the context once before timing: questions are timed on the steady (cached) path.
         let began = Instant::now();
-        lalo.questions.get(&lalo, &session).await?;
+        lalo.questions.get(lalo.as_ref(), &session).await?;
         report.context_ms.push((db.clone(), began.elapsed().as_secs_f64() * 1000.0));
         for q in questions.iter().filter(|q| &q.db == db) {
             let scored = ask_one(&lalo, &session, &pg, &schema, q).await;
@@ -211,12 +211,12 @@ async fn ask_one(
             // A failure comes before execution: its whole time is pipeline time.
             s.pipeline_ms = s.total_ms;
             // What was drafted before it failed (the graph is deterministic: run it again to see).
-            if let Err(failed) = crate::nl::graph::run(lalo, session, &q.question).await {
+            if let Err(failed) = crate::nl::graph::run(lalo.as_ref(), session, &q.question).await {
                 s.drafted = failed.sql;
                 s.draft_error = failed.trace.drafts.iter().rev().find_map(|d| d.error.clone());
             }
             // Declined questions still had a context: recall is about what retrieval handed on.
-            if let Ok((built, _)) = lalo.questions.get(lalo, session).await {
+            if let Ok((built, _)) = lalo.questions.get(lalo.as_ref(), session).await {
                 let given: Vec<String> = built
                     .context
                     .tables

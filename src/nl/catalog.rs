@@ -2,6 +2,7 @@
 //! database, with docs, foreign keys and sample values read through their governed path, cached
 //! per (user, database, policy generation, catalog fingerprint).
 
+use crate::nl::Host;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -17,7 +18,6 @@ use parking_lot::Mutex;
 use crate::error::LaloError;
 use crate::nl::{ColumnInfo, Drafter, ForeignKey, SchemaContext, TableInfo};
 use crate::search::TableEntry;
-use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Text columns with at most this many distinct values give their values as samples.
@@ -53,9 +53,9 @@ pub struct ContextCache {
 
 impl ContextCache {
     /// The caller's context: from the cache, or built now through their governed path.
-    pub async fn get(&self, lalo: &Lalo, session: &Session) -> Result<(Arc<Built>, bool), LaloError> {
+    pub async fn get(&self, lalo: &dyn Host, session: &Session) -> Result<(Arc<Built>, bool), LaloError> {
         let entries = visible_in_database(lalo, session).await?;
-        let key = (session.user.clone(), session.database.clone(), lalo.governance.version(), fingerprint(&entries));
+        let key = (session.user.clone(), session.database.clone(), lalo.governance().version(), fingerprint(&entries));
         if let Some(hit) = self.fresh(&key) {
             return Ok((hit, true));
         }
@@ -81,7 +81,7 @@ impl ContextCache {
 }
 
 /// The tables the caller may read in the session's database (what governance lets them list).
-async fn visible_in_database(lalo: &Lalo, session: &Session) -> Result<Vec<TableEntry>, LaloError> {
+async fn visible_in_database(lalo: &dyn Host, session: &Session) -> Result<Vec<TableEntry>, LaloError> {
     let mut all = lalo.visible_tables(session).await?;
     all.retain(|t| t.database.eq_ignore_ascii_case(&session.database));
     Ok(all)
@@ -102,10 +102,10 @@ fn fingerprint(entries: &[TableEntry]) -> u64 {
 
 /// Build the context: columns with their types, docs, foreign keys between visible tables,
 /// and samples of low-cardinality text columns read as the caller.
-async fn build(lalo: &Lalo, session: &Session, entries: Vec<TableEntry>) -> Result<Built, LaloError> {
+async fn build(lalo: &dyn Host, session: &Session, entries: Vec<TableEntry>) -> Result<Built, LaloError> {
     let began = Instant::now();
-    let catalogs = lalo.engine.catalogs();
-    let docs = lalo.engine.docs();
+    let catalogs = lalo.engine().catalogs();
+    let docs = lalo.engine().docs();
     let mut tables = Vec::with_capacity(entries.len());
     let mut masked = vec![];
     for t in &entries {
@@ -176,7 +176,7 @@ fn quote(ident: &str) -> String {
 
 /// Up to [`SAMPLE_LIMIT`] distinct values of one column, read through plan → govern like any
 /// statement of the caller (row filters apply; a refusal or error just means no samples).
-async fn samples(lalo: &Lalo, session: &Session, t: &TableEntry, column: &str) -> Vec<String> {
+async fn samples(lalo: &dyn Host, session: &Session, t: &TableEntry, column: &str) -> Vec<String> {
     let sql = format!(
         "SELECT DISTINCT {c} FROM {d}.{s}.{t} WHERE {c} IS NOT NULL LIMIT {n}",
         c = quote(column),

@@ -2,6 +2,7 @@
 //! bounded repair loop, as explicit state passed through named nodes. Every run leaves a
 //! [`Trace`] that `EXPLAIN ASK` shows; a policy refusal ends the run, it is never worked around.
 
+use crate::nl::Host;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -14,7 +15,6 @@ use crate::nl::catalog::Built;
 use crate::nl::retrieve::{self, Link, Retrieved};
 use crate::nl::Drafted;
 use crate::router::{self, Route};
-use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Drafted SQL goes through the same compatibility rewrites as SQL a client sends.
@@ -86,14 +86,14 @@ pub struct Failed {
 }
 
 /// Run the graph for `question` in the caller's session.
-pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Planned, Box<Failed>> {
-    let llm = lalo.config.planner.drafter == crate::config::DrafterKind::Llm;
-    let mut trace = Trace { drafter: lalo.config.planner.drafter.as_str().into(), ..Default::default() };
+pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<Planned, Box<Failed>> {
+    let llm = lalo.config().planner.drafter == crate::config::DrafterKind::Llm;
+    let mut trace = Trace { drafter: lalo.config().planner.drafter.as_str().into(), ..Default::default() };
     let fail = |error: LaloError, sql: Option<String>, trace: Trace| Box::new(Failed { error, sql, trace });
 
     // retrieve: the caller's entitled context (cached per user, database, policies, catalog).
     let t = Instant::now();
-    let (built, cached) = match lalo.questions.get(lalo, session).await {
+    let (built, cached) = match lalo.questions().get(lalo, session).await {
         Ok(b) => b,
         Err(e) => {
             trace.step("retrieve", t, format!("failed: {e}"));
@@ -116,7 +116,7 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
     // link: rank tables by the index's fused hits (filtered for the caller), or in memory until
     // the index is ready, plus quoted sample values; cut large schemas.
     let t = Instant::now();
-    let searched = lalo.retrieval.search(lalo, session, &built, question).await;
+    let searched = lalo.retrieval().search(lalo, session, &built, question).await;
     let retrieved: Retrieved = retrieve::retrieve(&built, question, searched.as_ref());
     trace.documents = retrieved.documents.clone();
     trace.given_tables = retrieved.given_tables(&built);
@@ -139,7 +139,7 @@ pub async fn run(lalo: &Lalo, session: &Session, question: &str) -> Result<Plann
         ),
     );
 
-    let max_repairs = lalo.config.planner.max_repairs;
+    let max_repairs = lalo.config().planner.max_repairs;
     let mut feedback: Option<String> = None;
     loop {
         // draft
@@ -235,7 +235,7 @@ fn draft(retrieved: &Retrieved, built: &Built, question: &str, _feedback: Option
 }
 
 /// Parse and plan drafted SQL in the caller's session.
-async fn validate(lalo: &Lalo, session: &Session, sql: &str) -> Result<(Box<Statement>, datafusion::logical_expr::LogicalPlan), LaloError> {
+async fn validate(lalo: &dyn Host, session: &Session, sql: &str) -> Result<(Box<Statement>, datafusion::logical_expr::LogicalPlan), LaloError> {
     let mut routes = router::route_text(&PARSER, sql, "sql")?;
     let stmt = match (routes.len(), routes.pop()) {
         (1, Some(Route::Query(stmt))) => stmt,

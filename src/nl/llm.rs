@@ -5,6 +5,7 @@
 //! Each call has a timeout and one retry on transport errors; tokens count against a per-user
 //! hourly budget.
 
+use crate::nl::Host;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,7 +26,6 @@ use crate::error::LaloError;
 use crate::nl::prompt::{self, Reply};
 use crate::nl::retrieve::Retrieved;
 use crate::nl::{Drafted, SchemaContext};
-use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// The budget window.
@@ -157,18 +157,18 @@ impl LlmDrafter {
 /// Draft SQL for `question` over the caller's context `ctx`. `previous` is the last draft's SQL
 /// and the error it met, for a repair. Errors are the call's (timeout, transport, budget).
 pub async fn draft(
-    lalo: &Lalo,
+    lalo: &dyn Host,
     session: &Session,
     retrieved: &Retrieved,
     ctx: &SchemaContext,
     question: &str,
     previous: Option<(&str, &str)>,
 ) -> Result<Drafted, LaloError> {
-    let dialects = lalo.config.resolve(std::path::Path::new("dialects"));
-    let llm = lalo.llm.get(&lalo.config.planner, &dialects)?;
+    let dialects = lalo.config().resolve(std::path::Path::new("dialects"));
+    let llm = lalo.llm().get(&lalo.config().planner, &dialects)?;
     llm.check_budget(&session.user)?;
 
-    let upstreams = lalo.engine.upstreams();
+    let upstreams = lalo.engine().upstreams();
     let profile = upstreams.get(&session.database).map(|u| &u.profile).unwrap_or(&llm.postgres);
     // The index's examples first (found for this question, already checked as the caller), then
     // the dialect's own that the caller may run, up to a few.
@@ -231,7 +231,7 @@ fn one_query(sql: &str) -> Result<(), &'static str> {
 
 /// The dialect's verified examples whose SQL the caller could run: each is planned and governed
 /// as the caller, so an example never shows a denied table or column.
-async fn entitled_examples<'a>(lalo: &Lalo, session: &Session, examples: &'a [Example]) -> Vec<&'a Example> {
+async fn entitled_examples<'a>(lalo: &dyn Host, session: &Session, examples: &'a [Example]) -> Vec<&'a Example> {
     let mut out = vec![];
     for e in examples {
         let Ok(mut stmts) = Parser::parse_sql(&PostgreSqlDialect {}, &e.sql) else { continue };

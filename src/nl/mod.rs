@@ -8,11 +8,13 @@ pub mod answer;
 pub mod catalog;
 pub mod context;
 pub mod graph;
+pub mod host;
 pub mod index;
 pub mod llm;
 pub mod prompt;
 pub mod retrieve;
 pub mod rules;
 
+pub use host::Host;
 pub use context::{ColumnInfo, ForeignKey, SchemaContext, TableInfo};
 pub use rules::{draft, Drafted, Drafter};

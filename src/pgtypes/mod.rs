@@ -2,6 +2,7 @@
 //! and the encoded values: declared VARCHAR ([`varchar`]), NUMERIC without a declared
 //! scale ([`numeric`]) and the catalog's int2vector/oidvector ([`vector`]).
 
+pub mod fields;
 pub mod numeric;
 pub mod varchar;
 pub mod vector;

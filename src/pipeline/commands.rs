@@ -4,7 +4,7 @@
 use crate::error::LaloError;
 use crate::execution;
 use crate::router::Route;
-use crate::session::settings::{canonical, Settings, REPORTED};
+use crate::settings::{canonical, Settings, REPORTED};
 use crate::session::Session;
 
 use super::{AuditScope, Lalo, Outcome};

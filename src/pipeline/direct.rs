@@ -63,8 +63,8 @@ impl Lalo {
                 // The description and its type OIDs, once per plan and format (the plan's stamp
                 // includes the settings they depend on); `None` when a column has no PostgreSQL type.
                 let described = dp.described.get_or_try_insert(format, || {
-                    let opts = crate::server::encode::format_options(session);
-                    let fields = crate::server::encode::fields(&schema, format, opts).ok();
+                    let opts = session.derived().format.clone();
+                    let fields = crate::pgtypes::fields::fields(&schema, format, opts).ok();
                     Ok::<_, std::convert::Infallible>(fields.map(|f| {
                         let oids: Arc<[u32]> = f.iter().map(|i| i.datatype().oid()).collect();
                         (f, oids)

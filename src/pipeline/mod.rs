@@ -25,6 +25,7 @@ mod cursors;
 mod direct;
 mod disclosure;
 mod execute;
+mod host;
 mod outcome;
 mod postgres;
 mod prepared;

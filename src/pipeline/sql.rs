@@ -173,7 +173,7 @@ impl Lalo {
 /// `None` when one does not convert (the statement is then planned as sent, which reports the
 /// error PostgreSQL would).
 pub(super) fn bind(governed: &GovernedPlan, values: &[ScalarValue]) -> Option<GovernedPlan> {
-    let types = plan_cache::param_types(governed.plan())?;
+    let types = crate::passthrough::param_types(governed.plan())?;
     // A plan without placeholders is complete (a statement planned as sent: its lifted values
     // are in it already).
     if types.is_empty() {

@@ -16,7 +16,7 @@ use crate::governance::audit::AuditLog;
 use crate::governance::{GovernedPlan, Governance};
 use crate::router::{self, Route};
 use crate::session::auth::Users;
-use crate::session::settings::Settings;
+use crate::settings::Settings;
 use crate::session::{EntryPoint, Session};
 
 /// The running gateway's shared state.
@@ -85,7 +85,7 @@ impl Lalo {
             retrieval: Default::default(),
             stages: Default::default(),
         });
-        crate::nl::index::RetrievalIndex::spawn(&lalo);
+        crate::nl::index::RetrievalIndex::spawn(&(lalo.clone() as Arc<dyn crate::nl::Host>));
         Ok(lalo)
     }
 

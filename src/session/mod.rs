@@ -2,7 +2,6 @@
 //! and the DataFusion context that plans against their view of the catalog.
 
 pub mod auth;
-pub mod settings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 use crate::governance::rules::Subject;
-use settings::Settings;
+use crate::settings::Settings;
 
 /// Where a statement came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +123,7 @@ impl Session {
         let d = {
             let s = self.settings.read();
             Arc::new(Derived {
-                format: crate::server::encode::format_options_from(&s),
+                format: crate::pgtypes::fields::format_options_from(&s),
                 statement_timeout_ms: s.statement_timeout_ms(),
             })
         };

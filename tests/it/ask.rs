@@ -186,7 +186,7 @@ async fn context_holds_only_what_the_caller_may_read() {
         let lalo = lalo.clone();
         async move {
             let session = lalo.open_session(user, "lalo", "test", EntryPoint::Cli).expect("session");
-            let (built, _) = lalo.questions.get(&lalo, &session).await.expect("context");
+            let (built, _) = lalo.questions.get(lalo.as_ref(), &session).await.expect("context");
             built
         }
     };
@@ -210,7 +210,7 @@ async fn context_holds_only_what_the_caller_may_read() {
 
     // Cached: the same caller gets the same context without rebuilding.
     let session = lalo.open_session("admin", "lalo", "test", EntryPoint::Cli).expect("session");
-    let (_, cached) = lalo.questions.get(&lalo, &session).await.expect("context");
+    let (_, cached) = lalo.questions.get(lalo.as_ref(), &session).await.expect("context");
     assert!(cached);
 }
 

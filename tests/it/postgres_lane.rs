@@ -135,6 +135,17 @@ async fn upstream_statements_answer_as_postgres_does() {
     // PostgreSQL's own errors, with its SQLSTATE.
     let e = admin.simple_query("SELECT 1 / (id - id) FROM staff").await.unwrap_err();
     assert_eq!(sqlstate(&e), "22012", "{e}");
+    // The catalogs of an upstream database list its own tables only (not lalo's embedded ones).
+    let listed = |sql: &'static str| {
+        let admin = &admin;
+        async move { common::text_rows(&admin.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))) }
+    };
+    let tables = listed("SELECT table_catalog, table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 2").await;
+    let names: Vec<&str> = tables.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(names, ["Payroll", "depts", "staff"], "{tables:?}");
+    assert!(tables.iter().all(|r| r[0] == "lane_exact"), "{tables:?}");
+    let others = listed("SELECT count(*) FROM pg_catalog.pg_class WHERE relname IN ('lineitem', 'orders', 'nation')").await;
+    assert_eq!(others[0][0], "0", "another database's tables are listed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

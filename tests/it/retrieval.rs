@@ -27,8 +27,8 @@ async fn built(lalo: &Lalo) {
 /// The hits `user` gets for `question` in `db`.
 async fn search(lalo: &Arc<Lalo>, user: &str, db: &str, question: &str) -> Vec<Hit> {
     let session = lalo.open_session(user, db, "test", EntryPoint::Cli).expect("session");
-    let (context, _) = lalo.questions.get(lalo, &session).await.expect("context");
-    lalo.retrieval.search(lalo, &session, &context, question).await.expect("the index answers").hits
+    let (context, _) = lalo.questions.get(lalo.as_ref(), &session).await.expect("context");
+    lalo.retrieval.search(lalo.as_ref(), &session, &context, question).await.expect("the index answers").hits
 }
 
 fn names(hits: &[Hit]) -> Vec<String> {

@@ -5,13 +5,13 @@
 //! hold too), a join only if both ends are readable, an example only if its SQL plans and
 //! governs as the caller.
 
+use crate::nl::Host;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::nl::catalog::Built;
 use crate::nl::index::documents::{Doc, Kind};
 use crate::nl::index::Hit;
-use crate::pipeline::Lalo;
 use crate::session::Session;
 
 /// Examples checked per question (each is planned and governed; the best few are enough).
@@ -49,7 +49,7 @@ pub fn readable(built: &Built, database: &str, doc: &Doc) -> bool {
 }
 
 /// Whether the example's SQL is one statement the caller could run: planned and governed as them.
-async fn runnable(lalo: &Lalo, session: &Session, sql: &str) -> bool {
+async fn runnable(lalo: &dyn Host, session: &Session, sql: &str) -> bool {
     let Ok(mut stmts) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else { return false };
     let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else { return false };
     let Ok(plan) = lalo.plan(session, &stmt).await else { return false };
@@ -57,7 +57,7 @@ async fn runnable(lalo: &Lalo, session: &Session, sql: &str) -> bool {
 }
 
 /// Keep the hits the caller may see, in order.
-pub async fn filter(lalo: &Lalo, session: &Session, built: &Built, hits: Vec<Hit>) -> Vec<Hit> {
+pub async fn filter(lalo: &dyn Host, session: &Session, built: &Built, hits: Vec<Hit>) -> Vec<Hit> {
     let mut out = Vec::with_capacity(hits.len());
     let (mut examples, mut tried) = (0, 0);
     for h in hits {

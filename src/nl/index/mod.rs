@@ -14,6 +14,7 @@ pub mod store;
 pub mod update;
 mod watch;
 
+use crate::nl::Host;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::nl::catalog::Built;
-use crate::pipeline::Lalo;
 use crate::session::Session;
 use documents::Doc;
 use embed::Remote;
@@ -93,8 +93,8 @@ impl std::fmt::Debug for RetrievalIndex {
 
 impl RetrievalIndex {
     /// Build in the background and keep the index current while `lalo` lives.
-    pub fn spawn(lalo: &Arc<Lalo>) {
-        if !lalo.config.planner.retrieval_index {
+    pub fn spawn(lalo: &Arc<dyn Host>) {
+        if !lalo.config().planner.retrieval_index {
             return;
         }
         tokio::spawn(watch::run(Arc::downgrade(lalo)));
@@ -131,7 +131,7 @@ impl RetrievalIndex {
 
     /// Search for `question` in the session's database and keep what the caller may read.
     /// `None` when the index is not ready or the search failed (the caller falls back).
-    pub async fn search(&self, lalo: &Lalo, session: &Session, built: &Built, question: &str) -> Option<Searched> {
+    pub async fn search(&self, lalo: &dyn Host, session: &Session, built: &Built, question: &str) -> Option<Searched> {
         let ready = self.ready.read().clone()?;
         let began = Instant::now();
         let filter = format!("database = {} OR database = ''", store::literal(&session.database));

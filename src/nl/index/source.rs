@@ -3,6 +3,7 @@
 //! examples, and the distinct values of low-cardinality text columns. Values are read once per
 //! database generation: a docs edit re-reads none, a `REFRESH UPSTREAM` re-reads that database's.
 
+use crate::nl::Host;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,6 @@ use datafusion::prelude::SessionContext;
 use crate::engine::views::SeeAll;
 use crate::nl::catalog::SAMPLE_LIMIT;
 use crate::nl::index::documents::{self, Doc};
-use crate::pipeline::Lalo;
 
 /// How long one value query may take before the column is indexed without values.
 const VALUE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,15 +31,15 @@ pub struct ValueCache {
 }
 
 /// The generation of a database's data: an upstream's refresh counter; embedded data is fixed.
-fn generation(lalo: &Lalo, db: &str) -> u64 {
-    lalo.engine.upstreams().get(db).map(|u| u.generation()).unwrap_or(0)
+fn generation(lalo: &dyn Host, db: &str) -> u64 {
+    lalo.engine().upstreams().get(db).map(|u| u.generation()).unwrap_or(0)
 }
 
 /// Every document of the catalog as it is now.
-pub async fn collect(lalo: &Lalo, cache: &mut ValueCache) -> Vec<Doc> {
+pub async fn collect(lalo: &dyn Host, cache: &mut ValueCache) -> Vec<Doc> {
     let mut out = vec![];
-    let catalogs = lalo.engine.catalogs();
-    let docs = lalo.engine.docs();
+    let catalogs = lalo.engine().catalogs();
+    let docs = lalo.engine().docs();
     let mut dbs = catalogs.catalog_names();
     dbs.sort();
     let mut tables_read = 0usize;
@@ -108,9 +108,9 @@ pub async fn collect(lalo: &Lalo, cache: &mut ValueCache) -> Vec<Doc> {
 
 /// The verified examples of every dialect in use (PostgreSQL's always: the embedded database
 /// drafts with it).
-fn dialect_examples(lalo: &Lalo) -> Vec<crate::engine::dialect::Example> {
-    let dir = lalo.config.resolve(std::path::Path::new("dialects"));
-    let mut names: Vec<String> = lalo.engine.upstreams().iter().map(|u| u.profile.name.clone()).collect();
+fn dialect_examples(lalo: &dyn Host) -> Vec<crate::engine::dialect::Example> {
+    let dir = lalo.config().resolve(std::path::Path::new("dialects"));
+    let mut names: Vec<String> = lalo.engine().upstreams().iter().map(|u| u.profile.name.clone()).collect();
     names.push("postgres".into());
     names.sort();
     names.dedup();
@@ -127,9 +127,9 @@ fn dialect_examples(lalo: &Lalo) -> Vec<crate::engine::dialect::Example> {
 /// A context that reads as lalo itself, for indexing only: what it reads reaches a caller only
 /// through the per-caller filter (entitle.rs), which admits a value only if the caller's own
 /// governed samples hold it.
-fn internal_context(lalo: &Lalo, db: &str) -> Option<SessionContext> {
-    let settings = Arc::new(parking_lot::RwLock::new(crate::session::settings::Settings::default()));
-    match lalo.engine.session_context(db, "lalo", Arc::new(SeeAll), settings) {
+fn internal_context(lalo: &dyn Host, db: &str) -> Option<SessionContext> {
+    let settings = Arc::new(parking_lot::RwLock::new(crate::settings::Settings::default()));
+    match lalo.engine().session_context(db, "lalo", Arc::new(SeeAll), settings) {
         Ok(ctx) => Some(ctx),
         Err(e) => {
             tracing::warn!(database = %db, error = %e, "retrieval index: no values for this database");

@@ -1,6 +1,7 @@
 //! Building and updating the index: collect the documents, compare content hashes with what is
 //! stored, and delete, re-embed and write only what changed; then rebuild the full-text index.
 
+use crate::nl::Host;
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -9,7 +10,6 @@ use crate::nl::index::embed::{self, Remote};
 use crate::nl::index::source::{self, ValueCache};
 use crate::nl::index::store::Store;
 use crate::nl::index::IndexError;
-use crate::pipeline::Lalo;
 
 /// Documents embedded and written per step (and per progress line).
 const CHUNK: usize = 500;
@@ -27,7 +27,7 @@ pub struct Stats {
 
 /// Bring `store` up to date with the catalog. A remote embedding failure is returned (the
 /// caller falls back to a local-only store); everything else written so far stays.
-pub async fn update(lalo: &Lalo, store: &Store, remote: Option<&Remote>, cache: &mut ValueCache) -> Result<Stats, IndexError> {
+pub async fn update(lalo: &dyn Host, store: &Store, remote: Option<&Remote>, cache: &mut ValueCache) -> Result<Stats, IndexError> {
     let began = Instant::now();
     let docs = source::collect(lalo, cache).await;
     let stored = store.hashes().await?;

@@ -2,6 +2,7 @@
 //! then poll once a second for edited doc files and refreshed upstreams (their generation
 //! counters) and update again. Holds the gateway only weakly, so it ends when lalo does.
 
+use crate::nl::Host;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -10,15 +11,14 @@ use crate::nl::index::embed::Remote;
 use crate::nl::index::source::ValueCache;
 use crate::nl::index::store::Store;
 use crate::nl::index::{update, Ready};
-use crate::pipeline::Lalo;
 
 const POLL: Duration = Duration::from_secs(1);
 
 /// Where the index lives: `[planner] retrieval_dir`, else `<data_dir>/retrieval`.
-pub fn dir(lalo: &Lalo) -> PathBuf {
-    match &lalo.config.planner.retrieval_dir {
-        Some(d) => lalo.config.resolve(d),
-        None => lalo.config.resolve(&lalo.config.catalog.data_dir).join("retrieval"),
+pub fn dir(lalo: &dyn Host) -> PathBuf {
+    match &lalo.config().planner.retrieval_dir {
+        Some(d) => lalo.config().resolve(d),
+        None => lalo.config().resolve(&lalo.config().catalog.data_dir).join("retrieval"),
     }
 }
 
@@ -67,7 +67,7 @@ fn hex_digest(s: &str) -> String {
 }
 
 /// One update; a failure of the endpoint switches to a local-only store and updates that.
-async fn refresh(lalo: &Lalo, ready: &mut Ready, dir: &Path, cache: &mut ValueCache) {
+async fn refresh(lalo: &dyn Host, ready: &mut Ready, dir: &Path, cache: &mut ValueCache) {
     let result = update::update(lalo, &ready.store, ready.remote.as_deref(), cache).await;
     let result = match result {
         Err(crate::nl::index::IndexError::Embedding(e)) => {
@@ -84,8 +84,8 @@ async fn refresh(lalo: &Lalo, ready: &mut Ready, dir: &Path, cache: &mut ValueCa
     };
     match result {
         Ok(s) => {
-            lalo.retrieval.set(Some(ready.clone()));
-            *lalo.retrieval.last.lock() = Some(s);
+            lalo.retrieval().set(Some(ready.clone()));
+            *lalo.retrieval().last.lock() = Some(s);
             tracing::info!(
                 "retrieval index: {} documents ({} written, {} removed) in {:.0} ms",
                 s.documents,
@@ -96,27 +96,27 @@ async fn refresh(lalo: &Lalo, ready: &mut Ready, dir: &Path, cache: &mut ValueCa
         }
         Err(e) => tracing::warn!(error = %e, "retrieval index update failed; keeping what is stored"),
     }
-    lalo.retrieval.finished_update();
+    lalo.retrieval().finished_update();
 }
 
 /// The task body.
-pub async fn run(lalo: Weak<Lalo>) {
+pub async fn run(lalo: Weak<dyn Host>) {
     let Some(strong) = lalo.upgrade() else { return };
-    let dir = dir(&strong);
-    let docs_dir = strong.config.resolve(&strong.config.catalog.dir).join("docs");
-    let Some(mut ready) = open(&dir, Remote::from_config(&strong.config.planner)).await else {
-        strong.retrieval.finished_update();
+    let dir = dir(strong.as_ref());
+    let docs_dir = strong.config().resolve(&strong.config().catalog.dir).join("docs");
+    let Some(mut ready) = open(&dir, Remote::from_config(&strong.config().planner)).await else {
+        strong.retrieval().finished_update();
         return;
     };
     // An index from an earlier run answers at once (the filter keeps stale hits from anyone who
     // may not see them); the update below then brings it current.
     if ready.store.count().await.unwrap_or(0) > 0 {
-        strong.retrieval.set(Some(ready.clone()));
+        strong.retrieval().set(Some(ready.clone()));
     }
     let mut cache = ValueCache::default();
     let mut docs_stamp = stamp(&docs_dir);
-    let mut generation = strong.engine.upstreams().generation();
-    refresh(&strong, &mut ready, &dir, &mut cache).await;
+    let mut generation = strong.engine().upstreams().generation();
+    refresh(strong.as_ref(), &mut ready, &dir, &mut cache).await;
     drop(strong);
     loop {
         tokio::time::sleep(POLL).await;
@@ -125,18 +125,18 @@ pub async fn run(lalo: Weak<Lalo>) {
         let now = stamp(&docs_dir);
         if now != docs_stamp {
             docs_stamp = now;
-            match lalo.engine.reload_docs(&docs_dir) {
+            match lalo.engine().reload_docs(&docs_dir) {
                 Ok(()) => changed = true,
                 Err(e) => tracing::warn!(error = %e, "catalog docs reload failed; keeping the previous docs"),
             }
         }
-        let g = lalo.engine.upstreams().generation();
+        let g = lalo.engine().upstreams().generation();
         if g != generation {
             generation = g;
             changed = true;
         }
         if changed {
-            refresh(&lalo, &mut ready, &dir, &mut cache).await;
+            refresh(lalo.as_ref(), &mut ready, &dir, &mut cache).await;
         }
     }
 }
