@@ -26,7 +26,6 @@ pub struct Lalo {
     pub governance: Arc<Governance>,
     pub audit: Arc<AuditLog>,
     pub users: Users,
-    users_source: Arc<Users>,
     parser: PostgresCompatibilityParser,
     /// Per-caller schema contexts for questions (nl/catalog.rs).
     pub questions: crate::nl::catalog::ContextCache,
@@ -71,14 +70,12 @@ impl Lalo {
         let audit = Arc::new(AuditLog::open(&audit_path)?);
         engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
-        let users_source = Arc::new(users.clone());
         let lalo = Arc::new(Lalo {
             config,
             engine,
             governance,
             audit,
             users,
-            users_source,
             parser: PostgresCompatibilityParser::new(),
             questions: Default::default(),
             llm: Default::default(),
@@ -87,11 +84,6 @@ impl Lalo {
         });
         crate::nl::index::RetrievalIndex::spawn(&(lalo.clone() as Arc<dyn crate::nl::Host>));
         Ok(lalo)
-    }
-
-    /// The password source SCRAM authenticates against.
-    pub fn users_source(&self) -> Arc<Users> {
-        self.users_source.clone()
     }
 
     /// Open a session for an authenticated user on database `db` (empty: the embedded one).

@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol front end (pgwire): listener, TLS, authentication, and the
 //! simple and extended query handlers that call the shared service.
 
+pub mod auth;
 pub mod describe;
 pub mod encode;
 pub mod extended;
@@ -32,6 +33,8 @@ pub struct Handlers {
     pub manager: Arc<ConnectionManager>,
     pub tls: bool,
     cert_pem: Option<Vec<u8>>,
+    /// The users' SCRAM verifiers, computed once.
+    verifiers: Arc<auth::Verifiers>,
     simple: Arc<simple::SimpleHandler>,
     extended: Arc<extended::ExtendedHandler>,
 }
@@ -45,7 +48,7 @@ impl PgWireServerHandlers for Handlers {
     }
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         // SASL keeps per-connection state, so every connection gets its own handler.
-        Arc::new(startup::LaloStartup::new(self.lalo.clone(), self.manager.clone(), self.cert_pem.as_deref()))
+        Arc::new(startup::LaloStartup::new(self.lalo.clone(), self.manager.clone(), self.verifiers.clone(), self.cert_pem.as_deref()))
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::new(DefaultCancelHandler::new(self.manager.clone()))
@@ -107,6 +110,7 @@ impl PgServer {
             manager,
             tls: tls.is_some(),
             cert_pem: cert,
+            verifiers: Arc::new(auth::Verifiers::of(&lalo.users)),
         });
         let limit = Arc::new(Semaphore::new(lalo.config.server.max_connections.max(1)));
         Ok(PgServer { listener, handlers, tls, limit })

@@ -15,7 +15,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use crate::error::LaloError;
 use crate::governance::audit::AuditRecord;
 use crate::pipeline::Lalo;
-use crate::session::auth::SCRAM_ITERATIONS;
+use super::auth::{fatal, Verifiers, SCRAM_ITERATIONS};
 
 /// Wraps pgwire's SASL handler with lalo's own admission checks.
 pub struct LaloStartup {
@@ -26,8 +26,8 @@ pub struct LaloStartup {
 }
 
 impl LaloStartup {
-    pub fn new(lalo: Arc<Lalo>, manager: Arc<ConnectionManager>, cert_pem: Option<&[u8]>) -> Self {
-        let mut scram = ScramAuth::new(lalo.users_source());
+    pub fn new(lalo: Arc<Lalo>, manager: Arc<ConnectionManager>, verifiers: Arc<Verifiers>, cert_pem: Option<&[u8]>) -> Self {
+        let mut scram = ScramAuth::new(verifiers);
         scram.set_iterations(SCRAM_ITERATIONS);
         if let Some(pem) = cert_pem {
             // Checked at start by check_certificate; a failure here only disables channel binding.
@@ -48,7 +48,7 @@ impl LaloStartup {
 
 /// Validate the TLS certificate for SCRAM channel binding once, at start.
 pub fn check_certificate(pem: &[u8]) -> Result<(), LaloError> {
-    let mut scram = ScramAuth::new(Arc::new(crate::session::auth::Users::default()));
+    let mut scram = ScramAuth::new(Arc::new(Verifiers::default()));
     scram
         .configure_certificate(pem)
         .map_err(|e| LaloError::Config(format!("TLS certificate for SCRAM channel binding: {e}")))
@@ -84,15 +84,14 @@ impl LaloStartup {
             let user = startup.parameters.get("user").cloned().unwrap_or_default();
             *self.user.lock() = user.clone();
             if self.lalo.config.server.tls_required && !client.is_secure() {
-                return Err(LaloError::NoAccess(
+                return Err(fatal(&LaloError::NoAccess(
                     "connection refused: this server requires SSL (connect with sslmode=require)".into(),
-                )
-                .to_pgwire_fatal());
+                )));
             }
             let params: Vec<(String, String)> =
                 startup.parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             if let Err(e) = crate::pipeline::startup_settings(&params) {
-                return Err(e.to_pgwire_fatal());
+                return Err(fatal(&e));
             }
             if let Some(db) = startup.parameters.get("database") {
                 if !db.is_empty() && db != &user && !self.lalo.engine.has_database(db) {
@@ -115,7 +114,7 @@ impl LaloStartup {
                 let failed = LaloError::BadPassword(user.clone());
                 let reason = if self.lalo.users.get(&user).is_some() { "wrong password" } else { "no such user" };
                 let error = format!("{}: {failed} ({reason})", failed.sqlstate());
-                (failed.to_pgwire_fatal(), error)
+                (fatal(&failed), error)
             }
             PgWireError::UserError(info) => {
                 let error = format!("{}: {}", info.code, info.message);

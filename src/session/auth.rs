@@ -1,25 +1,15 @@
-//! Users and passwords from `[[users]]`: SCRAM-SHA-256 verifiers computed once at start.
+//! Users and passwords from `[[users]]`, with the attributes row filters refer to. The SCRAM
+//! verifiers the wire protocol authenticates against are computed from them in `server::auth`.
 
 use std::collections::{BTreeMap, HashMap};
-
-use pgwire::api::auth::sasl::scram::gen_salted_password;
-use pgwire::api::auth::{AuthSource, LoginInfo, Password};
-use pgwire::error::{PgWireError, PgWireResult};
-
-use sha2::{Digest, Sha256};
 
 use crate::config::UserConfig;
 use crate::error::LaloError;
 
-/// PostgreSQL's default SCRAM iteration count.
-pub const SCRAM_ITERATIONS: usize = 4096;
-
-/// A known user: salted password and attributes.
+/// A known user: password and attributes.
 #[derive(Debug, Clone)]
 pub struct UserEntry {
     pub name: String,
-    pub salt: Vec<u8>,
-    pub salted_password: Vec<u8>,
     pub plain: String,
     pub attributes: BTreeMap<String, String>,
 }
@@ -28,9 +18,6 @@ pub struct UserEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Users {
     by_name: HashMap<String, UserEntry>,
-    /// Seeds the salts of names that are no user, so each such name keeps one salt for the
-    /// server's lifetime, as a real user's salt does.
-    mock_seed: [u8; 32],
 }
 
 impl Users {
@@ -44,14 +31,9 @@ impl Users {
                 (None, Some(p)) => p.clone(),
                 (None, None) => return Err(LaloError::Config(format!("user {} has no password or password_env", u.name))),
             };
-            let salt: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
-            let salted_password = gen_salted_password(&plain, &salt, SCRAM_ITERATIONS);
-            by_name.insert(
-                u.name.clone(),
-                UserEntry { name: u.name.clone(), salt, salted_password, plain, attributes: u.attributes.clone() },
-            );
+            by_name.insert(u.name.clone(), UserEntry { name: u.name.clone(), plain, attributes: u.attributes.clone() });
         }
-        Ok(Users { by_name, mock_seed: rand::random() })
+        Ok(Users { by_name })
     }
 
     pub fn get(&self, name: &str) -> Option<&UserEntry> {
@@ -60,32 +42,5 @@ impl Users {
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.by_name.keys()
-    }
-
-    /// What SCRAM runs against for a name that is no user, as PostgreSQL's mock authentication
-    /// does: a stable salt and a verifier no password matches, so the exchange goes to its end
-    /// and fails exactly as a wrong password fails.
-    fn mock_password(&self, name: &str) -> Password {
-        let digest = Sha256::new().chain_update(self.mock_seed).chain_update(name.as_bytes()).finalize();
-        let salt = digest[..16].to_vec();
-        Password::new(Some(salt), rand::random::<[u8; 32]>().to_vec())
-    }
-}
-
-#[async_trait::async_trait]
-impl AuthSource for Users {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let name = login.user().ok_or(PgWireError::UserNameRequired)?;
-        match self.by_name.get(name) {
-            Some(u) => Ok(Password::new(Some(u.salt.clone()), u.salted_password.clone())),
-            None => Ok(self.mock_password(name)),
-        }
-    }
-}
-
-impl LaloError {
-    /// A FATAL error (ends the connection), for authentication failures.
-    pub fn to_pgwire_fatal(&self) -> PgWireError {
-        PgWireError::UserError(Box::new(self.error_info("FATAL")))
     }
 }
