@@ -1,5 +1,6 @@
 //! information_schema with PostgreSQL type names: DataFusion reports `Int64`, `Utf8View`,
 //! `Decimal128(15, 2)`; BI tools (Power BI, Metabase, Tableau) expect `bigint`, `text`, `numeric`.
+//! It also has the key views DataFusion lacks (`info_keys`).
 
 use std::sync::Arc;
 
@@ -16,21 +17,27 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 #[derive(Debug)]
 pub struct PgInformationSchema {
     inner: Arc<dyn SchemaProvider>,
+    keys: Arc<super::pg_keys::KeyedPgCatalog>,
 }
 
 impl PgInformationSchema {
-    pub fn new(inner: Arc<dyn SchemaProvider>) -> Self {
-        Self { inner }
+    pub fn new(inner: Arc<dyn SchemaProvider>, keys: Arc<super::pg_keys::KeyedPgCatalog>) -> Self {
+        Self { inner, keys }
     }
 }
 
 #[async_trait]
 impl SchemaProvider for PgInformationSchema {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.extend(super::info_keys::VIEWS.iter().map(|v| v.to_string()));
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = super::info_keys::KeyView::named(name, self.keys.clone()) {
+            return Ok(Some(Arc::new(view)));
+        }
         let t = self.inner.table(name).await?;
         match t {
             Some(t) if name.eq_ignore_ascii_case("columns") => Ok(Some(Arc::new(PgColumns { inner: t }))),
@@ -39,7 +46,7 @@ impl SchemaProvider for PgInformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        self.inner.table_exist(name) || super::info_keys::VIEWS.iter().any(|v| v.eq_ignore_ascii_case(name))
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod dialect;
 pub mod docs;
 pub mod functions;
+pub mod info_keys;
 pub mod info_schema;
 pub mod keys;
 pub mod mask_fn;
@@ -287,16 +288,16 @@ impl Engine {
         let pg = PgCatalogSchemaProvider::try_new(listing.clone(), self.pg_static.clone(), EmptyContextProvider)?;
         let descriptions = pg_descriptions::DescriptionMap::default();
         let constraint_defs = pg_keys::Defs::default();
-        let pg = pg_keys::KeyedPgCatalog::new(Arc::new(pg), self.docs.clone(), listing.clone(), constraint_defs.clone());
+        let keyed = Arc::new(pg_keys::KeyedPgCatalog::new(Arc::new(pg), self.docs.clone(), listing.clone(), constraint_defs.clone()));
         let pg: Arc<dyn SchemaProvider> = Arc::new(pg_descriptions::DescribedPgCatalog::new(
-            Arc::new(pg),
+            keyed.clone(),
             self.docs.clone(),
             listing.clone(),
             db,
             descriptions.clone(),
         ));
         let info: Arc<dyn SchemaProvider> =
-            Arc::new(info_schema::PgInformationSchema::new(Arc::new(InformationSchemaProvider::new(listing))));
+            Arc::new(info_schema::PgInformationSchema::new(Arc::new(InformationSchemaProvider::new(listing)), keyed));
         for cat in self.base.catalog_names() {
             if let Some(c) = planning.catalog(&cat) {
                 c.register_schema("pg_catalog", pg.clone())?;

@@ -51,3 +51,45 @@ async fn primary_and_foreign_keys_reflect() {
     let stmt = c.prepare(vec_sql).await.unwrap();
     assert_eq!(stmt.columns()[0].type_(), &tokio_postgres::types::Type::INT2_VECTOR);
 }
+
+/// The information_schema key views BI tools and ORMs read (DBeaver, Metabase, Hibernate) list
+/// the same keys as pg_constraint, column by column.
+#[tokio::test]
+async fn information_schema_lists_primary_and_foreign_keys() {
+    let s = common::start().await;
+    let c = s.connect("admin").await;
+    let rows = |sql: &'static str| {
+        let c = &c;
+        async move { common::text_rows(&c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))) }
+    };
+    let keys = rows(
+        "SELECT tc.constraint_name, tc.constraint_type, kcu.column_name, kcu.ordinal_position \
+         FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage kcu \
+           ON kcu.constraint_schema = tc.constraint_schema AND kcu.constraint_name = tc.constraint_name \
+         WHERE tc.table_schema = 'tpch' AND tc.table_name = 'lineitem' ORDER BY 1, 4",
+    )
+    .await;
+    let want: Vec<Vec<String>> = [
+        ["lineitem_l_orderkey_fkey", "FOREIGN KEY", "l_orderkey", "1"],
+        ["lineitem_l_partkey_l_suppkey_fkey", "FOREIGN KEY", "l_partkey", "1"],
+        ["lineitem_l_partkey_l_suppkey_fkey", "FOREIGN KEY", "l_suppkey", "2"],
+        ["lineitem_pkey", "PRIMARY KEY", "l_orderkey", "1"],
+        ["lineitem_pkey", "PRIMARY KEY", "l_linenumber", "2"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|v| v.to_string()).collect())
+    .collect();
+    assert_eq!(keys, want);
+    // A foreign key's target: the referenced table's primary key and columns.
+    let refs = rows(
+        "SELECT rc.unique_constraint_name, ccu.table_name, ccu.column_name FROM information_schema.referential_constraints rc \
+         JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = rc.constraint_name \
+         WHERE rc.constraint_name = 'orders_o_custkey_fkey'",
+    )
+    .await;
+    assert_eq!(refs, vec![vec!["customer_pkey".to_string(), "customer".into(), "c_custkey".into()]]);
+    // As many constraints as pg_constraint lists.
+    let a = rows("SELECT count(*) FROM information_schema.table_constraints WHERE table_schema = 'tpch'").await;
+    let b = rows("SELECT count(*) FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace WHERE n.nspname = 'tpch'").await;
+    assert_eq!(a, b);
+}

@@ -11,6 +11,7 @@
 
 mod class_options;
 mod defs;
+mod named;
 mod rows;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use parking_lot::RwLock;
 
 pub use defs::{register, DefMaps, Defs};
+pub use named::NamedKey;
 
 use super::docs::Docs;
 use super::keys;
