@@ -12,6 +12,7 @@ pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
 pub mod pg_keys;
+pub mod search_path;
 pub mod sources;
 pub mod tpch;
 pub mod upstream;
@@ -168,6 +169,9 @@ impl Engine {
             optimizer.insert(at, r);
         }
         optimizer.extend(rules.last);
+        // Before any physical rule: conditions above an upstream's part stay (upstream/boundary.rs).
+        let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        physical.insert(0, Arc::new(upstream::boundary::Boundaries));
         let state = template_ctx.state();
         let view = state.config_options().sql_parser.map_string_types_to_utf8view;
         let mut builder = SessionStateBuilder::new_from_existing(state);
@@ -177,6 +181,7 @@ impl Engine {
         let template = builder
             .with_type_planner(Arc::new(types))
             .with_optimizer_rules(optimizer)
+            .with_physical_optimizer_rules(physical)
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
@@ -304,6 +309,7 @@ impl Engine {
                 c.register_schema("information_schema", info.clone())?;
             }
         }
+        search_path::register(&ctx, self.base.clone(), db, user, settings.clone());
         functions::register_session(&ctx, db, user, settings, descriptions);
         pg_keys::register(&ctx, constraint_defs);
         Ok(ctx)

@@ -13,6 +13,7 @@ pub mod member_set;
 pub mod postgres;
 pub mod rewrite;
 mod barrier;
+mod fence;
 pub mod rules;
 pub mod watch;
 pub mod lint;
@@ -22,7 +23,7 @@ pub mod lint;
 /// upstream table (before federation writes the SQL), and leakproof conditions first.
 pub fn plan_rules() -> crate::engine::PlanRules {
     crate::engine::PlanRules {
-        before_federation: vec![std::sync::Arc::new(barrier::IntoFence)],
+        before_federation: vec![std::sync::Arc::new(fence::Fences)],
         last: vec![std::sync::Arc::new(leakproof::LeakproofFirst)],
     }
 }

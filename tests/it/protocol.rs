@@ -221,6 +221,9 @@ async fn settings_set_show_reset_and_transactions() {
         .unwrap();
     let v = simple_rows(&c.simple_query("SHOW application_name").await.unwrap());
     assert_eq!(v[0][0].as_deref(), Some("lalo-test"));
+    // The search path as PostgreSQL reports it: the implicit pg_catalog first.
+    let v = simple_rows(&c.simple_query("SELECT current_schemas(true), current_schemas(false), current_schema()").await.unwrap());
+    assert_eq!(v[0], vec![Some("{pg_catalog,tpch,public}".into()), Some("{tpch,public}".into()), Some("tpch".into())]);
     let v: String = c.query_one("SELECT current_setting('application_name')", &[]).await.unwrap().get(0);
     assert_eq!(v, "lalo-test");
     c.batch_execute("SET statement_timeout = '5s'").await.unwrap();

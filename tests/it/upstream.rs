@@ -594,3 +594,33 @@ async fn key_lookups_share_pipelined_connections() {
     }
     panic!("lalo did not recover the upstream: {last}");
 }
+
+/// A statement over an upstream and an embedded table: conditions DataFusion keeps above the
+/// upstream's part hold (none is dropped on the way), for the caller's own filters and for the
+/// row filter alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_above_an_upstream_part_hold_in_mixed_statements() {
+    let pg = pgcluster::defog().await;
+    let policies = upstream_policies();
+    let csv = policies.path().join("policy.csv");
+    let mut rules = std::fs::read_to_string(&csv).expect("policy.csv");
+    rules.push_str("p, analysts, lalo.tpch.region, select, allow\n");
+    std::fs::write(&csv, rules).expect("policy.csv");
+    let catalog = catalog_with(&[("restaurants".into(), pg.url("restaurants"))]);
+    let (p, c) = (policies.path().to_path_buf(), catalog.path().to_path_buf());
+    let s = common::start_with(move |cfg| {
+        cfg.governance.policies = p;
+        cfg.catalog.dir = c;
+    })
+    .await;
+    let direct = pg.client("restaurants").await;
+    let admin = s.connect_db("admin", "lalo").await;
+    // The upstream's rows with rating above 4, joined to an embedded table on an expression
+    // DataFusion must compute itself.
+    let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE rating > 4 AND id % 5 BETWEEN 0 AND 4").await.expect("pg");
+    let sql = "SELECT count(*) FROM restaurants.public.restaurant r JOIN tpch.region g ON r.id % 5 = g.r_regionkey WHERE r.rating > 4";
+    assert_eq!(rows(&admin, sql).await.expect("mixed"), want, "a condition above the upstream was dropped");
+    let analyst = s.connect_db("analyst", "lalo").await;
+    let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE city_name = 'New York' AND rating > 4").await.expect("pg");
+    assert_eq!(rows(&analyst, sql).await.expect("mixed, filtered"), want, "the row filter or a condition was dropped");
+}

@@ -7,6 +7,7 @@
 //! upstream is down: its catalog answers 08006 until a background task connects and discovers
 //! it, and the circuit breaker keeps a dead upstream from stalling clients.
 
+pub mod boundary;
 pub mod breaker;
 pub mod direct;
 pub mod discover;
