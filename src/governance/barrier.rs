@@ -4,9 +4,10 @@
 //! scan, where a predicate that can fail (a division, a cast) would fail on a hidden row and
 //! reveal it by its error. Every column leaves the filtered table through an identity function
 //! marked volatile: DataFusion never moves a predicate over a volatile expression, so the user's
-//! predicates stay above the row filter, as behind PostgreSQL's security barrier views. Only
-//! embedded tables take it, and such plans are planned for every execution (the statement cache
-//! keeps only plans without volatile functions).
+//! predicates stay above the row filter, as behind PostgreSQL's security barrier views. Embedded
+//! tables take it, and upstream tables whose filter's subquery reads another database (then the
+//! semi join runs here, beside the upstream's part, above its fence); such plans are planned for
+//! every execution (the statement cache keeps only plans without volatile functions).
 //!
 //! Over an upstream table the statement goes to PostgreSQL as SQL, and PostgreSQL plans it anew:
 //! it pulls a plain derived table up into the query and orders all conditions on a table by its

@@ -80,7 +80,10 @@ pub async fn apply(
         let mut preds = Vec::new();
         for f in &filters {
             let pred = plan_filter(ctx, &full, f, &tref, embedded, cache).await?;
-            if embedded && super::leakproof::has_subquery(&pred) && !barred.contains(&tref) {
+            // An upstream table's filter whose subquery reads another database is evaluated
+            // here, beside the upstream's part: the barrier keeps the caller's predicates above it.
+            let beyond = !embedded && reads_beyond(&pred, full.split('.').next().unwrap_or_default(), db, schema);
+            if (embedded || beyond) && super::leakproof::has_subquery(&pred) && !barred.contains(&tref) {
                 barred.push(tref.clone());
             }
             preds.push(pred);
@@ -111,16 +114,44 @@ pub async fn apply(
             if !masks.is_empty() {
                 new = mask_projection(ctx, new, masks, cache)?;
             }
-            if barred.contains(&scan.table_name) {
-                new = super::barrier::above(new)?;
-            }
             if fenced.contains(&scan.table_name) {
                 new = super::barrier::fence(new, scan.table_name.clone())?;
+            }
+            if barred.contains(&scan.table_name) {
+                new = super::barrier::above(new)?;
             }
             Ok(Transformed::yes(new))
         })?
         .data;
     Ok((out, applied))
+}
+
+/// True when a subquery of `pred` reads a table outside database `home` (names resolved
+/// against the session's `db` and `schema`).
+fn reads_beyond(pred: &Expr, home: &str, db: &str, schema: &str) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut beyond = false;
+    let _ = pred.apply(|e| {
+        let sub = match e {
+            Expr::Exists(x) => Some(&x.subquery),
+            Expr::InSubquery(x) => Some(&x.subquery),
+            Expr::SetComparison(x) => Some(&x.subquery),
+            Expr::ScalarSubquery(x) => Some(x),
+            _ => None,
+        };
+        if let Some(sq) = sub {
+            let _ = sq.subquery.apply_with_subqueries(|n| {
+                if let LogicalPlan::TableScan(scan) = n {
+                    if full_name(&scan.table_name, db, schema).split('.').next() != Some(home) {
+                        beyond = true;
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    beyond
 }
 
 /// Plan `filter` against the table and return its predicate, requalified to the user's reference.

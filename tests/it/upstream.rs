@@ -343,19 +343,30 @@ fn upstream_policies() -> tempfile::TempDir {
     dir
 }
 
+/// lalo serving the defog `restaurants` database under the given policies, with `users` more
+/// users (each with their name as password).
+async fn serve_restaurants(pg: &pgcluster::PgCluster, policies: &tempfile::TempDir, users: &[&str]) -> (common::TestServer, tempfile::TempDir) {
+    let catalog = catalog_with(&[("restaurants".into(), pg.url("restaurants"))]);
+    let (p, c) = (policies.path().to_path_buf(), catalog.path().to_path_buf());
+    let users: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+    let s = common::start_with(move |cfg| {
+        cfg.governance.policies = p;
+        cfg.catalog.dir = c;
+        for u in users {
+            cfg.users.push(lalo::config::UserConfig { name: u.clone(), password: Some(u), ..Default::default() });
+        }
+    })
+    .await;
+    (s, catalog)
+}
+
 /// Row filters and masks apply to upstream tables, are pushed down with the query, and hold
 /// for repeated statements (simple and prepared) that take the direct lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_tables_are_governed_and_filters_push_down() {
     let pg = pgcluster::defog().await;
     let policies = upstream_policies();
-    let catalog = catalog_with(&[("restaurants".into(), pg.url("restaurants"))]);
-    let (p, c) = (policies.path().to_path_buf(), catalog.path().to_path_buf());
-    let s = common::start_with(move |cfg| {
-        cfg.governance.policies = p;
-        cfg.catalog.dir = c;
-    })
-    .await;
+    let (s, _catalog) = serve_restaurants(pg, &policies, &[]).await;
     let direct = pg.client("restaurants").await;
     let analyst = s.connect_db("analyst", "restaurants").await;
     let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE city_name = 'New York'").await.expect("pg");
@@ -604,15 +615,18 @@ async fn conditions_above_an_upstream_part_hold_in_mixed_statements() {
     let policies = upstream_policies();
     let csv = policies.path().join("policy.csv");
     let mut rules = std::fs::read_to_string(&csv).expect("policy.csv");
-    rules.push_str("p, analysts, lalo.tpch.region, select, allow\n");
+    rules.push_str("p, analysts, lalo.tpch.region, select, allow\ng, auditor, auditors\n");
+    rules.push_str("p, auditors, restaurants.public.*, select, allow\np, auditors, lalo.tpch.region, select, allow\n");
     std::fs::write(&csv, rules).expect("policy.csv");
-    let catalog = catalog_with(&[("restaurants".into(), pg.url("restaurants"))]);
-    let (p, c) = (policies.path().to_path_buf(), catalog.path().to_path_buf());
-    let s = common::start_with(move |cfg| {
-        cfg.governance.policies = p;
-        cfg.catalog.dir = c;
-    })
-    .await;
+    // The auditor's row filter reads lalo's own tables and stays a subquery (`IN (…) OR …`).
+    let toml = policies.path().join("rules.toml");
+    let mut filters = std::fs::read_to_string(&toml).expect("rules.toml");
+    filters.push_str(
+        "\n[[row_filter]]\ntable = \"restaurants.public.restaurant\"\nsubject = \"auditors\"\n\
+         filter = \"id IN (SELECT r_regionkey FROM lalo.tpch.region) OR id < 0\"\n",
+    );
+    std::fs::write(&toml, filters).expect("rules.toml");
+    let (s, _catalog) = serve_restaurants(pg, &policies, &["auditor"]).await;
     let direct = pg.client("restaurants").await;
     let admin = s.connect_db("admin", "lalo").await;
     // The upstream's rows with rating above 4, joined to an embedded table on an expression
@@ -623,4 +637,17 @@ async fn conditions_above_an_upstream_part_hold_in_mixed_statements() {
     let analyst = s.connect_db("analyst", "lalo").await;
     let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE city_name = 'New York' AND rating > 4").await.expect("pg");
     assert_eq!(rows(&analyst, sql).await.expect("mixed, filtered"), want, "the row filter or a condition was dropped");
+    // A failing predicate never meets a row that filter hides (restaurant 5 is hidden; PostgreSQL
+    // itself fails on it), through a WHERE and a join alike.
+    let auditor = s.connect_db("auditor", "restaurants").await;
+    let risky = "SELECT count(*) FROM restaurant WHERE 10 / (id - 5) > -100";
+    assert!(direct.simple_query(risky).await.is_err(), "the hidden row fails the predicate");
+    let want = rows(&direct, "SELECT count(*) FROM restaurant WHERE id IN (0, 1, 2, 3, 4)").await.expect("pg");
+    for sql in [risky, "SELECT count(*) FROM restaurant r JOIN location l ON l.restaurant_id = r.id OR true WHERE 10 / (r.id - 5) > -100 AND l.restaurant_id = r.id"] {
+        match rows(&auditor, sql).await {
+            Ok(got) if sql == risky => assert_eq!(got, want, "{sql}"),
+            Ok(_) => {}
+            Err(e) => assert!(!format!("{e:?}").contains("22012") && !format!("{e:?}").contains("division"), "{sql}: {e:?}"),
+        }
+    }
 }
