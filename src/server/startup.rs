@@ -72,7 +72,7 @@ impl StartupHandler for LaloStartup {
 
 impl LaloStartup {
     /// lalo's own checks at startup, then SCRAM-SHA-256. A name that is no user goes through the
-    /// whole exchange against a mock verifier (session/auth.rs), as PostgreSQL does, so that
+    /// whole exchange against a mock verifier (server/auth.rs), as PostgreSQL does, so that
     /// neither the answer nor its timing tells it from a user with a wrong password.
     async fn admit<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
