@@ -37,7 +37,7 @@ pub struct DirectPlan {
     pub forward: std::sync::atomic::AtomicU8,
     /// Result descriptions of forwarded executions and their type OIDs, by result format.
     pub described: crate::pgtypes::fields::ByFormat<
-        Option<(std::sync::Arc<Vec<pgwire::api::results::FieldInfo>>, std::sync::Arc<[u32]>)>,
+        Option<(std::sync::Arc<Vec<crate::pgtypes::fields::WireField>>, std::sync::Arc<[u32]>)>,
     >,
     /// A lookup by the primary key of one table (at most one row, by index): it may share a
     /// pipelined connection with other clients' lookups.

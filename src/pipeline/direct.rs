@@ -58,25 +58,23 @@ impl Lalo {
         let schema = rename(&dp.schema, start.names.as_deref());
         // Pass-through: rows forwarded as the upstream encoded them, when lalo would encode
         // every column the same way (decided once per plan).
-        if let (Some(format), None) = (delivery.wire, delivery.cap) {
+        if let (Some(codes), None) = (delivery.wire, delivery.cap) {
             if dp.forward.load(Ordering::Relaxed) != FORWARD_NO {
                 // The description and its type OIDs, once per plan and format (the plan's stamp
                 // includes the settings they depend on); `None` when a column has no PostgreSQL type.
-                let described = dp.described.get_or_try_insert(format, || {
-                    let opts = session.derived().format.clone();
-                    let fields = crate::pgtypes::fields::fields(&schema, format, opts).ok();
+                let described = dp.described.get_or_try_insert(codes, || {
+                    let fields = crate::pgtypes::fields::wire_fields(&schema, codes, &session.derived().format);
                     Ok::<_, std::convert::Infallible>(fields.map(|f| {
-                        let oids: Arc<[u32]> = f.iter().map(|i| i.datatype().oid()).collect();
-                        (f, oids)
+                        let oids: Arc<[u32]> = f.iter().map(|i| i.type_oid).collect();
+                        (Arc::new(f), oids)
                     }))
                 });
-                let codes = format_codes(format);
-                if let Ok(Some((fields, expect))) = described {
+                if let Ok(Some((columns, expect))) = described {
                     // Lookups by primary key share pipelined connections (see `shared`).
                     let rows = if dp.key_lookup && pool.pipelines() {
-                        pool.query_shared(&dp.sql, &values, &expect, &codes).await
+                        pool.query_shared(&dp.sql, &values, &expect, codes).await
                     } else {
-                        pool.query_wire(&dp.sql, &values, &expect, &codes).await
+                        pool.query_wire(&dp.sql, &values, &expect, codes).await
                     };
                     match rows {
                         Ok(rows) => {
@@ -89,7 +87,7 @@ impl Lalo {
                             }));
                             let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
                             let rows = execution::guard_items(rows, opts);
-                            return Direct::Done(Ok(Outcome::Wire { schema, fields, rows }));
+                            return Direct::Done(Ok(Outcome::Wire { schema, columns, rows }));
                         }
                         Err(DirectError::Unsupported(why)) => {
                             tracing::debug!(why, "rows are decoded, not forwarded");
@@ -117,14 +115,6 @@ impl Lalo {
     }
 }
 
-/// PostgreSQL's format codes for a portal's result or parameter format.
-pub fn format_codes(format: &pgwire::api::portal::Format) -> Vec<i16> {
-    match format {
-        pgwire::api::portal::Format::UnifiedText => vec![],
-        pgwire::api::portal::Format::UnifiedBinary => vec![1],
-        pgwire::api::portal::Format::Individual(v) => v.clone(),
-    }
-}
 
 /// The client's error for a failure upstream, of the direct lane or the PostgreSQL lane (a lost
 /// upstream is 08006).

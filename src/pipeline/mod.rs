@@ -46,8 +46,7 @@ use crate::session::Session;
 
 pub use audit::{record, AuditScope};
 pub use outcome::{rename, Delivery, Outcome, Request};
-pub use direct::format_codes;
-pub use postgres::{pg_type, LaneStatement};
+pub use postgres::LaneStatement;
 pub use question::{explain_plan, Answer, Drafted};
 pub use state::{startup_settings, Lalo, Readiness, StageCounts, UpstreamStatus};
 

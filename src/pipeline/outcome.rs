@@ -7,14 +7,15 @@ use std::time::Instant;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::execution::{self, RowStream};
+use crate::pgtypes::fields::WireField;
 
 /// The result of one statement.
 pub enum Outcome {
     /// Rows, streamed.
     Rows { schema: SchemaRef, rows: RowStream },
-    /// Rows forwarded from an upstream as it encoded them, in the format the caller asked for
-    /// (only for callers that asked for wire delivery).
-    Wire { schema: SchemaRef, fields: Arc<Vec<pgwire::api::results::FieldInfo>>, rows: execution::WireRowStream },
+    /// Rows forwarded from an upstream as it encoded them, in the format codes the caller asked
+    /// for (only for callers that asked for wire delivery); `columns` describes them.
+    Wire { schema: SchemaRef, columns: Arc<Vec<WireField>>, rows: execution::WireRowStream },
     /// A command with its tag; `changed` lists settings to report (ParameterStatus).
     Command { tag: String, changed: Vec<(String, String)> },
     /// Rows to send as COPY data (COPY ... TO STDOUT).
@@ -66,9 +67,9 @@ pub struct Delivery<'a> {
     pub cancel: Option<execution::CancelArm>,
     /// Stop cleanly after this many rows (callers that cap their result, e.g. MCP).
     pub cap: Option<u64>,
-    /// Rows read wholly from an upstream may be forwarded as the upstream encoded them, in this
-    /// result format (the wire protocol only).
-    pub wire: Option<&'a pgwire::api::portal::Format>,
+    /// Rows read wholly from an upstream may be forwarded as the upstream encoded them, in these
+    /// result format codes (PostgreSQL's, as in Bind: none = all text), for the wire protocol only.
+    pub wire: Option<&'a [i16]>,
 }
 
 /// The result schema with PostgreSQL's column names (duplicates allowed, as on the wire).

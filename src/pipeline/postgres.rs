@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use pgwire::api::results::{FieldFormat, FieldInfo};
-use pgwire::api::Type;
+use tokio_postgres::types::Type;
 
 use crate::engine::upstream::direct::RawParams;
 use crate::engine::upstream::wire::WireField;
@@ -24,7 +23,7 @@ use crate::governance::postgres::{GovernedSql, RelationPart};
 use crate::plan_cache::Executor;
 use crate::session::Session;
 
-use super::direct::{direct_error as upstream_error, format_codes};
+use super::direct::direct_error as upstream_error;
 use super::{AuditScope, Delivery, Lalo, Outcome, Request};
 
 /// Settings that change how PostgreSQL writes values: the upstream writes them as the session has them.
@@ -48,13 +47,6 @@ pub struct LaneStatement {
     /// the same stamp take it as it is.
     governed: (Arc<GovernedSql>, String),
     stamp: crate::plan_cache::Stamp,
-}
-
-impl LaneStatement {
-    /// The result columns, described for the client in `format`.
-    pub fn describe(&self, format: &pgwire::api::portal::Format) -> Vec<FieldInfo> {
-        field_infos(&self.fields, &format_codes(format))
-    }
 }
 
 impl Lalo {
@@ -180,11 +172,11 @@ impl Lalo {
         let Some(pool) = self.engine.upstreams().get(&governed.upstream).and_then(|u| u.direct()) else {
             return Err(scope.fail(LaloError::Internal("the upstream has no connections".into())).await);
         };
-        let codes = delivery.wire.map(format_codes).unwrap_or_default();
+        let codes: &[i16] = delivery.wire.unwrap_or_default();
         let settings = output_settings(session);
         // The simple protocol's statements go as one simple Query (its constants differ every
         // time: nothing is worth preparing); the extended protocol's as prepared statements.
-        let ran = if simple { pool.query_simple(&sql, &settings).await } else { pool.query_described(&sql, params, &codes, &settings).await };
+        let ran = if simple { pool.query_simple(&sql, &settings).await } else { pool.query_described(&sql, params, codes, &settings).await };
         let (fields, rows) = match ran {
             Ok(found) => found,
             Err(e) => return Err(scope.fail(upstream_error(&governed.upstream, e)).await),
@@ -192,11 +184,11 @@ impl Lalo {
         crate::metrics::postgres_statement();
         crate::metrics::forwarded_statement();
         let schema = Arc::new(Schema::new(fields.iter().map(|f| Field::new(&f.name, DataType::Utf8, true)).collect::<Vec<_>>()));
-        let fields = Arc::new(field_infos(&fields, &codes));
+        let columns = Arc::new(fields);
         let name = governed.upstream.clone();
         let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| r.map_err(|e| upstream_error(&name, e))));
         let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
-        Ok(Outcome::Wire { schema, fields, rows: execution::guard_items(rows, opts) })
+        Ok(Outcome::Wire { schema, columns, rows: execution::guard_items(rows, opts) })
     }
 
     /// The governed statement for `text`, `Ok(None)` when the lane does not take it.
@@ -301,25 +293,3 @@ fn output_settings(session: &Session) -> Vec<(String, String)> {
     OUTPUT_SETTINGS.iter().filter_map(|(k, pg)| settings.get(k).map(|v| (pg.to_string(), v))).collect()
 }
 
-/// The client's name for a type the upstream names by OID (its own types keep their OID).
-pub fn pg_type(oid: u32) -> Type {
-    Type::from_oid(oid).unwrap_or_else(|| Type::new(format!("oid_{oid}"), oid, tokio_postgres::types::Kind::Simple, "public".into()))
-}
-
-/// The client's description of the upstream's columns, in the formats asked for.
-fn field_infos(fields: &[WireField], codes: &[i16]) -> Vec<FieldInfo> {
-    fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let code = match codes {
-                [] => 0,
-                [one] => *one,
-                many => many.get(i).copied().unwrap_or(0),
-            };
-            let format = if code == 1 { FieldFormat::Binary } else { FieldFormat::Text };
-            let ty = pg_type(f.type_oid);
-            FieldInfo::new(f.name.clone(), None, None, ty, format).with_type_size(f.type_size).with_type_modifier(f.type_modifier)
-        })
-        .collect()
-}

@@ -19,7 +19,7 @@ use crate::session::Session;
 
 /// Format options (DateStyle, IntervalStyle, bytea_output, extra_float_digits) from the session.
 pub fn format_options(session: &Session) -> Arc<FormatOptions> {
-    session.derived().format.clone()
+    session.derived().format.options()
 }
 
 fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {

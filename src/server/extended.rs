@@ -316,7 +316,7 @@ impl QueryParser for LaloParser {
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         if let Some(lane) = &stmt.lane {
-            return Ok(lane.params.iter().map(|oid| crate::pipeline::pg_type(*oid)).collect());
+            return Ok(lane.params.iter().map(|oid| crate::pgtypes::fields::pg_type(*oid)).collect());
         }
         stmt.param_types
             .iter()
@@ -329,11 +329,12 @@ impl QueryParser for LaloParser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
+        let codes = crate::pgtypes::fields::codes_of(format);
         if let Some(lane) = &stmt.lane {
-            return Ok(lane.describe(format));
+            return Ok(crate::pgtypes::fields::field_infos(&lane.fields, &codes));
         }
         match (&stmt.route, &stmt.plan) {
-            (_, Some(plan)) => stmt.described.get_or_try_insert(format, || {
+            (_, Some(plan)) => stmt.described.get_or_try_insert(&codes, || {
                 let schema = crate::pipeline::rename(plan.schema().as_arrow(), stmt.names.as_deref());
                 Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
             }),
@@ -406,9 +407,10 @@ impl ExtendedQueryHandler for ExtendedHandler {
     {
         let session = session_of(&self.lalo, client)?;
         let prepared = &portal.statement.statement;
+        let codes = crate::pgtypes::fields::codes_of(&portal.result_column_format);
         if let Some(lane) = &prepared.lane {
-            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&portal.result_column_format) };
-            let formats = crate::pipeline::format_codes(&portal.parameter_format);
+            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&codes) };
+            let formats = crate::pgtypes::fields::codes_of(&portal.parameter_format);
             let outcome = Box::pin(self.lalo.run_postgres_bound(&session, lane, portal.parameters.clone(), formats, delivery)).await;
             return match outcome {
                 Ok(o) => respond(client, &session, o, &portal.result_column_format, None).await,
@@ -421,7 +423,7 @@ impl ExtendedQueryHandler for ExtendedHandler {
         let tag = matches!(route, Route::Rollback).then_some("ROLLBACK");
         let outcome = match route {
             Route::Query(stmt) => {
-                let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&portal.result_column_format) };
+                let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&codes) };
                 let types: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
                 match arrow_pg::datatypes::df::deserialize_parameters(portal, &types) {
                     Ok(params) => {

@@ -56,7 +56,10 @@ where
             let fields = encode::fields(&schema, format, opts)?;
             Response::Query(encode::response(fields, rows, zone))
         }
-        Outcome::Wire { fields, rows, .. } => Response::Query(encode::forwarded(fields, rows)),
+        Outcome::Wire { columns, rows, .. } => {
+            let fields = crate::pgtypes::fields::field_infos(&columns, &crate::pgtypes::fields::codes_of(format));
+            Response::Query(encode::forwarded(Arc::new(fields), rows))
+        }
         Outcome::Command { tag, changed } => {
             for (k, v) in changed {
                 client.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(k, v))).await?;
@@ -85,7 +88,7 @@ impl SimpleQueryHandler for SimpleHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(&self.lalo, client)?;
-        let mut delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&Format::UnifiedText) };
+        let mut delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&[]) };
         // A SELECT over the session's upstream PostgreSQL: run there as written, governed; else
         // a repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).
         let mut done = self.lalo.run_postgres(&session, query, &mut delivery).await;
@@ -110,7 +113,7 @@ impl SimpleQueryHandler for SimpleHandler {
                 Route::Rollback => Some("ROLLBACK"),
                 _ => None,
             };
-            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&Format::UnifiedText) };
+            let delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&[]) };
             match self.lalo.run(&session, Input::Routed { route, text: &input }, delivery).await {
                 Ok(outcome) => out.push(respond(client, &session, outcome, &Format::UnifiedText, tag).await?),
                 Err(e) => {

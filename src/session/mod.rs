@@ -65,7 +65,7 @@ pub struct Session {
 #[derive(Debug)]
 pub struct Derived {
     /// How values are written as text (DateStyle, IntervalStyle, bytea_output, TimeZone, ...).
-    pub format: Arc<pgwire::types::format::FormatOptions>,
+    pub format: crate::pgtypes::fields::TextFormat,
     /// `statement_timeout` in milliseconds, 0 for none.
     pub statement_timeout_ms: u64,
 }
@@ -123,7 +123,7 @@ impl Session {
         let d = {
             let s = self.settings.read();
             Arc::new(Derived {
-                format: crate::pgtypes::fields::format_options_from(&s),
+                format: crate::pgtypes::fields::TextFormat::from_settings(&s),
                 statement_timeout_ms: s.statement_timeout_ms(),
             })
         };

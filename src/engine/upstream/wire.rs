@@ -47,14 +47,7 @@ pub struct WireStatement {
     pub fields: Vec<WireField>,
 }
 
-/// One column of a RowDescription.
-#[derive(Debug, Clone)]
-pub struct WireField {
-    pub name: String,
-    pub type_oid: u32,
-    pub type_size: i16,
-    pub type_modifier: i32,
-}
+pub use crate::pgtypes::fields::WireField;
 
 /// Statements one connection keeps prepared at most.
 const MAX_STATEMENTS: usize = 256;
