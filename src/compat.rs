@@ -7,6 +7,7 @@
 mod projection_subquery;
 mod recursive_cte;
 mod scalar_subquery;
+mod srf_select;
 mod subscripts;
 
 pub use projection_subquery::parse;
@@ -130,6 +131,14 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     struct V(scalar_subquery::ScalarSubqueries);
     impl VisitorMut for V {
         type Break = ();
+        fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+            srf_select::rewrite(q);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, t: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<()> {
+            srf_select::name_series_column(t);
+            ControlFlow::Continue(())
+        }
         fn post_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
             recursive_cte::name_anchor_columns(q);
             ControlFlow::Continue(())

@@ -61,6 +61,10 @@ pub enum LaloError {
     ProtocolViolation(String),
     #[error("{0}")]
     Query(String),
+    /// A data exception the engine raised, with PostgreSQL's SQLSTATE for it (22012 division by
+    /// zero, 22003 out of range, 22P02 invalid input).
+    #[error("{message}")]
+    Data { code: &'static str, message: String },
     /// An upstream's own error on a statement lalo sent it, with the upstream's SQLSTATE.
     #[error("{message}")]
     Upstream { code: String, message: String },
@@ -90,6 +94,7 @@ impl LaloError {
             LaloError::UnknownSetting(_) => "42704",
             LaloError::InvalidSetting { .. } => "22023",
             LaloError::Query(_) => "22000",
+            LaloError::Data { code, .. } => code,
             LaloError::InvalidCursor(_) => "34000",
             LaloError::InvalidStatementName(_) => "26000",
             LaloError::ProtocolViolation(_) => "08P01",
@@ -188,6 +193,12 @@ fn classify_message(m: &str) -> LaloError {
         LaloError::UnknownColumn(msg)
     } else if lower.contains("sql parser error") || lower.contains("expected:") {
         LaloError::Syntax(strip_df_prefix(&msg))
+    } else if lower.contains("divide by zero") {
+        LaloError::Data { code: "22012", message: "division by zero".into() }
+    } else if lower.contains("overflow") {
+        LaloError::Data { code: "22003", message: format!("value out of range: {}", strip_df_prefix(&msg)) }
+    } else if lower.contains("cast error: cannot cast string") {
+        LaloError::Data { code: "22P02", message: format!("invalid input syntax: {}", strip_df_prefix(&msg)) }
     } else if lower.contains("invalid function") || lower.contains("not implemented") || lower.contains("unsupported") {
         LaloError::NotSupported(msg)
     } else {

@@ -12,6 +12,38 @@ pub fn pg_names(stmt: &Statement) -> Option<Vec<Option<String>>> {
     query_names(q)
 }
 
+/// The statement with every unaliased item of its outermost select list(s) given a unique
+/// alias, or None when it has none. PostgreSQL allows two result columns of one name
+/// (`SELECT x, x::text`); DataFusion refuses a projection whose expressions share a name, so
+/// such a statement is planned again this way and [`pg_names`] of the original names the
+/// columns on the way out.
+pub fn unique_aliases(stmt: &Statement) -> Option<Statement> {
+    fn alias(body: &mut SetExpr, changed: &mut bool) {
+        match body {
+            SetExpr::Select(s) => {
+                for (i, item) in s.projection.iter_mut().enumerate() {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        let alias = datafusion::sql::sqlparser::ast::Ident::new(format!("__lalo_column_{}", i + 1));
+                        *item = SelectItem::ExprWithAlias { expr: e.clone(), alias };
+                        *changed = true;
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                alias(left, changed);
+                alias(right, changed);
+            }
+            SetExpr::Query(q) => alias(&mut q.body, changed),
+            _ => {}
+        }
+    }
+    let Statement::Query(q) = stmt else { return None };
+    let mut q = q.clone();
+    let mut changed = false;
+    alias(&mut q.body, &mut changed);
+    changed.then(|| Statement::Query(q))
+}
+
 fn query_names(q: &Query) -> Option<Vec<Option<String>>> {
     set_names(&q.body)
 }
@@ -37,32 +69,48 @@ fn set_names(body: &SetExpr) -> Option<Vec<Option<String>>> {
 
 /// The name PostgreSQL gives an unaliased select-list expression.
 fn expr_name(e: &Expr) -> String {
+    figure(e).1
+}
+
+/// PostgreSQL's FigureColname: a name and its strength (2: a column or function name, 1: a
+/// type name from a cast, 0: nothing better than `?column?`). A cast names its column after
+/// its operand unless the operand only has a type name or none (`'1'::int` is `int4`,
+/// `x::int` is `x`, `'a'::date::text` is `text`); CASE takes its ELSE's strong name.
+fn figure(e: &Expr) -> (u8, String) {
     match e {
-        Expr::Identifier(i) => i.value.clone(),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()).unwrap_or_else(unnamed),
+        Expr::Identifier(i) => (2, i.value.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| (2, i.value.clone())).unwrap_or((0, unnamed())),
         Expr::Function(f) => {
             let name = f.name.0.last().map(|p| p.to_string()).unwrap_or_default();
-            name.trim_matches('"').to_ascii_lowercase()
+            (2, name.trim_matches('"').to_ascii_lowercase())
         }
-        Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_) | Expr::Cast { .. } | Expr::Nested(_) => {
-                expr_name(expr)
-            }
-            _ => pg_type_name(&data_type.to_string()),
+        Expr::Cast { expr, data_type, .. } => match figure(expr) {
+            (s, n) if s > 1 => (s, n),
+            _ => (1, pg_type_name(&data_type.to_string())),
         },
-        Expr::Nested(inner) => expr_name(inner),
-        Expr::Case { .. } => "case".into(),
-        Expr::Exists { .. } => "exists".into(),
-        Expr::Subquery(q) => query_names(q).and_then(|v| v.into_iter().next().flatten()).unwrap_or_else(unnamed),
-        Expr::Array(_) => "array".into(),
-        Expr::Extract { .. } => "extract".into(),
-        Expr::Substring { .. } => "substring".into(),
-        Expr::Trim { .. } => "btrim".into(),
-        Expr::Position { .. } => "position".into(),
-        Expr::Ceil { .. } => "ceil".into(),
-        Expr::Floor { .. } => "floor".into(),
-        Expr::TypedString(t) => pg_type_name(&t.data_type.to_string()),
-        _ => unnamed(),
+        Expr::Nested(inner) => figure(inner),
+        // An element or field: a field's name, else the base's.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i))) => (2, i.value.clone()),
+            _ => figure(root),
+        },
+        Expr::Case { else_result, .. } => match else_result.as_deref().map(figure) {
+            Some((2, n)) => (2, n),
+            _ => (1, "case".into()),
+        },
+        Expr::Exists { .. } => (2, "exists".into()),
+        Expr::Subquery(q) => query_names(q).and_then(|v| v.into_iter().next().flatten()).map(|n| (2, n)).unwrap_or((0, unnamed())),
+        Expr::Array(_) => (2, "array".into()),
+        Expr::Extract { .. } => (2, "extract".into()),
+        Expr::Substring { shorthand: true, .. } => (2, "substr".into()),
+        Expr::Substring { .. } => (2, "substring".into()),
+        Expr::Trim { .. } => (2, "btrim".into()),
+        Expr::Position { .. } => (2, "position".into()),
+        Expr::Ceil { .. } => (2, "ceil".into()),
+        Expr::Floor { .. } => (2, "floor".into()),
+        Expr::TypedString(t) => (1, pg_type_name(&t.data_type.to_string())),
+        Expr::Interval(_) => (1, "interval".into()),
+        _ => (0, unnamed()),
     }
 }
 

@@ -122,6 +122,16 @@ impl Dialect for ProfiledPostgres {
                 within_group: vec![],
             })));
         }
+        // lalo's PostgreSQL-exact text cast (pg_text.rs) is PostgreSQL's own cast upstream.
+        if let ("pg_text", [arg]) = (func_name, args) {
+            return Ok(Some(ast::Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(ast::Expr::Nested(Box::new(unparser.expr_to_sql(arg)?))),
+                data_type: ast::DataType::Text,
+                array: false,
+                format: None,
+            }));
+        }
         // Masks run upstream as the PostgreSQL expression they stand for.
         if let [arg] = args {
             let col = unparser.expr_to_sql(arg)?.to_string();

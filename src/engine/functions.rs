@@ -166,22 +166,9 @@ pub fn register_static(ctx: &SessionContext) {
         DataType::Boolean,
         Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
     ));
-    ctx.register_udf(udf(
-        "json_build_object",
-        Signature::variadic_any(Volatility::Immutable),
-        DataType::Utf8,
-        Arc::new(|args, rows| {
-            map_text(args, rows, |v| {
-                let mut m = serde_json::Map::new();
-                for pair in v.chunks(2) {
-                    let key = pair[0].clone().unwrap_or_default();
-                    let val = pair.get(1).cloned().flatten().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null);
-                    m.insert(key, val);
-                }
-                Some(serde_json::Value::Object(m).to_string())
-            })
-        }),
-    ));
+    for build in [super::pg_json::Build::Object, super::pg_json::Build::Array] {
+        ctx.register_udf(ScalarUDF::new_from_impl(super::pg_json::JsonBuild::new(build)));
+    }
     // Sizes on disk are not meaningful for lalo's tables; clients only display them.
     for name in ["pg_table_size", "pg_indexes_size"] {
         ctx.register_udf(udf(

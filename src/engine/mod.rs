@@ -8,9 +8,13 @@ pub mod info_keys;
 pub mod info_schema;
 pub mod keys;
 pub mod mask_fn;
+pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
+pub mod pg_exact;
+pub mod pg_json;
+pub mod pg_text;
 pub mod pg_keys;
 pub mod search_path;
 pub mod sources;
@@ -172,6 +176,8 @@ impl Engine {
         // Before any physical rule: conditions above an upstream's part stay (upstream/boundary.rs).
         let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
+        // Last: arithmetic in the final projections and filters is checked (overflow.rs).
+        physical.push(Arc::new(overflow::CheckedArithmetic));
         let state = template_ctx.state();
         let view = state.config_options().sql_parser.map_string_types_to_utf8view;
         let mut builder = SessionStateBuilder::new_from_existing(state);

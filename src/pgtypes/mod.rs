@@ -3,7 +3,9 @@
 //! scale ([`numeric`]) and the catalog's int2vector/oidvector ([`vector`]).
 
 pub mod fields;
+pub mod float_text;
 pub mod numeric;
+pub mod temporal_text;
 pub mod varchar;
 pub mod vector;
 

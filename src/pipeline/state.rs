@@ -135,11 +135,21 @@ impl Lalo {
         crate::metrics::plan_built();
         self.stages.plans_built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = session.ctx.state();
-        let plan = match state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await {
+        let mut planned = state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await;
+        if matches!(&planned, Err(e) if e.to_string().contains("require unique expression names")) {
+            if let Some(aliased) = crate::naming::unique_aliases(stmt) {
+                planned = state.statement_to_plan(DfStatement::Statement(Box::new(aliased))).await;
+            }
+        }
+        let plan = match planned {
             Ok(p) => p,
             // DataFusion's messages can list columns the caller may not read (disclosure.rs).
             Err(e) => return Err(super::disclosure::plan_error(self, session, stmt, e).await),
         };
+        let mut plan = crate::engine::pg_exact::pg_casts(plan)?;
+        if crate::engine::pg_exact::has_set_all(stmt) {
+            plan = crate::engine::pg_exact::set_all(plan)?;
+        }
         Ok(crate::pgtypes::varchar::tag_casts(plan)?)
     }
 

@@ -228,3 +228,43 @@ async fn lalo_answers_as_postgres_does() {
     // Over an upstream, the simple protocol answers every statement PostgreSQL answers.
     assert!(text.error.is_empty(), "{} statements failed through lalo", text.error.len());
 }
+
+/// Statements lalo's own engine answers (constants and VALUES in the embedded database, no
+/// upstream): each comes back as PostgreSQL answers it, in both protocols. Among them the
+/// constructs DataFusion answers otherwise by itself: `EXCEPT ALL`/`INTERSECT ALL` duplicate
+/// counts, fractional values cast to integers (rounded, floats half to even), floats written
+/// as PostgreSQL writes them (`1`, `1e+20`, `Infinity`), `generate_series` in a select list
+/// (one row per value), `json_build_object`'s text, timestamps cast to text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_answers_as_postgres_does() {
+    let pg = pgcluster::defog().await;
+    let s = crate::common::start().await;
+    let via = s.connect("admin").await;
+    let direct = pg.client("postgres").await;
+    let (mut text, mut binary) = (Tally::default(), Tally::default());
+    let corpus = include_str!("engine_pg.sql");
+    for sql in corpus.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("--")) {
+        replay(&mut text, &via, &direct, "lalo", sql, false).await;
+        replay(&mut binary, &via, &direct, "lalo", sql, true).await;
+    }
+    println!("{}\n{}", text.report("engine, simple protocol, text"), binary.report("engine, extended protocol, binary"));
+    for f in binary.error.iter().chain(&binary.different) {
+        println!("BINARY {f}");
+    }
+    let failed: Vec<&String> = text.error.iter().chain(&text.different).collect();
+    for f in &failed {
+        println!("FAILED {f}");
+    }
+    assert!(failed.is_empty(), "{} statements were not answered as PostgreSQL answers them", failed.len());
+    // Where PostgreSQL raises an error, so does lalo, with its SQLSTATE: an overflow is not a
+    // wrapped value.
+    for (sql, code) in [
+        ("select x + 1 from (values (9223372036854775807)) t(x)", "22003"),
+        ("select x * 2 from (values (5000000000000000000)) t(x)", "22003"),
+        ("select x from (values (1), (2)) t(x) where x * 9223372036854775807 > 0", "22003"),
+        ("select 1 / x from (values (0)) t(x)", "22012"),
+    ] {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        assert_eq!(crate::common::sqlstate(&e), code, "{sql}: {e}");
+    }
+}

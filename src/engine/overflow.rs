@@ -1,0 +1,73 @@
+//! Integer arithmetic that overflows is an error, as in PostgreSQL (22003), not a wrapped
+//! value: DataFusion's `+`, `-` and `*` wrap unless their physical expression asks for checked
+//! arithmetic, and its planner never does. This rule asks for it in every projection and
+//! filter, the operators that carry a statement's arithmetic, after federation (parts written
+//! out for an upstream are PostgreSQL's to check). Constants folded while planning are still
+//! computed by DataFusion's simplifier, which wraps.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Result;
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::BinaryExpr;
+use datafusion::physical_expr::projection::ProjectionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+/// Sets checked arithmetic in projections and filters.
+#[derive(Debug, Default)]
+pub struct CheckedArithmetic;
+
+impl PhysicalOptimizerRule for CheckedArithmetic {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+                let mut changed = false;
+                let mut exprs = Vec::with_capacity(p.expr().len());
+                for pe in p.expr() {
+                    let t = checked(pe.expr.clone())?;
+                    changed |= t.transformed;
+                    exprs.push(ProjectionExpr { expr: t.data, alias: pe.alias.clone() });
+                }
+                if changed {
+                    let exec: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, p.input().clone())?);
+                    return Ok(Transformed::yes(exec));
+                }
+            } else if let Some(f) = node.downcast_ref::<FilterExec>() {
+                let t = checked(f.predicate().clone())?;
+                if t.transformed {
+                    let exec: Arc<dyn ExecutionPlan> = Arc::new(FilterExecBuilder::from(f).with_predicate(t.data).build()?);
+                    return Ok(Transformed::yes(exec));
+                }
+            }
+            Ok(Transformed::no(node))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "lalo_checked_arithmetic"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `e` with every `+`, `-` and `*` checked.
+fn checked(e: Arc<dyn PhysicalExpr>) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    e.transform_up(|e| {
+        let Some(b) = e.downcast_ref::<BinaryExpr>() else { return Ok(Transformed::no(e)) };
+        // (Setting it again on one already checked is harmless: the rule runs once per plan.)
+        if !matches!(b.op(), Operator::Plus | Operator::Minus | Operator::Multiply) {
+            return Ok(Transformed::no(e));
+        }
+        let c: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(b.left().clone(), *b.op(), b.right().clone()).with_fail_on_overflow(true));
+        Ok(Transformed::yes(c))
+    })
+}

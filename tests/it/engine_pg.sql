@@ -1,0 +1,91 @@
+-- Statements lalo's own engine answers (constants and VALUES in the embedded database), each
+-- replayed through lalo and on PostgreSQL by differential.rs: every one must come back identical.
+select 1/2
+select 7 % -3
+select -7 / 2
+select 0.1+0.2
+select sum(x) from (values (0.1),(0.2)) t(x)
+select x from (values (1),(1),(2)) t(x) intersect all select x from (values (1),(1),(1)) s(x) order by 1
+select x from (values (1),(1),(2)) t(x) except all select x from (values (1)) s(x) order by 1
+select x from (values (1),(1),(2)) t(x) except select x from (values (3)) s(x) order by 1
+select 'abc' like 'a\_c', 'a_c' like 'a\_c'
+select 'abc' similar to 'a(b|c)c'
+select substr('hello', 0, 3), substring('hello' from 2 for 2)
+select position('l' in 'hello'), strpos('hello','l')
+select trim('  x  '), btrim('xxaxx','x'), lpad('ab', 5, '*'), rpad('ab',1)
+select 'a' || null, concat('a', null, 'b'), concat_ws(',', 'a', null, 'c')
+select split_part('a,b,c', ',', 2), split_part('a,b,c', ',', -1)
+select date '2024-01-31' + 1, date '2024-03-01' - date '2024-02-01'
+select cast(1.5 as int), cast(2.5 as int), cast(-1.5 as int)
+select 1.5::int, 2.5::bigint
+select '10'::int + 1, '2024-01-01'::date
+select null = null, null is null, 1 in (1, null), 2 in (1, null), 2 not in (1, null)
+select coalesce(null, 2), nullif(1, 1), greatest(1, null, 3), least(2, null)
+select count(*), count(x), sum(x), min(x) from (values (null::int)) t(x)
+select string_agg(x, ',' order by x) from (values ('b'),('a')) t(x)
+select array_agg(x order by x) from (values (2),(1)) t(x)
+select array[1,2,3], array_length(array[1,2],1), cardinality(array[1,2])
+select (array[1,2,3])[2], (array[1,2,3])[0]
+select generate_series(1,3)
+select * from generate_series(1,3)
+select * from generate_series(1,null)
+select md5('a'), sha256('a'::bytea)
+select true::text, 1::boolean, 't'::boolean
+select 123.456::numeric(5,1)
+select '1e3'::float8, 'NaN'::float8, 'Infinity'::float8
+select 1::float8/3
+select 0.1::float4
+select 1e-7::float8, 123456789012345678::float8
+select round(123.456, -1), round(1.005, 2), trunc(1.99)
+select x, row_number() over (order by x) from (values (3),(1),(2)) t(x) order by x
+select x, rank() over (order by x), dense_rank() over (order by x) from (values (1),(1),(2)) t(x) order by 1
+select x, lag(x) over (order by x), sum(x) over (order by x) from (values (1),(1),(2)) t(x) order by 1
+select percentile_cont(0.5) within group (order by x) from (values (1),(2),(3),(4)) t(x)
+select bool_and(x), bool_or(x) from (values (true),(false)) t(x)
+select x::text from (values (1.0::float8),(2.5::float8)) t(x)
+select 1::float8, 2.5::float4, 1e20::float8, 1e-5::float8
+select 100000000000000000000::numeric
+select interval '1 day 2 hours', interval '90 minutes', interval '1 year 2 months'
+select age(timestamp '2024-01-01', timestamp '2023-01-15')
+select make_date(2024, 2, 29), date_part('month', date '2024-02-29')
+select to_timestamp(0)
+select '2024-01-01 10:00:00+02'::timestamptz
+select '2024-01-01 10:00:00'::timestamp::text
+select current_date - 1 > date '2000-01-01'
+select case when 1=1 then 'a' else 1::text end
+select case 2 when 1 then 'x' end
+select regexp_replace('abc', 'b', 'X'), regexp_match('abc', 'b')
+select 'abc' ~ 'b', 'abc' ~* 'B', 'abc' !~ 'z'
+select left('hello', 2), right('hello', 2), reverse('abc'), repeat('ab', 2), replace('aXa','X','y')
+select initcap('hello world'), ascii('A'), chr(65), translate('abc','ab','xy')
+select x from (values (1),(2)) t(x) union select 1 order by 1
+select distinct on (x) x, y from (values (1,'b'),(1,'a'),(2,'c')) t(x,y) order by x, y
+select x from (values ('B'),('a'),('C')) t(x) order by x
+select x from (values (null),(1),(2)) t(x) order by x desc
+select x from (values (null),(1),(2)) t(x) order by x
+select 'a' < 'B', 'a' < 'b'
+select length(1234::text), 1234::text || 'x'
+select 1 where 'abc' ilike 'A%'
+select count(distinct x) from (values (1),(1),(null)) t(x)
+select sum(x)/count(x) from (values (1),(2)) t(x)
+select x / 3 from (values (10::bigint)) t(x)
+select sum(x::numeric) from (values (1.1),(2.2)) t(x)
+select json_build_object('a', 1)
+select x::int from (values (2.5),(3.5),(-2.5),(1.49)) t(x)
+select x::int from (values (2.5::float8),(3.5::float8),(-2.5::float8),(0.5::float8),(1.5::float8)) t(x)
+select x::bigint, x::smallint from (values (2.5::float8)) t(x)
+select generate_series(1,3), 'a'
+select json_build_object('a', 1, 'b', 'x', 'c', null, 'd', true, 'e', 1.50, 'f', 2.5::float8)
+select json_build_array(1, 'x', null)
+select x from (values (1),(1),(2)) t(x) except all select 1
+select x from (values (1),(1),(2)) t(x) intersect all select 1
+select x, x::text from (values (1.0::float8), (1e20::float8), ('NaN'::float8)) t(x)
+select x, x::text, t::text from (values (1.0::float8, timestamp '2024-01-01 10:00:00'), (1e20::float8, timestamp '2024-01-01 10:00:00.5'), ('NaN'::float8, null)) s(x, t)
+select 1.0::float8::text, 'Infinity'::float8::text, '2024-01-01 10:00:00'::timestamp::text
+select x from (values (1),(1),(2)) t(x) except all select 1
+select x from (values (1),(1),(2),(null),(null)) t(x) intersect all select x from (values (1),(null),(3)) s(x) order by 1
+select x, y from (values (1,'a'),(1,'a'),(1,'a'),(2,'b')) t(x,y) except all select x, y from (values (1,'a'),(2,'b'),(2,'b')) s(x,y) order by 1
+select x from (values (1),(1),(2)) t(x) except select 1
+select x from (values (1),(1),(3)) t(x) intersect select x from (values (1),(1)) s(x)
+select count(*) from (select x from (values (1),(1),(2)) t(x) except all select 1) q
+select a.x from (values (1),(1)) a(x) where exists (select 1 from (values (1)) b(y) where b.y = a.x) except all select 1
