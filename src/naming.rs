@@ -41,7 +41,7 @@ pub fn unique_aliases(stmt: &Statement) -> Option<Statement> {
     let mut q = q.clone();
     let mut changed = false;
     alias(&mut q.body, &mut changed);
-    changed.then(|| Statement::Query(q))
+    changed.then_some(Statement::Query(q))
 }
 
 fn query_names(q: &Query) -> Option<Vec<Option<String>>> {
