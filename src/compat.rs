@@ -4,6 +4,7 @@
 //! AST rewrites for SQL shapes PostgreSQL accepts and DataFusion 54 plans differently or not at
 //! all (`rewrite_ast`, with [`recursive_cte`] and [`scalar_subquery`]).
 
+mod operator;
 mod projection_subquery;
 mod recursive_cte;
 mod scalar_subquery;
@@ -117,6 +118,40 @@ fn call(name: &str, args: Vec<datafusion::sql::sqlparser::ast::Expr>) -> datafus
     })
 }
 
+/// `(expr).field`: a record's field, as PostgreSQL writes it (`(information_schema.
+/// _pg_expandarray(k)).n`, `(keys).x`). DataFusion reads a dot only after a column name; on
+/// any other expression the chain of fields becomes `get_field` calls. `::name` and `::"char"`
+/// (PostgreSQL's catalog string types) read as text.
+fn fields(e: &mut datafusion::sql::sqlparser::ast::Expr) {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, DataType, Expr, ObjectNamePart, Value};
+    if let Expr::Cast { data_type, .. } = e {
+        if let DataType::Custom(name, args) = data_type {
+            let last = name.0.last().and_then(ObjectNamePart::as_ident).map(|i| i.value.to_ascii_lowercase());
+            if args.is_empty() && matches!(last.as_deref(), Some("name" | "char")) {
+                *data_type = DataType::Text;
+            }
+        }
+        return;
+    }
+    let Expr::CompoundFieldAccess { root, access_chain } = e else { return };
+    if !matches!(root.as_ref(), Expr::Nested(_) | Expr::Function(_)) {
+        return;
+    }
+    let names: Option<Vec<String>> = access_chain
+        .iter()
+        .map(|a| match a {
+            AccessExpr::Dot(Expr::Identifier(i)) => Some(i.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let Some(names) = names else { return };
+    let mut out = root.as_ref().clone();
+    for n in names {
+        out = call("get_field", vec![out, Expr::value(Value::SingleQuotedString(n))]);
+    }
+    *e = out;
+}
+
 /// `x::regtype::text` shows a type's name in PostgreSQL; lalo's oid aliases are plain integers,
 /// so the cast chain becomes `format_type(x, NULL)` (pgcli, DBeaver column listings). Also:
 /// LIKE escapes, FLOAT as double precision, recursive CTE column lists ([`recursive_cte`]) and
@@ -150,6 +185,8 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             self.0.rewrite(e);
             subscripts::rewrite(e);
+            operator::rewrite(e);
+            fields(e);
             if let Expr::Like { pattern, escape_char, .. } = e {
                 let esc = escape_char.as_ref().map(|v| match &v.value {
                     Value::SingleQuotedString(s) => s.clone(),

@@ -55,7 +55,9 @@ fn set_names(body: &SetExpr) -> Option<Vec<Option<String>>> {
             for item in &s.projection {
                 match item {
                     SelectItem::UnnamedExpr(e) => out.push(Some(expr_name(e))),
-                    SelectItem::ExprWithAlias { .. } => out.push(None),
+                    // PostgreSQL folds an unquoted alias to lower case (`AS TABLE_CAT` is
+                    // `table_cat`); a quoted one stays as written.
+                    SelectItem::ExprWithAlias { alias, .. } => out.push(Some(folded(alias))),
                     _ => return None,
                 }
             }
@@ -78,8 +80,8 @@ fn expr_name(e: &Expr) -> String {
 /// `x::int` is `x`, `'a'::date::text` is `text`); CASE takes its ELSE's strong name.
 fn figure(e: &Expr) -> (u8, String) {
     match e {
-        Expr::Identifier(i) => (2, i.value.clone()),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| (2, i.value.clone())).unwrap_or((0, unnamed())),
+        Expr::Identifier(i) => (2, folded(i)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| (2, folded(i))).unwrap_or((0, unnamed())),
         Expr::Function(f) => {
             let name = f.name.0.last().map(|p| p.to_string()).unwrap_or_default();
             (2, name.trim_matches('"').to_ascii_lowercase())
@@ -91,7 +93,7 @@ fn figure(e: &Expr) -> (u8, String) {
         Expr::Nested(inner) => figure(inner),
         // An element or field: a field's name, else the base's.
         Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
-            Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i))) => (2, i.value.clone()),
+            Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i))) => (2, folded(i)),
             _ => figure(root),
         },
         Expr::Case { else_result, .. } => match else_result.as_deref().map(figure) {
@@ -111,6 +113,14 @@ fn figure(e: &Expr) -> (u8, String) {
         Expr::TypedString(t) => (1, pg_type_name(&t.data_type.to_string())),
         Expr::Interval(_) => (1, "interval".into()),
         _ => (0, unnamed()),
+    }
+}
+
+/// An identifier as PostgreSQL reads it: unquoted ones fold to lower case.
+fn folded(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    match i.quote_style {
+        None => i.value.to_lowercase(),
+        Some(_) => i.value.clone(),
     }
 }
 
@@ -144,6 +154,23 @@ fn pg_type_name(sql_type: &str) -> String {
 }
 
 #[cfg(test)]
+mod figure_tests {
+    #[test]
+    fn names_as_postgresql_figures_them() {
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        use datafusion::sql::sqlparser::parser::Parser;
+        let names = |sql: &str| {
+            let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses").remove(0);
+            crate::compat::rewrite_ast(&mut s);
+            super::pg_names(&s)
+        };
+        let some = |v: &[&str]| Some(v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>());
+        assert_eq!(names("SELECT 'x' = ANY(ARRAY['x']), current_catalog, current_database(), 1 AS TABLE_CAT, 2 AS \"Quoted\", r.PK_NAME FROM r"), some(&["?column?", "current_catalog", "current_database", "table_cat", "Quoted", "pk_name"]));
+        assert_eq!(names("SELECT '2024-01-01'::timestamp::text, (ARRAY[1])[1], x::int, CASE WHEN true THEN 1 ELSE y END FROM t"), some(&["text", "array", "x", "y"]));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -165,7 +192,7 @@ mod tests {
                 Some("x".into()),
                 Some("x".into()),
                 Some("int2".into()),
-                None,
+                Some("m".into()),
                 Some("?column?".into()),
             ]
         );

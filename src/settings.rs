@@ -70,6 +70,11 @@ impl Default for Settings {
     }
 }
 
+/// A setting's name as PostgreSQL spells it (`SHOW datestyle` answers a column `DateStyle`).
+pub fn display_name(canonical: &str) -> &str {
+    REPORTED.iter().find(|(k, _)| *k == canonical).map(|(_, shown)| *shown).unwrap_or(canonical)
+}
+
 /// Lower-case a setting name and map aliases ("time zone" → timezone).
 pub fn canonical(name: &str) -> String {
     let n = name.trim().trim_matches('"').to_ascii_lowercase();

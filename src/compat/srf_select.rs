@@ -1,9 +1,11 @@
-//! `generate_series(...)` in a select list is a set-returning function in PostgreSQL: one row
-//! per value (psqlODBC's SQLForeignKeys numbers key columns this way). DataFusion's scalar
-//! `generate_series` returns one array instead, a different answer without an error. In a
-//! select list it becomes `unnest(generate_series(...))`, which DataFusion expands in step
-//! with the list's other `unnest`s, as PostgreSQL runs set-returning functions side by side;
-//! an unnamed one keeps PostgreSQL's column name, `generate_series`.
+//! `generate_series(...)` and `information_schema._pg_expandarray(...)` in a select list are
+//! set-returning functions in PostgreSQL: one row per value (psqlODBC's SQLForeignKeys and
+//! pgjdbc's getPrimaryKeys number key columns this way). DataFusion's scalar `generate_series`
+//! (and lalo's `_pg_expandarray`, engine/pg_expandarray.rs) return one array instead, a
+//! different answer without an error. In a select list each becomes `unnest(f(...))`, which
+//! DataFusion expands in step with the list's other `unnest`s, as PostgreSQL runs
+//! set-returning functions side by side; an unnamed one keeps PostgreSQL's column name, the
+//! function's.
 
 use std::ops::ControlFlow;
 
@@ -48,9 +50,10 @@ fn body(b: &mut SetExpr) {
         SetExpr::Select(select) => {
             for item in select.projection.iter_mut() {
                 match item {
-                    SelectItem::UnnamedExpr(e) if is_series(e) => {
-                        let inner = e.clone();
-                        *item = SelectItem::ExprWithAlias { expr: call("unnest", vec![inner]), alias: Ident::new("generate_series") };
+                    SelectItem::UnnamedExpr(e) if srf(e).is_some() => {
+                        let name = srf(e).unwrap_or_default();
+                        let inner = unqualified(e.clone());
+                        *item = SelectItem::ExprWithAlias { expr: call("unnest", vec![inner]), alias: Ident::new(name) };
                     }
                     SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                         let _ = e.visit(&mut Wrap { depth: 0 });
@@ -90,9 +93,9 @@ impl VisitorMut for Wrap {
         if self.depth > 0 {
             return ControlFlow::Continue(());
         }
-        if is_series(e) {
-            *e = call("unnest", vec![e.clone()]);
-        } else if let Some(inner) = single_arg(e, "unnest").and_then(|a| single_arg(a, "unnest")).filter(|a| is_series(a)) {
+        if srf(e).is_some() {
+            *e = call("unnest", vec![unqualified(e.clone())]);
+        } else if let Some(inner) = single_arg(e, "unnest").and_then(|a| single_arg(a, "unnest")).filter(|a| srf(a).is_some()) {
             // The user's own unnest around a call this walk just wrapped.
             *e = call("unnest", vec![inner.clone()]);
         }
@@ -100,10 +103,24 @@ impl VisitorMut for Wrap {
     }
 }
 
-/// Whether `e` calls `generate_series` (optionally `pg_catalog.`-qualified).
-fn is_series(e: &Expr) -> bool {
-    matches!(e, Expr::Function(f) if f.over.is_none()
-        && f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series")))
+/// The set-returning function `e` calls, if any (schema-qualified or not).
+fn srf(e: &Expr) -> Option<&'static str> {
+    let Expr::Function(f) = e else { return None };
+    if f.over.is_some() {
+        return None;
+    }
+    let name = f.name.0.last().and_then(|p| p.as_ident())?;
+    ["generate_series", "_pg_expandarray"].into_iter().find(|s| name.value.eq_ignore_ascii_case(s))
+}
+
+/// The call without its schema (`information_schema._pg_expandarray` is lalo's `_pg_expandarray`).
+fn unqualified(mut e: Expr) -> Expr {
+    if let Expr::Function(f) = &mut e {
+        if f.name.0.len() > 1 {
+            f.name.0.drain(..f.name.0.len() - 1);
+        }
+    }
+    e
 }
 
 /// The one argument of a call to `name`.
@@ -139,6 +156,10 @@ mod tests {
         assert_eq!(rewritten("SELECT generate_series(1, 3)"), "SELECT unnest(generate_series(1, 3)) AS generate_series");
         assert_eq!(rewritten("SELECT generate_series(1, 3) + 1 AS n"), "SELECT unnest(generate_series(1, 3)) + 1 AS n");
         assert_eq!(rewritten("SELECT unnest(generate_series(1, 3))"), "SELECT unnest(generate_series(1, 3))");
+        assert_eq!(
+            rewritten("SELECT (information_schema._pg_expandarray(k)).n AS s, information_schema._pg_expandarray(k) AS keys FROM t"),
+            "SELECT get_field((unnest(_pg_expandarray(k))), 'n') AS s, unnest(_pg_expandarray(k)) AS keys FROM t"
+        );
         assert_eq!(
             rewritten("SELECT x FROM (SELECT generate_series(1, 2) AS x) s"),
             "SELECT x FROM (SELECT unnest(generate_series(1, 2)) AS x) s"

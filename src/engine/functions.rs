@@ -160,12 +160,17 @@ pub fn register_static(ctx: &SessionContext) {
         DataType::Utf8,
         Arc::new(|_, _| Ok(text(None))),
     ));
-    ctx.register_udf(udf(
-        "pg_collation_is_visible",
-        Signature::any(1, Volatility::Stable),
-        DataType::Boolean,
-        Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
-    ));
+    // Collations, types and functions all live in pg_catalog, which is always on the search
+    // path; every function lalo lists may be called (governance judges what it reads).
+    for (name, args) in [("pg_collation_is_visible", 1), ("pg_type_is_visible", 1), ("pg_function_is_visible", 1), ("has_function_privilege", 2)] {
+        ctx.register_udf(udf(
+            name,
+            Signature::one_of(vec![TypeSignature::Any(args), TypeSignature::Any(args + 1)], Volatility::Stable),
+            DataType::Boolean,
+            Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+        ));
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_expandarray::ExpandArray::default()));
     for build in [super::pg_json::Build::Object, super::pg_json::Build::Array] {
         ctx.register_udf(ScalarUDF::new_from_impl(super::pg_json::JsonBuild::new(build)));
     }

@@ -13,6 +13,7 @@ pub mod pg_age;
 pub mod pg_date_trunc;
 pub mod pg_descriptions;
 pub mod pg_exact;
+pub mod pg_expandarray;
 pub mod pg_json;
 pub mod pg_text;
 pub mod pg_keys;

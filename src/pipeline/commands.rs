@@ -66,7 +66,7 @@ impl Lalo {
                     }
                     _ => session.settings.read().get(&lname).ok_or_else(|| LaloError::UnknownSetting(lname.clone()))?,
                 };
-                let (schema, rows) = execution::single_text(&lname, &value);
+                let (schema, rows) = execution::single_text(crate::settings::display_name(&lname), &value);
                 Ok(Outcome::Rows { schema, rows })
             }
             Route::Begin => Ok(Outcome::Begin),

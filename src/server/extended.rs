@@ -339,7 +339,8 @@ impl QueryParser for LaloParser {
                 Ok(crate::pgtypes::pg_fields(&super::encode::wire_schema(&schema), format, None)?)
             }),
             (Some(Route::Show(name)), None) => {
-                let (schema, _) = crate::execution::single_text(&name.to_ascii_lowercase(), "");
+                let name = crate::settings::canonical(name);
+                let (schema, _) = crate::execution::single_text(crate::settings::display_name(&name), "");
                 Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, None)?)
             }
             _ => Ok(vec![]),

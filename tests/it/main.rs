@@ -24,3 +24,4 @@ mod disclosure;
 mod pipeline;
 mod postgres_lane;
 mod differential;
+mod client_catalogs;
