@@ -57,6 +57,11 @@ fn set_names(body: &SetExpr) -> Option<Vec<Option<String>>> {
                     SelectItem::UnnamedExpr(e) => out.push(Some(expr_name(e))),
                     // PostgreSQL folds an unquoted alias to lower case (`AS TABLE_CAT` is
                     // `table_cat`); a quoted one stays as written.
+                    // The compatibility parser (datafusion-pg-catalog) aliases `n.oid` beside `n.*`
+                    // as `__alias_oid` so DataFusion accepts the pair; PostgreSQL calls it `oid`.
+                    SelectItem::ExprWithAlias { alias, .. } if alias.quote_style.is_none() && alias.value.starts_with("__alias_") => {
+                        out.push(Some(alias.value["__alias_".len()..].to_string()))
+                    }
                     SelectItem::ExprWithAlias { alias, .. } => out.push(Some(folded(alias))),
                     _ => return None,
                 }
@@ -84,7 +89,12 @@ fn figure(e: &Expr) -> (u8, String) {
         Expr::CompoundIdentifier(parts) => parts.last().map(|i| (2, folded(i))).unwrap_or((0, unnamed())),
         Expr::Function(f) => {
             let name = f.name.0.last().map(|p| p.to_string()).unwrap_or_default();
-            (2, name.trim_matches('"').to_ascii_lowercase())
+            match name.trim_matches('"').to_ascii_lowercase() {
+                // `x = ANY(arr)` as the compatibility parser rewrites it (PostgreSQL has no
+                // function of that name): an operator, unnamed.
+                n if n == "array_contains" => (0, unnamed()),
+                n => (2, n),
+            }
         }
         Expr::Cast { expr, data_type, .. } => match figure(expr) {
             (s, n) if s > 1 => (s, n),
@@ -166,6 +176,13 @@ mod figure_tests {
         };
         let some = |v: &[&str]| Some(v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>());
         assert_eq!(names("SELECT 'x' = ANY(ARRAY['x']), current_catalog, current_database(), 1 AS TABLE_CAT, 2 AS \"Quoted\", r.PK_NAME FROM r"), some(&["?column?", "current_catalog", "current_database", "table_cat", "Quoted", "pk_name"]));
+        let rewritten = |sql: &str| {
+            let parser = datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+            let mut s = crate::compat::parse(&parser, sql).expect("parses").remove(0);
+            crate::compat::rewrite_ast(&mut s);
+            super::pg_names(&s)
+        };
+        assert_eq!(rewritten("SELECT n.nspname, 'x' = ANY(ARRAY['x']) FROM pg_namespace n"), some(&["nspname", "?column?"]));
         assert_eq!(names("SELECT '2024-01-01'::timestamp::text, (ARRAY[1])[1], x::int, CASE WHEN true THEN 1 ELSE y END FROM t"), some(&["text", "array", "x", "y"]));
     }
 }

@@ -73,20 +73,22 @@ pub struct Delivery<'a> {
 }
 
 /// The result schema with PostgreSQL's column names (duplicates allowed, as on the wire).
+/// Without a PostgreSQL name (a `*` in the select list), a column the compatibility parser
+/// aliased `__alias_<name>` to sit beside the `*` (DBeaver's `n.oid, n.*`) is `<name>` again.
 pub fn rename(schema: &datafusion::arrow::datatypes::Schema, names: Option<&[Option<String>]>) -> SchemaRef {
-    match names {
-        Some(names) if names.len() == schema.fields().len() => {
-            let fields: Vec<_> = schema
-                .fields()
-                .iter()
-                .zip(names)
-                .map(|(f, n)| match n {
-                    Some(n) => Arc::new(f.as_ref().clone().with_name(n)),
-                    None => f.clone(),
-                })
-                .collect();
-            Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
-        }
-        _ => Arc::new(schema.clone()),
+    let names = names.filter(|n| n.len() == schema.fields().len());
+    let unaliased = |f: &datafusion::arrow::datatypes::FieldRef| f.name().strip_prefix("__alias_").map(str::to_string);
+    if names.is_none() && !schema.fields().iter().any(|f| unaliased(f).is_some()) {
+        return Arc::new(schema.clone());
     }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match names.and_then(|n| n[i].clone()).or_else(|| unaliased(f)) {
+            Some(n) => Arc::new(f.as_ref().clone().with_name(n)),
+            None => f.clone(),
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
 }

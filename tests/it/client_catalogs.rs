@@ -26,7 +26,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("pgjdbc", "getFunctions(null, \"public\", \"%\")", "pg_get_function_result() is not in lalo's catalog"),
     ("pgjdbc", "getTablePrivileges(null, \"public\", \"orders\")", "pg_class has no relacl (lalo's privileges are its policies, not ACLs)"),
     ("pgjdbc", "getColumnPrivileges(null, \"public\", \"orders\", \"%\")", "pg_class has no relacl (lalo's privileges are its policies, not ACLs)"),
-    ("pgjdbc", "TypeInfoCache.getPGType(int oid) (name lookup, e.g. oid 2950)", "column name: the compatibility parser turns = ANY(array) into array_contains before lalo names columns"),
     ("pgjdbc", "Connection.getCatalog() (first call, used by every DatabaseMetaData method)", "column name: the compatibility parser turns current_catalog into current_database()"),
     ("npgsql", "conn.GetSchema(\"Databases\")", "no pg_user view"),
     ("npgsql", "conn.GetSchema(\"Schemata\")  (note: any restriction makes Npgsql append WHERE schema_name = $1, which fails on PG because the subquery exposes nspname, not schema_name)", "column name: the compatibility parser rewrites current_database() before lalo names columns"),
@@ -40,7 +39,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("dbeaver", "connect: setting lookup (e.g. standard_conforming_strings)", "pg_settings names boot_val bool_val (datafusion-pg-catalog)"),
     ("dbeaver", "navigator: list schemas (no schema filter)", "columns: n.oid beside n.* is renamed __alias_oid by the compatibility parser; pg_namespace has an extra column"),
     ("dbeaver", "navigator: list tables/views of schema public (relnamespace 2200)", "columns: c.oid beside c.* is renamed __alias_oid by the compatibility parser; pg_class's columns differ"),
-    ("dbeaver", "navigator: constraints of public.orders (conrelid 16396)", "columns: c.oid beside c.* is renamed __alias_oid by the compatibility parser; pg_constraint's columns differ"),
 ];
 
 fn columns(msgs: &[SimpleQueryMessage]) -> Vec<String> {
