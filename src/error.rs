@@ -196,7 +196,9 @@ fn classify_message(m: &str) -> LaloError {
     } else if lower.contains("divide by zero") {
         LaloError::Data { code: "22012", message: "division by zero".into() }
     } else if lower.contains("overflow") {
-        LaloError::Data { code: "22003", message: format!("value out of range: {}", strip_df_prefix(&msg)) }
+        // Not the operands: they may come from a row filter or mask evaluated on rows the
+        // caller cannot see.
+        LaloError::Data { code: "22003", message: "integer out of range".into() }
     } else if lower.contains("cast error: cannot cast string") {
         LaloError::Data { code: "22P02", message: format!("invalid input syntax: {}", strip_df_prefix(&msg)) }
     } else if lower.contains("invalid function") || lower.contains("not implemented") || lower.contains("unsupported") {

@@ -132,6 +132,23 @@ impl Dialect for ProfiledPostgres {
                 format: None,
             }));
         }
+        // PostgreSQL's round(double precision) is half to even, as lalo's pg_rint.
+        if let ("pg_rint", [arg]) = (func_name, args) {
+            return Ok(Some(ast::Expr::Function(ast::Function {
+                name: ast::ObjectName::from(vec![ast::Ident::new("round")]),
+                uses_odbc_syntax: false,
+                parameters: ast::FunctionArguments::None,
+                args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(unparser.expr_to_sql(arg)?))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            })));
+        }
         // Masks run upstream as the PostgreSQL expression they stand for.
         if let [arg] = args {
             let col = unparser.expr_to_sql(arg)?.to_string();

@@ -10,8 +10,8 @@
 //!   `min(m, n)` copies, as in PostgreSQL.
 //! - A fractional value cast to an integer: DataFusion truncates (`2.5::int` is 2), PostgreSQL
 //!   rounds, numerics half away from zero (3) and floats half to even (`2.5::float8::int` is
-//!   2). The cast's input is rounded first, with functions PostgreSQL and DataFusion agree on,
-//!   so the plan still reads the same when it is written out for an upstream.
+//!   2). The cast's input is rounded first (`round`, or `pg_rint` for floats), which is what
+//!   PostgreSQL's own `round` does, so the plan reads the same written out for an upstream.
 //! - Floats and timestamps cast to text: written as PostgreSQL writes them ([`super::pg_text`]).
 
 use std::ops::ControlFlow;
@@ -23,7 +23,7 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, JoinType, LogicalPlanBuilder};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{lit, when, Expr, ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::sql::sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Statement, Visit, Visitor};
 
 /// Whether the statement has an `EXCEPT ALL` or `INTERSECT ALL` ([`set_all`] then applies).
@@ -135,13 +135,13 @@ fn round_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let rounded = match from {
         // numeric: half away from zero, as DataFusion's round does for decimals.
         DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => round(x),
-        // float: half to even (rint). round(x / 2) * 2 at exact halves: x / 2 is then never a
-        // half, so both engines round it alike. A volatile input is not repeated.
-        DataType::Float16 | DataType::Float32 | DataType::Float64 if !x.is_volatile() => {
-            let frac = x.clone() - floor(x.clone());
-            when(frac.eq(lit(0.5)), round(x.clone() / lit(2.0)) * lit(2.0)).otherwise(round(x))?
-        }
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => round(x),
+        // float: half to even, PostgreSQL's round(double precision) (pg_text.rs `PgRint`).
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Expr::ScalarFunction(
+            datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                std::sync::Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(super::pg_text::PgRint::default())),
+                vec![x],
+            ),
+        ),
         _ => return Ok(Transformed::no(e)),
     };
     Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(rounded), field: field.clone() })))
@@ -149,8 +149,4 @@ fn round_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
 
 fn round(x: Expr) -> Expr {
     datafusion::functions::math::expr_fn::round(vec![x])
-}
-
-fn floor(x: Expr) -> Expr {
-    datafusion::functions::math::expr_fn::floor(x)
 }

@@ -84,3 +84,48 @@ fn text(a: &ArrayRef) -> Result<ArrayRef> {
     }
     Ok(Arc::new(b.finish()))
 }
+
+/// PostgreSQL's `round(double precision)`: half to even (rint), the rounding of a float cast to
+/// an integer (`2.5::float8::int` is 2). DataFusion's `round` rounds halves away from zero.
+/// Written out for an upstream it is PostgreSQL's `round(x)` (engine/dialect.rs).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgRint {
+    signature: Signature,
+}
+
+impl Default for PgRint {
+    fn default() -> PgRint {
+        PgRint { signature: Signature::uniform(1, vec![DataType::Float64, DataType::Float32], Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for PgRint {
+    fn name(&self) -> &str {
+        "pg_rint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Float64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::arity::unary;
+        let [arg] = args.args.as_slice() else { return exec_err!("pg_rint takes one argument") };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.to_array(if scalar { 1 } else { args.number_rows })?;
+        let out: ArrayRef = match a.data_type() {
+            DataType::Float64 => Arc::new(unary::<_, _, Float64Type>(a.as_primitive::<Float64Type>(), f64::round_ties_even)),
+            DataType::Float32 => Arc::new(unary::<_, _, Float32Type>(a.as_primitive::<Float32Type>(), f32::round_ties_even)),
+            other => return exec_err!("pg_rint does not round {other}"),
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}

@@ -56,6 +56,8 @@ fn pushable(f: &ScalarUDF) -> bool {
         || f_inner.is::<RowFilterIn>()
         || f_inner.is::<PgAge>()
         || f_inner.is::<PgDateTrunc>()
+        || f_inner.is::<crate::engine::pg_text::PgText>()
+        || f_inner.is::<crate::engine::pg_text::PgRint>()
         || builtins().get(f.name()).is_some_and(|b| same_impl(b, f))
 }
 

@@ -326,3 +326,20 @@ async fn hidden_rows_never_reach_failing_predicates_on_the_engine_path() {
         assert_eq!(common::text_rows(&got), vec![vec!["0".to_string()]], "{sql}: the real value was compared");
     }
 }
+
+/// Casts lalo computes as PostgreSQL does (floats to text, fractions rounded to integers) also
+/// hold on the engine path over an upstream, where they are written out for PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casts_over_an_upstream_on_the_engine_path_answer_as_postgres_does() {
+    let (s, _catalog, _pol, pg) = served("engine_casts", false).await;
+    let direct = pg.client("engine_casts").await;
+    let admin = s.connect_db("admin", "engine_casts").await;
+    for sql in [
+        "SELECT id, bonus::float8::text, (bonus::float8 + 0.4)::int, (\"Salary\" / 200.0)::int FROM staff ORDER BY id",
+        "SELECT s.id, (s.bonus::float8 * 10)::text FROM staff s JOIN depts d ON d.dept = s.dept WHERE d.open ORDER BY 1",
+    ] {
+        let want = common::text_rows(&direct.simple_query(sql).await.expect(sql));
+        let got = common::text_rows(&admin.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        assert_eq!(got, want, "{sql}");
+    }
+}

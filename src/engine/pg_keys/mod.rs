@@ -13,6 +13,7 @@ mod class_options;
 mod defs;
 mod named;
 mod rows;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,11 +169,14 @@ fn int_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a datafusion::arrow::
 #[async_trait]
 impl SchemaProvider for KeyedPgCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push("pg_user".into());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let kind = match name.to_ascii_lowercase().as_str() {
+            "pg_user" => return users::view(self.inner.as_ref()).await,
             "pg_constraint" => rows::Kind::Constraint,
             "pg_index" => rows::Kind::Index,
             "pg_class" => {
@@ -187,7 +191,7 @@ impl SchemaProvider for KeyedPgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        self.inner.table_exist(name) || name.eq_ignore_ascii_case("pg_user")
     }
 }
 
