@@ -13,14 +13,18 @@
 //!   ([`plan_cache`]: each statement's executor, chosen once from its governed plan), admission
 //!   under limits, the executor (direct upstream via [`passthrough`] | embedded cached plan |
 //!   planned) under the guard of [`execution`];
-//! - [`engine`]: DataFusion catalogs and session contexts, pg_catalog, upstream federation and pools;
+//! - [`engine`]: DataFusion catalogs and session contexts, pg_catalog, upstream federation and
+//!   pools, and PostgreSQL's semantics where DataFusion's differ (`engine::pg_exact`: set
+//!   operations, casts; `engine::overflow`; `engine::pg_text`), so the engine answers as
+//!   PostgreSQL would or refuses;
 //! - [`governance`]: access on every scan, column lineage, row filters and masks, limits, the audit
 //!   chain; the only maker of [`governance::GovernedPlan`], which every executor runs;
 //! - [`nl`]: questions — retrieval, context, the planner graph and its drafters; it reaches the
 //!   gateway only through [`nl::Host`] (plan and govern a draft as the caller's, internal reads),
 //!   which the pipeline implements;
 //! - [`session`]: identity, per-session caches; [`settings`]: the session settings;
-//!   [`pgtypes`]: Arrow ⇄ PostgreSQL types and row descriptions.
+//!   [`pgtypes`]: Arrow ⇄ PostgreSQL types, row descriptions and PostgreSQL's text for values;
+//!   [`naming`]: result column names as PostgreSQL figures them.
 //!
 //! No import cycle joins two top-level modules. From the top: the entry points, [`pipeline`],
 //! [`nl`], [`session`], [`shapes`], [`plan_cache`], [`passthrough`] and [`execution`],
