@@ -164,6 +164,17 @@ pub struct GovernanceConfig {
     pub enabled: bool,
     pub policies: PathBuf,
     pub audit_log: PathBuf,
+    /// The environment variable holding the audit key: when set, the chain is HMAC-SHA-256 and
+    /// nobody without the key can recompute it.
+    pub audit_key_env: String,
+    /// `always` (a statement's line is synced before its first row), `batch_ms:N`, `off`.
+    pub audit_sync: String,
+    /// Rotate the audit log into numbered segments at this size (0: never).
+    pub audit_rotate_bytes: u64,
+    /// Rotate the audit log into numbered segments at this age in seconds (0: never).
+    pub audit_rotate_secs: u64,
+    /// Emit every audit head update to the structured log (an external copy of the anchor).
+    pub audit_head_log: bool,
     /// 0 means unlimited.
     pub max_rows: u64,
     /// 0 means unlimited.
@@ -176,6 +187,11 @@ impl Default for GovernanceConfig {
             enabled: true,
             policies: "policies".into(),
             audit_log: "data/audit.log".into(),
+            audit_key_env: String::new(),
+            audit_sync: "always".into(),
+            audit_rotate_bytes: 0,
+            audit_rotate_secs: 0,
+            audit_head_log: false,
             max_rows: 0,
             rate_limit_per_minute: 0,
         }
@@ -268,6 +284,11 @@ const OVERRIDABLE: &[(&str, &str)] = &[
     ("governance", "enabled"),
     ("governance", "policies"),
     ("governance", "audit_log"),
+    ("governance", "audit_key_env"),
+    ("governance", "audit_sync"),
+    ("governance", "audit_rotate_bytes"),
+    ("governance", "audit_rotate_secs"),
+    ("governance", "audit_head_log"),
     ("governance", "max_rows"),
     ("governance", "rate_limit_per_minute"),
 ];

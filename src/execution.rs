@@ -1,5 +1,6 @@
-//! Streams results batch by batch under a guard: statement timeout, client cancel, row cap,
-//! and the audit record written when the stream ends (before the client sees completion).
+//! Streams results batch by batch under a guard: statement timeout, client cancel, row cap, the
+//! statement's audit line durable before its first row leaves, and the completing line written
+//! when the stream ends (before the client sees completion).
 //! Plans execute on a runtime of their own ([`execute_apart`]), so the guard's deadline fires on
 //! time however long an operator computes between yields.
 
@@ -15,7 +16,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::error::LaloError;
-use crate::governance::audit::{AuditLog, AuditRecord};
+use crate::governance::audit::{AuditLog, AuditRecord, Wait};
 use crate::governance::limits::Slot;
 
 /// A stream of result batches.
@@ -30,6 +31,9 @@ pub struct GuardOptions {
     pub max_rows: Option<u64>,
     pub cancel: Option<CancelArm>,
     pub audit: Arc<AuditLog>,
+    /// The statement's start line being written; nothing is delivered until it is durable.
+    pub admission: Option<tokio::task::JoinHandle<Result<u64, LaloError>>>,
+    /// The line that completes the statement when the stream ends.
     pub record: AuditRecord,
     pub began: Instant,
     pub entry: &'static str,
@@ -121,6 +125,18 @@ pub fn guard_items<T: Counted>(
                 },
             }
         };
+        let next = match next {
+            // Nothing leaves before the statement's audit line is durable.
+            Ok(item) => match admit(&mut st).await {
+                Ok(()) => Ok(item),
+                Err(e) => {
+                    st.done = true;
+                    st.opts.slot.take();
+                    return Some((Err(e), st));
+                }
+            },
+            Err(e) => Err(e),
+        };
         match next {
             Ok(Some(mut batch)) => {
                 if let Some(cap) = st.opts.truncate_at {
@@ -159,6 +175,14 @@ pub fn guard_items<T: Counted>(
     .boxed()
 }
 
+/// Wait (once) for the statement's start line; its line number is what the end line completes.
+async fn admit<T>(st: &mut State<T>) -> Result<(), LaloError> {
+    let Some(handle) = st.opts.admission.take() else { return Ok(()) };
+    let seq = handle.await.map_err(|e| LaloError::Internal(format!("audit write: {e}")))??;
+    st.opts.record.completes = Some(seq);
+    Ok(())
+}
+
 impl<T> Drop for State<T> {
     fn drop(&mut self) {
         // The client went away (or stopped reading) before the end: record it anyway.
@@ -170,9 +194,20 @@ impl<T> Drop for State<T> {
         rec.duration_ms = self.opts.began.elapsed().as_secs_f64() * 1000.0;
         rec.error = Some("08006: the client stopped reading before the result ended".into());
         let audit = self.opts.audit.clone();
+        let admission = self.opts.admission.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = audit.append(rec).await {
+                if let Some(a) = admission {
+                    match a.await {
+                        Ok(Ok(seq)) => rec.completes = Some(seq),
+                        _ => return, // the start line never reached the file: nothing to complete
+                    }
+                }
+                let wait = if rec.completes.is_some() { Wait::Written } else { Wait::Durable };
+                if rec.completes.is_none() {
+                    rec.kind = "statement".into();
+                }
+                if let Err(e) = audit.append(rec, wait).await {
                     tracing::error!(error = %e, "audit write failed");
                 }
             });
@@ -183,7 +218,15 @@ impl<T> Drop for State<T> {
 async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
     st.done = true;
     st.opts.slot.take();
+    if let Err(e) = admit(st).await {
+        // The start line never reached the file: there is nothing to complete.
+        tracing::error!(error = %e, "audit write failed");
+        return;
+    }
     let mut rec = std::mem::take(&mut st.opts.record);
+    if rec.completes.is_none() {
+        rec.kind = "statement".into();
+    }
     rec.rows = st.rows;
     rec.duration_ms = st.opts.began.elapsed().as_secs_f64() * 1000.0;
     let outcome = match err {
@@ -198,7 +241,10 @@ async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
         }
     }
     crate::metrics::statement(outcome, st.opts.entry, st.opts.began.elapsed().as_secs_f64());
-    if let Err(e) = st.opts.audit.append(rec).await {
+    // An end line completes a durable start line: written before the client sees completion,
+    // synced with the next group. A guard without a start line writes the whole statement.
+    let wait = if rec.completes.is_some() { Wait::Written } else { Wait::Durable };
+    if let Err(e) = st.opts.audit.append(rec, wait).await {
         tracing::error!(error = %e, "audit write failed");
     }
 }

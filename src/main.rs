@@ -75,13 +75,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the audit log's hash chain; names the first broken line.
+    /// Verify the audit trail (every segment, in order, and its head); names the first broken
+    /// line. A keyed trail needs its key: from the config's `audit_key_env`, or `--key-env`.
     Verify {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Audit log path (default: from the config).
         #[arg(long)]
         log: Option<PathBuf>,
+        /// The environment variable holding the audit key (default: the config's audit_key_env).
+        #[arg(long)]
+        key_env: Option<String>,
     },
 }
 
@@ -160,21 +164,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Audit { command: AuditCommand::Verify { config, log } } => {
-            let path = match log {
-                Some(p) => p,
-                None => {
-                    let cfg = lalo::Config::load(config.as_deref())?;
-                    cfg.resolve(&cfg.governance.audit_log)
-                }
+        Command::Audit { command: AuditCommand::Verify { config, log, key_env } } => {
+            use lalo::governance::audit::{verify, Key, Verification};
+            // The config gives the log's path and the key's variable unless both are given.
+            let cfg = if config.is_some() || log.is_none() { Some(lalo::Config::load(config.as_deref())?) } else { None };
+            let path = match (log, &cfg) {
+                (Some(p), _) => p,
+                (None, Some(cfg)) => cfg.resolve(&cfg.governance.audit_log),
+                (None, None) => return Err(lalo::LaloError::Config("no audit log: give --log or --config".into()).into()),
             };
-            match lalo::governance::audit::verify(&path)? {
-                lalo::governance::audit::Verification::Intact { lines } => {
-                    println!("ok: {lines} audit records, chain intact ({})", path.display());
+            let env = key_env.or_else(|| cfg.as_ref().map(|c| c.governance.audit_key_env.clone())).unwrap_or_default();
+            let key = match env.as_str() {
+                "" => Key::default(),
+                name => match std::env::var(name) {
+                    Ok(v) if !v.is_empty() => Key::new(Some(v.into_bytes())),
+                    _ => {
+                        println!("the audit key's variable {name} is not set");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+            };
+            match verify(&path, &key)? {
+                Verification::Intact { lines, segments, notes } => {
+                    println!("ok: {lines} audit records in {segments} segment(s), chain intact ({})", path.display());
+                    for n in notes {
+                        println!("note: {n}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
-                lalo::governance::audit::Verification::Broken { line, reason } => {
-                    println!("broken at line {line}: {reason} ({})", path.display());
+                Verification::Broken { line, file, reason } => {
+                    println!("broken at line {line}: {reason} ({})", file.display());
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -110,6 +110,11 @@ impl Settings {
         Ok(())
     }
 
+    /// Every setting with its value and its default (`None` for a custom `x.y` setting).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, Option<&'static str>)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str(), DEFAULTS.iter().find(|(d, _)| d == k).map(|(_, d)| *d)))
+    }
+
     /// The number of changes made so far.
     pub fn changes(&self) -> u64 {
         self.changes

@@ -6,6 +6,10 @@
 # With LALO_BASE_BIN set, a second lalo binary (the base, e.g. the previous release build) runs
 # governed beside them on 56534/56582 and is measured in every round after on and off: column
 # base-on, and per mode the median of the per-round ratios on/base-on (target >= 0.97).
+# Then the cost of the audit trail's durability: the governed instance runs the default
+# audit_sync = "always" (each statement's line synced before its first row, group-committed);
+# two more governed instances run "batch_ms:10" and "off", and per mode the median TPS ratio of
+# each against "always" is printed (AUDIT_MODES=0 skips this part).
 #
 #   bench/governance/run.sh            # builds lalo in release mode unless LALO_BIN is set
 #   CLIENTS=8 SECONDS_PER_RUN=20 bench/governance/run.sh
@@ -31,9 +35,10 @@ pids=()
 cleanup() { for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-start() {  # name port http_port governance_enabled [binary [data_dir]] (default $LALO_BIN, data)
+start() {  # name port http_port governance_enabled [binary [data_dir [audit_sync]]] (default $LALO_BIN, data, always)
   (cd "$repo" && LALO_SERVER_LISTEN="127.0.0.1:$2" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$3" \
     LALO_CATALOG_DATA_DIR="$work/${6:-data}" LALO_GOVERNANCE_AUDIT_LOG="$work/$1-audit.log" \
+    LALO_GOVERNANCE_AUDIT_SYNC="${7:-always}" \
     LALO_GOVERNANCE_ENABLED="$4" LALO_LOG=warn exec "${5:-$LALO_BIN}" serve >"$work/$1.log" 2>&1) &
   pids+=($!)
   for _ in $(seq 1 120); do
@@ -91,3 +96,23 @@ for mode in simple prepared; do
     printf "%-10s median ratio on/base-on = %s (target >= 0.97)\n" "$mode" "$(echo $base_ratios | tr ' ' '\n' | median)"
   fi
 done
+
+if [ "${AUDIT_MODES:-1}" != 0 ]; then
+  start sync-batch 56535 56583 true "$LALO_BIN" data batch_ms:10
+  start sync-off 56536 56584 true "$LALO_BIN" data off
+  for port in 56535 56536; do tps "$port" simple >/dev/null; done  # warm-up
+  printf "\n%-10s %6s %12s %12s %12s\n" mode round always batch_ms:10 off
+  for mode in simple prepared; do
+    batch_ratios=""; off_ratios=""
+    for r in $(seq 1 "$rounds"); do
+      always="$(tps 56532 "$mode")"
+      batch="$(tps 56535 "$mode")"
+      off="$(tps 56536 "$mode")"
+      batch_ratios="$batch_ratios $(awk -v a="$always" -v b="$batch" 'BEGIN { printf "%.3f", a / b }')"
+      off_ratios="$off_ratios $(awk -v a="$always" -v b="$off" 'BEGIN { printf "%.3f", a / b }')"
+      printf "%-10s %6d %12.1f %12.1f %12.1f\n" "$mode" "$r" "$always" "$batch" "$off"
+    done
+    printf "%-10s median ratio always/batch_ms:10 = %s, always/off = %s (the cost of syncing before delivery)\n" "$mode" \
+      "$(echo $batch_ratios | tr ' ' '\n' | median)" "$(echo $off_ratios | tr ' ' '\n' | median)"
+  done
+fi

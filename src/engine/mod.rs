@@ -222,6 +222,10 @@ impl Engine {
             text("trace", true),
             text("prev_hash", true),
             text("hash", true),
+            Field::new("seq", DataType::Int64, true),
+            text("kind", true),
+            Field::new("completes", DataType::Int64, true),
+            text("chain", true),
         ]);
         let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
         let loader = SessionContext::new_with_state(
@@ -300,7 +304,13 @@ impl Engine {
         let pg = PgCatalogSchemaProvider::try_new(listing.clone(), self.pg_static.clone(), EmptyContextProvider)?;
         let descriptions = pg_descriptions::DescriptionMap::default();
         let constraint_defs = pg_keys::Defs::default();
-        let keyed = Arc::new(pg_keys::KeyedPgCatalog::new(Arc::new(pg), self.docs.clone(), listing.clone(), constraint_defs.clone()));
+        let keyed = Arc::new(pg_keys::KeyedPgCatalog::new(
+            Arc::new(pg),
+            self.docs.clone(),
+            listing.clone(),
+            constraint_defs.clone(),
+            settings.clone(),
+        ));
         let pg: Arc<dyn SchemaProvider> = Arc::new(pg_descriptions::DescribedPgCatalog::new(
             keyed.clone(),
             self.docs.clone(),

@@ -1,6 +1,8 @@
 //! One audit scope per statement: opened when the statement arrives, closed exactly once on
-//! every exit path. A success or failure closes it explicitly; a result stream takes it over and
-//! closes it when the stream ends (execution.rs); a scope dropped open (the client left or the
+//! every exit path. A success or failure closes it with one line, durable before the client
+//! hears of it; a result stream takes it over: its `start` line is written (and synced) while the
+//! first batch computes, the guard holds the first row until it is durable, and an `end` line
+//! completes it when the stream ends (execution.rs); a scope dropped open (the client left or the
 //! connection's task ended mid-statement) still writes its record, marked as interrupted.
 
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::time::Instant;
 
 use crate::error::LaloError;
 use crate::execution::GuardOptions;
-use crate::governance::audit::{AuditLog, AuditRecord};
+use crate::governance::audit::{AuditLog, AuditRecord, Wait};
 use crate::governance::limits::Slot;
 use crate::governance::GovernedPlan;
 use crate::session::Session;
@@ -96,7 +98,7 @@ impl AuditScope {
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         let outcome = if e.is_refusal() { "denied" } else { "error" };
         crate::metrics::statement(outcome, self.entry, self.began.elapsed().as_secs_f64());
-        if let Err(err) = self.log.append(rec).await {
+        if let Err(err) = self.log.append(rec, Wait::Durable).await {
             tracing::error!(error = %err, "audit write failed");
         }
         e
@@ -109,17 +111,28 @@ impl AuditScope {
         rec.rows = rows;
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         crate::metrics::statement("ok", self.entry, self.began.elapsed().as_secs_f64());
-        self.log.append(rec).await
+        self.log.append(rec, Wait::Durable).await.map(|_| ())
     }
 
-    /// Hand the scope to a result stream's guard, which closes it when the stream ends.
+    /// Hand the scope to a result stream's guard: the statement's `start` line is written now,
+    /// concurrently with the first batch; the guard waits for it before the first row leaves and
+    /// writes the `end` line when the stream ends.
     pub fn into_guard(mut self, slot: Option<Slot>) -> GuardOptions {
+        let mut record = self.record.take().unwrap_or_default();
+        let mut start = record.clone();
+        start.kind = "start".into();
+        let log = self.log.clone();
+        let admission = tokio::spawn(async move { log.append(start, Wait::Durable).await });
+        // The end line repeats who and what (a reader need not join) but not the trace.
+        record.kind = "end".into();
+        record.trace = None;
         GuardOptions {
+            admission: Some(admission),
             timeout_ms: None,
             max_rows: None,
             cancel: None,
             audit: self.log.clone(),
-            record: self.record.take().unwrap_or_default(),
+            record,
             began: self.began,
             entry: self.entry,
             slot,
@@ -139,7 +152,7 @@ impl Drop for AuditScope {
         let log = self.log.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = log.append(rec).await {
+                if let Err(e) = log.append(rec, Wait::Durable).await {
                     tracing::error!(error = %e, "audit write failed");
                 }
             });

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::engine::views::SeeAll;
 use crate::engine::Engine;
 use crate::error::LaloError;
-use crate::governance::audit::AuditLog;
+use crate::governance::audit::{AuditLog, AuditOptions};
 use crate::governance::{GovernedPlan, Governance};
 use crate::router::{self, Route};
 use crate::session::auth::Users;
@@ -67,7 +67,8 @@ impl Lalo {
         let engine = Arc::new(Engine::build(&config, crate::governance::plan_rules()).await?);
         let governance = Arc::new(Governance::load(&config).await?);
         let audit_path = config.resolve(&config.governance.audit_log);
-        let audit = Arc::new(AuditLog::open(&audit_path)?);
+        let audit_opts = AuditOptions::from_config(&config.governance, |k| std::env::var(k).ok())?;
+        let audit = AuditLog::open(&audit_path, audit_opts).await?;
         engine.register_audit_table(&audit_path).await?;
         let users = Users::from_config(&config.users)?;
         let lalo = Arc::new(Lalo {

@@ -130,12 +130,13 @@ impl LaloStartup {
             user,
             client: client.socket_addr().to_string(),
             entry: crate::session::EntryPoint::Pgwire.as_str().into(),
+            kind: "login".into(),
             input: "login".into(),
             decision: "denied".into(),
             error: Some(error),
             ..Default::default()
         };
-        if let Err(err) = self.lalo.audit.append(rec).await {
+        if let Err(err) = self.lalo.audit.append(rec, crate::governance::audit::Wait::Durable).await {
             tracing::error!(error = %err, "audit write failed");
         }
         answer

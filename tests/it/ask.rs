@@ -71,14 +71,22 @@ async fn ask_is_audited_with_question_and_sql() {
     let got = rows(&c.simple_query("ASK how many customers in the AUTOMOBILE market segment").await.expect("ask"));
     assert_eq!(got.len(), 1);
     let audit = std::fs::read_to_string(s.audit_path()).expect("audit log");
-    let rec: serde_json::Value = audit
+    let recs: Vec<serde_json::Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|r| r["question"] == "how many customers in the AUTOMOBILE market segment")
-        .expect("an audit record with the question");
-    assert!(rec["sql"].as_str().unwrap_or("").contains("'AUTOMOBILE'"), "{rec}");
-    assert_eq!(rec["rows"], 1, "{rec}");
-    // The planner trace rides along: the nodes it went through and the tables it gave the drafter.
+        .filter(|r| r["question"] == "how many customers in the AUTOMOBILE market segment")
+        .collect();
+    // The start line (durable before the first row) and the end line that completes it.
+    let (start, end) = match &recs[..] {
+        [s, e] if s["kind"] == "start" && e["kind"] == "end" => (s, e),
+        other => panic!("a start and an end line for the question: {other:?}"),
+    };
+    assert_eq!(end["completes"], start["seq"], "{end}");
+    assert!(end["sql"].as_str().unwrap_or("").contains("'AUTOMOBILE'"), "{end}");
+    assert_eq!(end["rows"], 1, "{end}");
+    // The planner trace rides along on the start line: the nodes it went through and the
+    // tables it gave the drafter.
+    let rec = start;
     let trace: serde_json::Value = serde_json::from_str(rec["trace"].as_str().expect("trace")).expect("trace json");
     assert_eq!(trace["drafter"], "rules", "{trace}");
     let nodes: Vec<&str> = trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["node"].as_str()).collect();

@@ -41,3 +41,21 @@ async fn sources_toml_registers_csv_and_parquet_with_docs() {
     assert!(ok, "{err}");
     assert!(out.trim().parse::<i64>().unwrap() >= 9, "{out}");
 }
+
+/// pg_settings lists the session's own settings with PostgreSQL's columns (`boot_val`,
+/// `reset_val`, `source`): a SET shows in the next statement, as SHOW and current_setting() say.
+#[tokio::test]
+async fn pg_settings_shows_the_sessions_settings() {
+    let s = common::start().await;
+    let c = s.connect("analyst").await;
+    let row = |sql: &'static str| {
+        let c = &c;
+        async move { common::text_rows(&c.simple_query(sql).await.expect(sql)) }
+    };
+    let q = "SELECT setting, boot_val, reset_val, source, vartype FROM pg_catalog.pg_settings WHERE name = 'TimeZone'";
+    assert_eq!(row(q).await, vec![vec!["UTC", "UTC", "UTC", "default", "string"]]);
+    c.simple_query("SET TimeZone = 'Europe/Berlin'").await.expect("set");
+    assert_eq!(row(q).await, vec![vec!["Europe/Berlin", "UTC", "UTC", "session", "string"]]);
+    let sc = "SELECT setting, vartype FROM pg_settings WHERE name = 'standard_conforming_strings'";
+    assert_eq!(row(sc).await, vec![vec!["on", "bool"]]);
+}

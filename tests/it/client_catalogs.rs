@@ -34,7 +34,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("psqlodbc", "SQLTablePrivileges(NULL, \"public\", \"orders\")", "pg_class has no relacl (lalo's privileges are its policies, not ACLs)"),
     ("psqlodbc", "SQLColumnPrivileges(NULL, \"public\", \"orders\", \"%\")", "no information_schema.column_privileges"),
     ("dbeaver", "connect: read database list (defaults: hide templates/unavailable; connection database 'postgres')", "columns: n.oid beside n.* is renamed __alias_oid by the compatibility parser; lalo's pg_database has other columns than PostgreSQL 15's"),
-    ("dbeaver", "connect: setting lookup (e.g. standard_conforming_strings)", "pg_settings names boot_val bool_val (datafusion-pg-catalog)"),
     ("dbeaver", "navigator: list schemas (no schema filter)", "columns: n.oid beside n.* is renamed __alias_oid by the compatibility parser; pg_namespace has an extra column"),
     ("dbeaver", "navigator: list tables/views of schema public (relnamespace 2200)", "columns: c.oid beside c.* is renamed __alias_oid by the compatibility parser; pg_class's columns differ"),
 ];

@@ -25,3 +25,4 @@ mod pipeline;
 mod postgres_lane;
 mod differential;
 mod client_catalogs;
+mod audit;

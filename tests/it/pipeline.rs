@@ -9,11 +9,13 @@ use lalo::session::EntryPoint;
 use crate::common::{self, sqlstate};
 use crate::pgcluster;
 
-/// Audit lines of `user` whose input contains `needle`.
+/// Audit lines of `user` whose input contains `needle`, one per statement: a result's start line
+/// (its end line repeats who and what, with the rows) is left out.
 fn audited(s: &common::TestServer, user: &str, needle: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(s.audit_path()).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] != "start")
         .filter(|v| v["user"] == user && v["input"].as_str().is_some_and(|i| i.contains(needle)))
         .collect()
 }

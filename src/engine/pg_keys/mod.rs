@@ -13,6 +13,7 @@ mod class_options;
 mod defs;
 mod named;
 mod rows;
+mod settings;
 mod users;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct KeyedPgCatalog {
     docs: Arc<RwLock<Docs>>,
     listing: Arc<dyn CatalogProviderList>,
     defs: Defs,
+    /// The session's settings, for pg_settings.
+    settings: Arc<RwLock<crate::settings::Settings>>,
 }
 
 impl KeyedPgCatalog {
@@ -60,8 +63,9 @@ impl KeyedPgCatalog {
         docs: Arc<RwLock<Docs>>,
         listing: Arc<dyn CatalogProviderList>,
         defs: Defs,
+        settings: Arc<RwLock<crate::settings::Settings>>,
     ) -> Self {
-        KeyedPgCatalog { inner, docs, listing, defs }
+        KeyedPgCatalog { inner, docs, listing, defs, settings }
     }
 
     async fn collect_table(&self, name: &str, state: &dyn Session) -> Result<Vec<RecordBatch>> {
@@ -177,6 +181,7 @@ impl SchemaProvider for KeyedPgCatalog {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let kind = match name.to_ascii_lowercase().as_str() {
             "pg_user" => return users::view(self.inner.as_ref()).await,
+            "pg_settings" => return settings::table(&self.settings.read()).map(Some),
             "pg_constraint" => rows::Kind::Constraint,
             "pg_index" => rows::Kind::Index,
             "pg_class" => {
@@ -202,6 +207,7 @@ impl KeyedPgCatalog {
             docs: self.docs.clone(),
             listing: self.listing.clone(),
             defs: self.defs.clone(),
+            settings: self.settings.clone(),
         }
     }
 }

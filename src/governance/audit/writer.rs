@@ -1,0 +1,319 @@
+//! Appending to the trail: lines are chained in order under a short lock; whoever holds the file
+//! writes every line chained so far in one write and, when a waiting statement needs it, one
+//! fdatasync for all of them (group commit: under load many statements share one sync). The head
+//! record is rewritten after each write; segments rotate by size or age.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+
+use crate::error::LaloError;
+
+use super::chain::line_for;
+use super::files::{head_path, recover, segment_path, Head};
+use super::{AuditOptions, AuditRecord, SyncMode, Wait};
+
+/// The trail being written.
+pub struct AuditLog {
+    path: PathBuf,
+    opts: AuditOptions,
+    chain: parking_lot::Mutex<Chain>,
+    file: Mutex<Segment>,
+}
+
+/// Lines chained and how far writing and syncing have got. Tickets number appends and are never
+/// reused; line numbers are reused after a failed write (the lost lines never reached the file).
+struct Chain {
+    last_hash: String,
+    line: u64,
+    ticket: u64,
+    /// Chained lines not yet written, in chain order.
+    pending: String,
+    /// The highest ticket whose statement waits for a sync.
+    want_sync: u64,
+    written: u64,
+    synced: u64,
+    /// Ticket ranges `(after, upto]` lost to failed writes (their statements fail).
+    lost: Vec<(u64, u64)>,
+    /// The last line in the file: the chain goes on from it after a failed write.
+    written_hash: String,
+    written_line: u64,
+}
+
+/// The current segment.
+struct Segment {
+    file: Arc<std::fs::File>,
+    head: Arc<std::fs::File>,
+    len: u64,
+    /// Rotated segments before this one.
+    number: u64,
+    opened: Instant,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditLog({})", self.path.display())
+    }
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> LaloError {
+    LaloError::Internal(format!("audit log {what}: {e}"))
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File, LaloError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| LaloError::Config(format!("audit log {}: {e}", path.display())))
+}
+
+impl AuditLog {
+    /// Open (or create) the trail and continue its chain. A torn last line (a crash mid-write)
+    /// is cut and a `recovery` line says so; so does a head that records more lines than the
+    /// files hold.
+    pub async fn open(path: &Path, opts: AuditOptions) -> Result<Arc<AuditLog>, LaloError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LaloError::Config(format!("audit log dir {}: {e}", dir.display())))?;
+        }
+        let tail = recover(path, &opts.key)?;
+        let file = open_append(path)?;
+        let head = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(head_path(path))
+            .map_err(|e| LaloError::Config(format!("audit head {}: {e}", head_path(path).display())))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if !opts.key.is_set() {
+            tracing::warn!(
+                "the audit trail has no key ([governance] audit_key_env): it reveals accidental edits, but anyone who can write the file can recompute its chain"
+            );
+        }
+        let chain = Chain {
+            last_hash: tail.last_hash.clone(),
+            line: tail.lines,
+            ticket: 0,
+            pending: String::new(),
+            want_sync: 0,
+            written: 0,
+            synced: 0,
+            lost: Vec::new(),
+            written_hash: tail.last_hash.clone(),
+            written_line: tail.lines,
+        };
+        let segment = Segment { file: Arc::new(file), head: Arc::new(head), len, number: tail.segment, opened: Instant::now() };
+        let log = Arc::new(AuditLog {
+            path: path.to_path_buf(),
+            opts: opts.clone(),
+            chain: parking_lot::Mutex::new(chain),
+            file: Mutex::new(segment),
+        });
+        let mut repaired = Vec::new();
+        if tail.cut > 0 {
+            repaired.push(format!("cut a torn last line ({} bytes) left by a crash", tail.cut));
+        }
+        if let Some(m) = &tail.head_mismatch {
+            tracing::error!(problem = %m, "audit trail does not match its head");
+            repaired.push(m.clone());
+        }
+        if repaired.is_empty() {
+            // Anchor what is there now (a trail written before heads existed gets one here).
+            let seg = log.file.lock().await;
+            Head::new(tail.lines, tail.segment, &tail.last_hash, &opts.key)
+                .write(&seg.head)
+                .map_err(|e| io_err("head", e))?;
+        } else {
+            let rec = AuditRecord {
+                kind: "recovery".into(),
+                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                user: "lalo".into(),
+                entry: "lalo".into(),
+                input: format!("restart: {}", repaired.join("; ")),
+                decision: "recorded".into(),
+                ..Default::default()
+            };
+            log.append(rec, Wait::Durable).await?;
+        }
+        super::spawn_syncer(&log, opts.sync);
+        Ok(log)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Chain one record and return its line number once the line is in the file and, for
+    /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
+    /// fails its statement, and so does every line chained after it in the same write.
+    pub async fn append(&self, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
+        let durable = wait == Wait::Durable && self.opts.sync == SyncMode::Always;
+        if rec.kind.is_empty() {
+            rec.kind = "statement".into();
+        }
+        let (ticket, line) = {
+            let mut chain = self.chain.lock();
+            rec.seq = chain.line + 1;
+            rec.prev_hash = chain.last_hash.clone();
+            let (text, hash) = line_for(&mut rec, &self.opts.key)?;
+            chain.last_hash = hash;
+            chain.line += 1;
+            chain.ticket += 1;
+            chain.pending.push_str(&text);
+            chain.pending.push('\n');
+            if durable {
+                chain.want_sync = chain.ticket;
+            }
+            (chain.ticket, chain.line)
+        };
+        let mut seg = self.file.lock().await;
+        let (batch, upto, upto_line, hash, sync) = {
+            let mut chain = self.chain.lock();
+            if chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto) {
+                return Err(LaloError::Internal("audit log write failed".into()));
+            }
+            if chain.written >= ticket && (!durable || chain.synced >= ticket) {
+                return Ok(line);
+            }
+            let sync = chain.want_sync > chain.synced;
+            (std::mem::take(&mut chain.pending), chain.ticket, chain.line, chain.last_hash.clone(), sync)
+        };
+        let file = seg.file.clone();
+        let bytes = batch.len() as u64;
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if !batch.is_empty() {
+                (&*file).write_all(batch.as_bytes())?;
+            }
+            if sync {
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = result {
+            // A partly written batch would leave half a line: cut the file back (best effort).
+            let _ = seg.file.set_len(seg.len);
+            let mut chain = self.chain.lock();
+            // Every line chained so far hangs on the lost ones: their statements fail too, and
+            // the chain goes on from the last line in the file.
+            let after = chain.written;
+            let upto_now = chain.ticket;
+            chain.lost.push((after, upto_now));
+            if chain.lost.len() > 64 {
+                chain.lost.remove(0);
+            }
+            chain.written = upto_now;
+            chain.pending.clear();
+            chain.last_hash = chain.written_hash.clone();
+            chain.line = chain.written_line;
+            return Err(io_err("write failed", e));
+        }
+        seg.len += bytes;
+        {
+            let mut chain = self.chain.lock();
+            chain.written = upto;
+            chain.written_hash = hash.clone();
+            chain.written_line = upto_line;
+            if sync {
+                chain.synced = chain.synced.max(upto);
+            }
+        }
+        self.anchor(&seg, upto_line, &hash);
+        if self.rotation_due(&seg) {
+            if let Err(e) = self.rotate(&mut seg).await {
+                tracing::error!(error = %e, "audit segment rotation failed; writing on in the current segment");
+            }
+        }
+        Ok(line)
+    }
+
+    /// Rewrite the head record after a write: the line count and the last chain value, keyed.
+    /// The head is not synced: an attacker edits files on the running system, where the head in
+    /// the page cache is what `verify` reads; after a power loss an older head only proves less.
+    fn anchor(&self, seg: &Segment, lines: u64, last: &str) {
+        let head = Head::new(lines, seg.number, last, &self.opts.key);
+        if let Err(e) = head.write(&seg.head) {
+            tracing::error!(error = %e, "audit head write failed");
+        }
+        if self.opts.head_log {
+            tracing::info!(target: "lalo::audit::head", lines, segment = seg.number, last, mac = %head.mac, "audit head");
+        }
+    }
+
+    fn rotation_due(&self, seg: &Segment) -> bool {
+        let by_size = self.opts.rotate_bytes > 0 && seg.len >= self.opts.rotate_bytes;
+        let by_age = self.opts.rotate_secs > 0 && seg.len > 0 && seg.opened.elapsed().as_secs() >= self.opts.rotate_secs;
+        by_size || by_age
+    }
+
+    /// Close the current segment (synced) as the next numbered one and start an empty one; the
+    /// chain goes on across the boundary.
+    async fn rotate(&self, seg: &mut Segment) -> Result<(), LaloError> {
+        let next = seg.number + 1;
+        let (path, to, file) = (self.path.clone(), segment_path(&self.path, next), seg.file.clone());
+        let fresh = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            file.sync_data()?;
+            std::fs::rename(&path, &to)?;
+            let fresh = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(fresh)
+        })
+        .await
+        .map_err(|e| io_err("rotation", e))?
+        .map_err(|e| io_err("rotation", e))?;
+        seg.file = Arc::new(fresh);
+        seg.len = 0;
+        seg.number = next;
+        seg.opened = Instant::now();
+        let (lines, last) = {
+            let mut chain = self.chain.lock();
+            chain.synced = chain.synced.max(chain.written);
+            (chain.written_line, chain.written_hash.clone())
+        };
+        self.anchor(seg, lines, &last);
+        Ok(())
+    }
+
+    /// Sync lines written but not yet synced (the periodic sync of `batch_ms:N`, and of `end`
+    /// lines under `always`).
+    pub async fn sync_written(&self) -> Result<(), LaloError> {
+        let seg = self.file.lock().await;
+        let upto = {
+            let chain = self.chain.lock();
+            if chain.synced >= chain.written {
+                return Ok(());
+            }
+            chain.written
+        };
+        let file = seg.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| io_err("sync", e))?
+            .map_err(|e| io_err("sync", e))?;
+        let mut chain = self.chain.lock();
+        chain.synced = chain.synced.max(upto);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl AuditLog {
+    /// Swap the segment's file (tests make writes fail with a read-only handle).
+    pub(super) async fn swap_file(&self, f: std::fs::File) -> Arc<std::fs::File> {
+        let mut seg = self.file.lock().await;
+        std::mem::replace(&mut seg.file, Arc::new(f))
+    }
+
+    pub(super) async fn restore_file(&self, f: Arc<std::fs::File>) {
+        self.file.lock().await.file = f;
+    }
+}
