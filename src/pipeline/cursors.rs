@@ -29,8 +29,15 @@ impl Lalo {
             Err(e) => return Err(scope.fail(e).await),
         };
         match self.run_governed(session, governed, scope, &start, Delivery::default(), None).await? {
-            Outcome::Rows { schema, rows } => {
-                session.cursors.lock().await.insert(name, Cursor { schema, rows, pending: None });
+            Outcome::Rows { schema, mut rows } => {
+                // The first batch is read now: the guard yields it only once the statement's
+                // audit line is durable, so DECLARE does not complete before its record exists.
+                let pending = match futures::StreamExt::next(&mut rows).await {
+                    Some(Ok(batch)) => Some(batch),
+                    Some(Err(e)) => return Err(e),
+                    None => None,
+                };
+                session.cursors.lock().await.insert(name, Cursor { schema, rows, pending });
                 Ok(Outcome::command("DECLARE CURSOR"))
             }
             other => Ok(other),

@@ -167,6 +167,63 @@ async fn a_torn_last_line_is_cut_and_recorded_at_restart() {
     assert_eq!(intact(verify(&p, &keyed().key).unwrap()), 5);
     let all = lines(&p);
     assert!(all[3].contains("\"kind\":\"recovery\"") && all[3].contains("torn"), "{}", all[3]);
+    // The cut bytes are kept beside the log, not destroyed.
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit.log.cut-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(std::fs::read_to_string(kept[0].path()).unwrap().starts_with("{\"seq\":4"));
+}
+
+/// Taking the newline off a whole, valid last line does not make a restart cut it.
+#[tokio::test]
+async fn a_whole_last_line_without_its_newline_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    write(&p, keyed(), 3).await;
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.trim_end()).unwrap();
+    write(&p, keyed(), 1).await;
+    assert_eq!(intact(verify(&p, &keyed().key).unwrap()), 4);
+    assert!(!std::fs::read_to_string(&p).unwrap().contains("recovery"));
+}
+
+/// Cutting lines and deleting the head, then letting lalo restart, does not launder the cut:
+/// the restart records an alarm and verify reports it from then on.
+#[tokio::test]
+async fn a_restart_does_not_launder_a_cut_with_a_deleted_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    write(&p, keyed(), 5).await;
+    let mut cut = lines(&p);
+    cut.truncate(3);
+    put(&p, &cut);
+    std::fs::remove_file(head_path(&p)).unwrap();
+    write(&p, keyed(), 1).await;
+    let (line, why) = reason(verify(&p, &keyed().key).unwrap());
+    assert_eq!(line, 4, "{why}");
+    assert!(why.contains("head record is missing"), "{why}");
+}
+
+/// A forged unkeyed trail beside the head of an empty keyed trail (the same for every empty
+/// trail under one key) does not pass.
+#[tokio::test]
+async fn an_unkeyed_trail_under_a_replayed_empty_head_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    drop(AuditLog::open(&p, keyed()).await.unwrap());
+    let empty_head = std::fs::read(head_path(&p)).unwrap();
+    // Built without any key, as an attacker would.
+    let q = dir.path().join("forged.log");
+    {
+        let log = AuditLog::open(&q, AuditOptions::default()).await.unwrap();
+        log.append(rec(1), Wait::Durable).await.unwrap();
+    }
+    std::fs::write(head_path(&q), &empty_head).unwrap();
+    let (line, why) = reason(verify(&q, &keyed().key).unwrap());
+    assert_eq!(line, 1, "{why}");
 }
 
 /// A line that cannot be written fails its statement and leaves no gap: the next line chains on

@@ -1,11 +1,13 @@
 //! `lalo audit verify`: walk every segment in order, check each line's chain value and its link
 //! to the line before, then hold the trail against its head record.
 //!
-//! What it proves: without the key nobody can edit, insert, reorder or delete a line, or cut
-//! lines off the end (the head, keyed, records how many there were), without `verify` naming the
-//! first line that breaks. What it cannot prove: that an attacker who holds the key and can
-//! write both the log and the head did not rewrite them consistently; nor, without a key, more
-//! than that the files are consistent with each other (anyone can recompute a SHA-256 chain).
+//! What it proves: without the key nobody can edit, insert, reorder or delete a line, cut lines
+//! off the end (the head, keyed, records how many there were), or remove a segment, without
+//! `verify` naming the first line that breaks; an alarm a restart recorded (a missing or edited
+//! head, lines missing) stays reported. What it cannot prove: that an attacker who holds the key
+//! and can write both the log and the head did not rewrite them consistently; that the trail and
+//! its head were not both rolled back to copies taken earlier (compare an outside copy of the
+//! head); nor, without a key, more than that the files agree (anyone can recompute SHA-256).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,12 @@ pub fn verify(log: &Path, key: &Key) -> Result<Verification, LaloError> {
     if log.exists() || files.is_empty() {
         files.push(log.to_path_buf());
     }
+    // The head first: it says from which line on every line must be keyed.
+    let head = Head::read(log);
+    let keyed_from = match &head {
+        Ok(Some(h)) if key.is_set() && h.chain == KEYED && h.valid(key) == Some(true) => h.keyed_from.max(1) as usize,
+        _ => 1,
+    };
     let mut prev = GENESIS.to_string();
     let (mut n, mut keyed_seen, mut unkeyed) = (0usize, false, 0usize);
     let mut notes = Vec::new();
@@ -45,9 +53,11 @@ pub fn verify(log: &Path, key: &Key) -> Result<Verification, LaloError> {
         std::fs::File::open(file)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| LaloError::Config(format!("{}: {e}", file.display())))?;
-        let text = String::from_utf8_lossy(&bytes);
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return broken(n + 1, file, "the segment is not UTF-8 (edited bytes)");
+        };
         let last_file = fi + 1 == files.len();
-        let mut rest: &str = &text;
+        let mut rest: &str = text;
         while !rest.is_empty() {
             let (line, terminated) = match rest.find('\n') {
                 Some(i) => (&rest[..i], true),
@@ -75,8 +85,8 @@ pub fn verify(log: &Path, key: &Key) -> Result<Verification, LaloError> {
             };
             let is_keyed = rec.chain == KEYED;
             if key.is_set() && !is_keyed {
-                if keyed_seen {
-                    return broken(n, file, "an unkeyed line after keyed ones (a chain recomputed without the key)");
+                if keyed_seen || n >= keyed_from {
+                    return broken(n, file, "an unkeyed line where the trail is keyed (a chain recomputed without the key)");
                 }
                 unkeyed += 1;
             }
@@ -103,6 +113,10 @@ pub fn verify(log: &Path, key: &Key) -> Result<Verification, LaloError> {
             if rec.seq != 0 && rec.seq as usize != n {
                 return broken(n, file, format!("line number {} where {n} belongs (deleted or reordered lines)", rec.seq));
             }
+            if rec.kind == "recovery" && rec.decision == "alarm" {
+                let what = rec.error.unwrap_or_default();
+                return broken(n, file, format!("at a restart lalo found the trail did not add up: {what}"));
+            }
             prev = hash.to_string();
             hashes.push(prev.clone());
         }
@@ -110,7 +124,7 @@ pub fn verify(log: &Path, key: &Key) -> Result<Verification, LaloError> {
     if unkeyed > 0 {
         notes.push(format!("the first {unkeyed} lines predate the key: only their links are checked"));
     }
-    match Head::read(log) {
+    match head {
         Err(e) => return broken(n, log, e),
         Ok(None) if key.is_set() => return broken(n, log, "no head record beside the log (deleted?)"),
         Ok(None) => notes.push("no head record: lines cut from the end cannot be detected".into()),

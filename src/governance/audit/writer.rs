@@ -1,10 +1,13 @@
 //! Appending to the trail: lines are chained in order under a short lock; whoever holds the file
 //! writes every line chained so far in one write and, when a waiting statement needs it, one
 //! fdatasync for all of them (group commit: under load many statements share one sync). The head
-//! record is rewritten after each write; segments rotate by size or age.
+//! record is rewritten after each durable write; segments rotate by size or age. The write runs
+//! in a task of its own, so a caller that stops waiting (a timeout, a dropped connection) never
+//! leaves a write half accounted for.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,15 +16,20 @@ use tokio::sync::Mutex;
 use crate::error::LaloError;
 
 use super::chain::line_for;
-use super::files::{head_path, recover, segment_path, Head};
+use super::files::{head_path, recover, rotated, segment_path, Head};
 use super::{AuditOptions, AuditRecord, SyncMode, Wait};
 
 /// The trail being written.
 pub struct AuditLog {
     path: PathBuf,
     opts: AuditOptions,
+    /// The first line written with the key (0: unkeyed), recorded in every head.
+    keyed_from: u64,
     chain: parking_lot::Mutex<Chain>,
     file: Mutex<Segment>,
+    /// Set when a sync failed: what was written may not be on disk, so no statement may claim
+    /// a durable line any more (as PostgreSQL stops after a failed fsync) until lalo restarts.
+    poisoned: AtomicBool,
 }
 
 /// Lines chained and how far writing and syncing have got. Tickets number appends and are never
@@ -36,7 +44,8 @@ struct Chain {
     want_sync: u64,
     written: u64,
     synced: u64,
-    /// Ticket ranges `(after, upto]` lost to failed writes (their statements fail).
+    /// Ticket ranges `(after, upto]` lost to failed writes (their statements fail). Failed
+    /// writes are rare and each adds one entry.
     lost: Vec<(u64, u64)>,
     /// The last line in the file: the chain goes on from it after a failed write.
     written_hash: String,
@@ -108,24 +117,32 @@ impl AuditLog {
             written_line: tail.lines,
         };
         let segment = Segment { file: Arc::new(file), head: Arc::new(head), len, number: tail.segment, opened: Instant::now() };
+        // Keyed from the head's record of it, or from the next line when the key is new.
+        let keyed_from = match (opts.key.is_set(), tail.keyed_from) {
+            (false, _) => 0,
+            (true, 0) => tail.lines + 1,
+            (true, n) => n,
+        };
         let log = Arc::new(AuditLog {
             path: path.to_path_buf(),
             opts: opts.clone(),
+            keyed_from,
             chain: parking_lot::Mutex::new(chain),
             file: Mutex::new(segment),
+            poisoned: AtomicBool::new(false),
         });
         let mut repaired = Vec::new();
-        if tail.cut > 0 {
-            repaired.push(format!("cut a torn last line ({} bytes) left by a crash", tail.cut));
+        if let Some((n, aside)) = &tail.cut {
+            repaired.push(format!("cut a torn last line ({n} bytes, kept in {}) left by a crash", aside.display()));
         }
-        if let Some(m) = &tail.head_mismatch {
-            tracing::error!(problem = %m, "audit trail does not match its head");
+        if let Some(m) = &tail.alarm {
+            tracing::error!(problem = %m, "the audit trail does not add up: recorded as an alarm that verify reports");
             repaired.push(m.clone());
         }
         if repaired.is_empty() {
             // Anchor what is there now (a trail written before heads existed gets one here).
             let seg = log.file.lock().await;
-            Head::new(tail.lines, tail.segment, &tail.last_hash, &opts.key)
+            Head::new(tail.lines, tail.segment, &tail.last_hash, log.keyed_from, &opts.key)
                 .write(&seg.head)
                 .map_err(|e| io_err("head", e))?;
         } else {
@@ -135,7 +152,8 @@ impl AuditLog {
                 user: "lalo".into(),
                 entry: "lalo".into(),
                 input: format!("restart: {}", repaired.join("; ")),
-                decision: "recorded".into(),
+                decision: if tail.alarm.is_some() { "alarm" } else { "repaired" }.into(),
+                error: tail.alarm.clone(),
                 ..Default::default()
             };
             log.append(rec, Wait::Durable).await?;
@@ -151,7 +169,10 @@ impl AuditLog {
     /// Chain one record and return its line number once the line is in the file and, for
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
     /// fails its statement, and so does every line chained after it in the same write.
-    pub async fn append(&self, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
+    pub async fn append(self: &Arc<Self>, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(LaloError::Internal("the audit trail is unavailable after a failed sync; restart lalo".into()));
+        }
         let durable = wait == Wait::Durable && self.opts.sync == SyncMode::Always;
         if rec.kind.is_empty() {
             rec.kind = "statement".into();
@@ -171,44 +192,67 @@ impl AuditLog {
             }
             (chain.ticket, chain.line)
         };
+        let this = self.clone();
+        tokio::spawn(async move { this.write_through(ticket, durable).await })
+            .await
+            .map_err(|e| io_err("writer", e))??;
+        Ok(line)
+    }
+
+    /// Make sure the line of `ticket` is written (and synced when `durable`): by a write made
+    /// meanwhile, or by writing every line chained so far.
+    async fn write_through(&self, ticket: u64, durable: bool) -> Result<(), LaloError> {
         let mut seg = self.file.lock().await;
         let (batch, upto, upto_line, hash, sync) = {
-            let mut chain = self.chain.lock();
+            let chain = &mut *self.chain.lock();
             if chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto) {
                 return Err(LaloError::Internal("audit log write failed".into()));
             }
             if chain.written >= ticket && (!durable || chain.synced >= ticket) {
-                return Ok(line);
+                return Ok(());
             }
             let sync = chain.want_sync > chain.synced;
             (std::mem::take(&mut chain.pending), chain.ticket, chain.line, chain.last_hash.clone(), sync)
         };
         let file = seg.file.clone();
         let bytes = batch.len() as u64;
-        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if !batch.is_empty() {
-                (&*file).write_all(batch.as_bytes())?;
+        // On failure: the error, whether it was the sync that failed, and how many bytes of the
+        // batch reached the file.
+        let result = tokio::task::spawn_blocking(move || -> Result<(), (std::io::Error, bool, usize)> {
+            let mut done = 0;
+            while done < batch.len() {
+                match (&*file).write(&batch.as_bytes()[done..]) {
+                    Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), false, done)),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err((e, false, done)),
+                }
             }
             if sync {
-                file.sync_data()?;
+                file.sync_data().map_err(|e| (e, true, done))?;
             }
             Ok(())
         })
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(|e| (std::io::Error::other(e.to_string()), false, usize::MAX))
         .and_then(|r| r);
-        if let Err(e) = result {
-            // A partly written batch would leave half a line: cut the file back (best effort).
-            let _ = seg.file.set_len(seg.len);
-            let mut chain = self.chain.lock();
+        if let Err((e, sync_failed, partial)) = result {
+            if sync_failed {
+                // The kernel may have dropped the dirty pages: what was written is not known to
+                // be on disk, and a later sync could report success regardless.
+                self.poisoned.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "audit sync failed: lalo refuses statements until it restarts");
+            }
+            // A partly written batch would leave half a line: cut the file back; if that fails
+            // the file's end is unknown, and nothing more may be appended to it.
+            if partial > 0 && !sync_failed && seg.file.set_len(seg.len).is_err() {
+                self.poisoned.store(true, Ordering::Relaxed);
+            }
+            let chain = &mut *self.chain.lock();
             // Every line chained so far hangs on the lost ones: their statements fail too, and
             // the chain goes on from the last line in the file.
-            let after = chain.written;
-            let upto_now = chain.ticket;
+            let (after, upto_now) = (chain.written, chain.ticket);
             chain.lost.push((after, upto_now));
-            if chain.lost.len() > 64 {
-                chain.lost.remove(0);
-            }
             chain.written = upto_now;
             chain.pending.clear();
             chain.last_hash = chain.written_hash.clone();
@@ -225,20 +269,24 @@ impl AuditLog {
                 chain.synced = chain.synced.max(upto);
             }
         }
-        self.anchor(&seg, upto_line, &hash);
+        // The head counts durable lines only, so a power loss never leaves it ahead of the
+        // trail (under "off" nothing is durable: it counts written lines).
+        if sync || self.opts.sync == SyncMode::Off {
+            self.anchor(&seg, upto_line, &hash);
+        }
         if self.rotation_due(&seg) {
             if let Err(e) = self.rotate(&mut seg).await {
                 tracing::error!(error = %e, "audit segment rotation failed; writing on in the current segment");
             }
         }
-        Ok(line)
+        Ok(())
     }
 
     /// Rewrite the head record after a write: the line count and the last chain value, keyed.
     /// The head is not synced: an attacker edits files on the running system, where the head in
     /// the page cache is what `verify` reads; after a power loss an older head only proves less.
     fn anchor(&self, seg: &Segment, lines: u64, last: &str) {
-        let head = Head::new(lines, seg.number, last, &self.opts.key);
+        let head = Head::new(lines, seg.number, last, self.keyed_from, &self.opts.key);
         if let Err(e) = head.write(&seg.head) {
             tracing::error!(error = %e, "audit head write failed");
         }
@@ -256,12 +304,20 @@ impl AuditLog {
     /// Close the current segment (synced) as the next numbered one and start an empty one; the
     /// chain goes on across the boundary.
     async fn rotate(&self, seg: &mut Segment) -> Result<(), LaloError> {
-        let next = seg.number + 1;
+        // Never over an existing segment (one left by an earlier, interrupted rotation).
+        let next = rotated(&self.path).last().map(|(n, _)| *n).unwrap_or(0).max(seg.number) + 1;
         let (path, to, file) = (self.path.clone(), segment_path(&self.path, next), seg.file.clone());
         let fresh = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             file.sync_data()?;
             std::fs::rename(&path, &to)?;
-            let fresh = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let fresh = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Undo: the closed segment goes back to being the current one.
+                    std::fs::rename(&to, &path)?;
+                    return Err(e);
+                }
+            };
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::File::open(dir)?.sync_all()?;
             }
@@ -287,20 +343,24 @@ impl AuditLog {
     /// lines under `always`).
     pub async fn sync_written(&self) -> Result<(), LaloError> {
         let seg = self.file.lock().await;
-        let upto = {
+        let (upto, lines, last) = {
             let chain = self.chain.lock();
             if chain.synced >= chain.written {
                 return Ok(());
             }
-            chain.written
+            (chain.written, chain.written_line, chain.written_hash.clone())
         };
         let file = seg.file.clone();
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|e| io_err("sync", e))?
-            .map_err(|e| io_err("sync", e))?;
-        let mut chain = self.chain.lock();
-        chain.synced = chain.synced.max(upto);
+        let synced = tokio::task::spawn_blocking(move || file.sync_data()).await.map_err(|e| io_err("sync", e))?;
+        if let Err(e) = synced {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return Err(io_err("sync", e));
+        }
+        {
+            let mut chain = self.chain.lock();
+            chain.synced = chain.synced.max(upto);
+        }
+        self.anchor(&seg, lines, &last);
         Ok(())
     }
 }
