@@ -130,15 +130,20 @@ async fn a_chain_recomputed_without_the_key_is_found() {
     assert_eq!(reason(verify(&p, &keyed().key).unwrap()).0, 3);
 }
 
+/// A keyed trail of five lines, its last two cut off.
+async fn five_lines_cut_to_three(p: &Path) {
+    write(p, keyed(), 5).await;
+    let mut cut = lines(p);
+    cut.truncate(3);
+    put(p, &cut);
+}
+
 /// Cutting lines off the end leaves a trail that chains perfectly; the head says it is short.
 #[tokio::test]
 async fn lines_cut_from_the_end_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("audit.log");
-    write(&p, keyed(), 5).await;
-    let mut cut = lines(&p);
-    cut.truncate(3);
-    put(&p, &cut);
+    five_lines_cut_to_three(&p).await;
     let (line, why) = reason(verify(&p, &keyed().key).unwrap());
     assert!(why.contains("cut from the end"), "{why}");
     assert_eq!(line, 4);
@@ -196,10 +201,7 @@ async fn a_whole_last_line_without_its_newline_is_kept() {
 async fn a_restart_does_not_launder_a_cut_with_a_deleted_head() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("audit.log");
-    write(&p, keyed(), 5).await;
-    let mut cut = lines(&p);
-    cut.truncate(3);
-    put(&p, &cut);
+    five_lines_cut_to_three(&p).await;
     std::fs::remove_file(head_path(&p)).unwrap();
     write(&p, keyed(), 1).await;
     let (line, why) = reason(verify(&p, &keyed().key).unwrap());
