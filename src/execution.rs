@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use crate::engine::interrupt::Interrupt;
 use crate::error::LaloError;
 use crate::governance::audit::{AuditLog, AuditRecord, Wait};
 use crate::governance::limits::Slot;
@@ -282,11 +283,13 @@ fn executor() -> Option<&'static tokio::runtime::Runtime> {
         .as_ref()
 }
 
-/// Aborts the executing task when the result stream is dropped (timeout, cancel, client gone).
-struct AbortOnDrop(tokio::task::AbortHandle);
+/// Stops the executing statement when the result stream is dropped (timeout, cancel, client
+/// gone): its operators at their next check ([`Interrupt`]), its task at its next yield.
+struct AbortOnDrop(tokio::task::AbortHandle, Interrupt);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
+        self.1.stop();
         self.0.abort();
     }
 }
@@ -298,6 +301,8 @@ pub fn execute_apart(
 ) -> datafusion::error::Result<SendableRecordBatchStream> {
     let Some(rt) = executor() else { return datafusion::physical_plan::execute_stream(plan, task) };
     let schema = plan.schema();
+    let interrupt = Interrupt::default();
+    let plan = interrupt.arm(plan)?;
     // Two batches in flight: execution runs ahead of the client a little, not unboundedly.
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let handle = rt.spawn(async move {
@@ -316,7 +321,7 @@ pub fn execute_apart(
             }
         }
     });
-    let abort = AbortOnDrop(handle.abort_handle());
+    let abort = AbortOnDrop(handle.abort_handle(), interrupt);
     let batches = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
         rx.recv().await.map(|item| (item, (rx, abort)))
     });

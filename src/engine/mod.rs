@@ -6,6 +6,7 @@ pub mod docs;
 pub mod functions;
 pub mod info_keys;
 pub mod info_schema;
+pub mod interrupt;
 pub mod keys;
 pub mod mask_fn;
 pub mod overflow;

@@ -1,9 +1,10 @@
 //! Appending to the trail: lines are chained in order under a short lock; whoever holds the file
-//! writes every line chained so far in one write and, when a waiting statement needs it, one
-//! fdatasync for all of them (group commit: under load many statements share one sync). The head
-//! record is rewritten after each durable write; segments rotate by size or age. The write runs
-//! in a task of its own, so a caller that stops waiting (a timeout, a dropped connection) never
-//! leaves a write half accounted for.
+//! writes every line chained so far in one write. Statements that need their line durable then
+//! share syncs (group commit): a sync covers every line written before it began, runs outside
+//! the file's lock so writes go on meanwhile, and one waits for the next while it runs. The head
+//! record is rewritten after each sync; segments rotate by size or age. The write runs in a task
+//! of its own, so a caller that stops waiting (a timeout, a dropped connection) never leaves a
+//! write half accounted for.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,11 @@ pub struct AuditLog {
     keyed_from: u64,
     chain: parking_lot::Mutex<Chain>,
     file: Mutex<Segment>,
+    /// One sync at a time; rotation takes it too (before the file's lock).
+    sync_lock: Mutex<()>,
+    /// The head record, rewritten in place.
+    head: std::fs::File,
+    head_lock: parking_lot::Mutex<()>,
     /// Set when a sync failed: what was written may not be on disk, so no statement may claim
     /// a durable line any more (as PostgreSQL stops after a failed fsync) until lalo restarts.
     poisoned: AtomicBool,
@@ -55,7 +61,6 @@ struct Chain {
 /// The current segment.
 struct Segment {
     file: Arc<std::fs::File>,
-    head: Arc<std::fs::File>,
     len: u64,
     /// Rotated segments before this one.
     number: u64,
@@ -116,7 +121,7 @@ impl AuditLog {
             written_hash: tail.last_hash.clone(),
             written_line: tail.lines,
         };
-        let segment = Segment { file: Arc::new(file), head: Arc::new(head), len, number: tail.segment, opened: Instant::now() };
+        let segment = Segment { file: Arc::new(file), len, number: tail.segment, opened: Instant::now() };
         // Keyed from the head's record of it, or from the next line when the key is new.
         let keyed_from = match (opts.key.is_set(), tail.keyed_from) {
             (false, _) => 0,
@@ -129,6 +134,9 @@ impl AuditLog {
             keyed_from,
             chain: parking_lot::Mutex::new(chain),
             file: Mutex::new(segment),
+            sync_lock: Mutex::new(()),
+            head,
+            head_lock: parking_lot::Mutex::new(()),
             poisoned: AtomicBool::new(false),
         });
         let mut repaired = Vec::new();
@@ -141,9 +149,8 @@ impl AuditLog {
         }
         if repaired.is_empty() {
             // Anchor what is there now (a trail written before heads existed gets one here).
-            let seg = log.file.lock().await;
             Head::new(tail.lines, tail.segment, &tail.last_hash, log.keyed_from, &opts.key)
-                .write(&seg.head)
+                .write(&log.head)
                 .map_err(|e| io_err("head", e))?;
         } else {
             let rec = AuditRecord {
@@ -200,52 +207,57 @@ impl AuditLog {
     }
 
     /// Make sure the line of `ticket` is written (and synced when `durable`): by a write made
-    /// meanwhile, or by writing every line chained so far.
+    /// meanwhile, or by writing every line chained so far; then by a sync that began after it
+    /// was written.
     async fn write_through(&self, ticket: u64, durable: bool) -> Result<(), LaloError> {
+        let rotate = self.write_pending(ticket).await?;
+        if rotate {
+            self.rotate_if_due().await;
+        }
+        if durable {
+            self.sync_through(ticket).await?;
+        }
+        Ok(())
+    }
+
+    /// Write every line chained so far unless a write meanwhile covered `ticket`. Returns
+    /// whether the segment is due for rotation.
+    ///
+    /// The write runs on the caller's thread under the file's lock: it copies a few hundred bytes
+    /// into the page cache, cheaper than handing it to a blocking thread, and the lock keeps the
+    /// file in chain order. Syncs never hold this lock, so writes go on while a sync runs.
+    async fn write_pending(&self, ticket: u64) -> Result<bool, LaloError> {
         let mut seg = self.file.lock().await;
-        let (batch, upto, upto_line, hash, sync) = {
+        let (batch, upto, upto_line, hash) = {
             let chain = &mut *self.chain.lock();
             if chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto) {
                 return Err(LaloError::Internal("audit log write failed".into()));
             }
-            if chain.written >= ticket && (!durable || chain.synced >= ticket) {
-                return Ok(());
+            if chain.written >= ticket {
+                return Ok(false);
             }
-            let sync = chain.want_sync > chain.synced;
-            (std::mem::take(&mut chain.pending), chain.ticket, chain.line, chain.last_hash.clone(), sync)
+            (std::mem::take(&mut chain.pending), chain.ticket, chain.line, chain.last_hash.clone())
         };
-        let file = seg.file.clone();
-        let bytes = batch.len() as u64;
-        // On failure: the error, whether it was the sync that failed, and how many bytes of the
-        // batch reached the file.
-        let result = tokio::task::spawn_blocking(move || -> Result<(), (std::io::Error, bool, usize)> {
-            let mut done = 0;
-            while done < batch.len() {
-                match (&*file).write(&batch.as_bytes()[done..]) {
-                    Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), false, done)),
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err((e, false, done)),
+        let mut done = 0;
+        let mut failed = None;
+        while done < batch.len() {
+            match (&*seg.file).write(&batch.as_bytes()[done..]) {
+                Ok(0) => {
+                    failed = Some(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
             }
-            if sync {
-                file.sync_data().map_err(|e| (e, true, done))?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| (std::io::Error::other(e.to_string()), false, usize::MAX))
-        .and_then(|r| r);
-        if let Err((e, sync_failed, partial)) = result {
-            if sync_failed {
-                // The kernel may have dropped the dirty pages: what was written is not known to
-                // be on disk, and a later sync could report success regardless.
-                self.poisoned.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "audit sync failed: lalo refuses statements until it restarts");
-            }
+        }
+        if let Some(e) = failed {
             // A partly written batch would leave half a line: cut the file back; if that fails
             // the file's end is unknown, and nothing more may be appended to it.
-            if partial > 0 && !sync_failed && seg.file.set_len(seg.len).is_err() {
+            if done > 0 && seg.file.set_len(seg.len).is_err() {
                 self.poisoned.store(true, Ordering::Relaxed);
             }
             let chain = &mut *self.chain.lock();
@@ -259,39 +271,83 @@ impl AuditLog {
             chain.line = chain.written_line;
             return Err(io_err("write failed", e));
         }
-        seg.len += bytes;
+        seg.len += batch.len() as u64;
         {
             let mut chain = self.chain.lock();
             chain.written = upto;
             chain.written_hash = hash.clone();
             chain.written_line = upto_line;
-            if sync {
-                chain.synced = chain.synced.max(upto);
-            }
         }
-        // The head counts durable lines only, so a power loss never leaves it ahead of the
-        // trail (under "off" nothing is durable: it counts written lines).
-        if sync || self.opts.sync == SyncMode::Off {
+        // Under "off" nothing is durable: the head counts written lines.
+        if self.opts.sync == SyncMode::Off {
             self.anchor(&seg, upto_line, &hash);
         }
-        if self.rotation_due(&seg) {
-            if let Err(e) = self.rotate(&mut seg).await {
-                tracing::error!(error = %e, "audit segment rotation failed; writing on in the current segment");
+        Ok(self.rotation_due(&seg))
+    }
+
+    /// Sync until the line of `ticket` (already written) is on disk. One sync covers every line
+    /// written before it began, so statements waiting meanwhile share the next one (group
+    /// commit). The head is rewritten after each sync: it counts durable lines only, so a power
+    /// loss never leaves it ahead of the trail.
+    async fn sync_through(&self, ticket: u64) -> Result<(), LaloError> {
+        let _one_sync_at_a_time = self.sync_lock.lock().await;
+        let (upto, lines, last) = {
+            let chain = self.chain.lock();
+            if chain.synced >= ticket {
+                return Ok(());
             }
+            (chain.written, chain.written_line, chain.written_hash.clone())
+        };
+        let (file, number) = {
+            let seg = self.file.lock().await;
+            (seg.file.clone(), seg.number)
+        };
+        let synced = tokio::task::spawn_blocking(move || file.sync_data()).await.map_err(|e| io_err("sync", e))?;
+        if let Err(e) = synced {
+            // The kernel may have dropped the dirty pages: what was written is not known to be
+            // on disk, and a later sync could report success regardless.
+            self.poisoned.store(true, Ordering::Relaxed);
+            tracing::error!(error = %e, "audit sync failed: lalo refuses statements until it restarts");
+            return Err(io_err("sync", e));
         }
+        {
+            let mut chain = self.chain.lock();
+            chain.synced = chain.synced.max(upto);
+        }
+        self.write_head(number, lines, &last);
         Ok(())
+    }
+
+    /// Rotate when the segment is due, after the syncs in flight (so a sync never runs on a
+    /// segment already closed without the head knowing).
+    async fn rotate_if_due(&self) {
+        let _one_sync_at_a_time = self.sync_lock.lock().await;
+        let mut seg = self.file.lock().await;
+        if !self.rotation_due(&seg) {
+            return;
+        }
+        if let Err(e) = self.rotate(&mut seg).await {
+            tracing::error!(error = %e, "audit segment rotation failed; writing on in the current segment");
+        }
     }
 
     /// Rewrite the head record after a write: the line count and the last chain value, keyed.
     /// The head is not synced: an attacker edits files on the running system, where the head in
     /// the page cache is what `verify` reads; after a power loss an older head only proves less.
     fn anchor(&self, seg: &Segment, lines: u64, last: &str) {
-        let head = Head::new(lines, seg.number, last, self.keyed_from, &self.opts.key);
-        if let Err(e) = head.write(&seg.head) {
+        self.write_head(seg.number, lines, last);
+    }
+
+    fn write_head(&self, segment: u64, lines: u64, last: &str) {
+        let head = Head::new(lines, segment, last, self.keyed_from, &self.opts.key);
+        // Heads are written in order: after a sync under the sync lock, after a write (mode
+        // "off") or a rotation under the file's.
+        let _in_order = self.head_lock.lock();
+        if let Err(e) = head.write(&self.head) {
             tracing::error!(error = %e, "audit head write failed");
         }
         if self.opts.head_log {
-            tracing::info!(target: "lalo::audit::head", lines, segment = seg.number, last, mac = %head.mac, "audit head");
+            tracing::info!(target: "lalo::audit::head", lines, segment, last, mac = %head.mac, "audit head");
         }
     }
 
@@ -342,26 +398,8 @@ impl AuditLog {
     /// Sync lines written but not yet synced (the periodic sync of `batch_ms:N`, and of `end`
     /// lines under `always`).
     pub async fn sync_written(&self) -> Result<(), LaloError> {
-        let seg = self.file.lock().await;
-        let (upto, lines, last) = {
-            let chain = self.chain.lock();
-            if chain.synced >= chain.written {
-                return Ok(());
-            }
-            (chain.written, chain.written_line, chain.written_hash.clone())
-        };
-        let file = seg.file.clone();
-        let synced = tokio::task::spawn_blocking(move || file.sync_data()).await.map_err(|e| io_err("sync", e))?;
-        if let Err(e) = synced {
-            self.poisoned.store(true, Ordering::Relaxed);
-            return Err(io_err("sync", e));
-        }
-        {
-            let mut chain = self.chain.lock();
-            chain.synced = chain.synced.max(upto);
-        }
-        self.anchor(&seg, lines, &last);
-        Ok(())
+        let written = self.chain.lock().written;
+        self.sync_through(written).await
     }
 }
 
