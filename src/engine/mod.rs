@@ -16,6 +16,7 @@ pub mod pg_descriptions;
 pub mod pg_exact;
 pub mod pg_expandarray;
 pub mod pg_json;
+pub mod pg_literals;
 pub mod pg_text;
 pub mod pg_keys;
 pub mod search_path;

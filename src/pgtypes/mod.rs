@@ -1,9 +1,10 @@
 //! PostgreSQL types that Arrow types alone do not tell apart, carried to the row description
-//! and the encoded values: declared VARCHAR ([`varchar`]), NUMERIC without a declared
-//! scale ([`numeric`]) and the catalog's int2vector/oidvector ([`vector`]).
+//! and the encoded values: declared VARCHAR ([`varchar`]), json ([`json`]), NUMERIC without a
+//! declared scale ([`numeric`]) and the catalog's int2vector/oidvector ([`vector`]).
 
 pub mod fields;
 pub mod float_text;
+pub mod json;
 pub mod numeric;
 pub mod temporal_text;
 pub mod varchar;
@@ -29,7 +30,7 @@ pub fn pg_fields(schema: &Schema, format: &Format, opts: Option<Arc<FormatOption
     Ok(fields
         .into_iter()
         .zip(schema.fields())
-        .map(|(info, f)| vector::describe(oid_array(varchar::describe(info, f), f), f))
+        .map(|(info, f)| vector::describe(oid_array(json::describe(varchar::describe(info, f), f), f), f))
         .collect())
 }
 

@@ -24,6 +24,8 @@ pub struct AuditScope {
     record: Option<AuditRecord>,
     began: Instant,
     entry: &'static str,
+    /// The `start` line being written, once [`AuditScope::start`] sent it: the line number it got.
+    admission: Option<tokio::task::JoinHandle<Result<u64, LaloError>>>,
 }
 
 /// The record a statement starts with: who, from where, what they sent, what governance decided.
@@ -48,7 +50,7 @@ impl AuditScope {
     /// Open the scope of a statement that arrived at `start.began` (now when unset).
     pub fn open(log: Arc<AuditLog>, session: &Session, start: &Request) -> AuditScope {
         let began = start.began.unwrap_or_else(Instant::now);
-        AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str() }
+        AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str(), admission: None }
     }
 
     /// The scope of a read lalo makes on the caller's behalf (`why`: samples for a question's
@@ -90,6 +92,20 @@ impl AuditScope {
         }
     }
 
+    /// Write the statement's `start` line now, before it is sent to run (governance has decided):
+    /// the sync then overlaps the statement's execution instead of following it. The scope then
+    /// closes with an `end` line that completes it.
+    pub fn start(&mut self) {
+        let Some(rec) = self.record.as_ref() else { return };
+        if self.admission.is_some() {
+            return;
+        }
+        let mut start = rec.clone();
+        start.kind = "start".into();
+        let log = self.log.clone();
+        self.admission = Some(tokio::spawn(async move { log.append(start, Wait::Durable).await }));
+    }
+
     /// Close the scope for a statement that failed before it produced rows; returns the error.
     pub async fn fail(mut self, e: LaloError) -> LaloError {
         let Some(mut rec) = self.record.take() else { return e };
@@ -98,7 +114,7 @@ impl AuditScope {
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         let outcome = if e.is_refusal() { "denied" } else { "error" };
         crate::metrics::statement(outcome, self.entry, self.began.elapsed().as_secs_f64());
-        if let Err(err) = self.log.append(rec, Wait::Durable).await {
+        if let Err(err) = close(&self.log, rec, self.admission.take()).await {
             tracing::error!(error = %err, "audit write failed");
         }
         e
@@ -111,7 +127,7 @@ impl AuditScope {
         rec.rows = rows;
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         crate::metrics::statement("ok", self.entry, self.began.elapsed().as_secs_f64());
-        self.log.append(rec, Wait::Durable).await.map(|_| ())
+        close(&self.log, rec, self.admission.take()).await
     }
 
     /// Hand the scope to a result stream's guard: the statement's `start` line is written now,
@@ -121,8 +137,13 @@ impl AuditScope {
         let mut record = self.record.take().unwrap_or_default();
         let mut start = record.clone();
         start.kind = "start".into();
-        let log = self.log.clone();
-        let admission = tokio::spawn(async move { log.append(start, Wait::Durable).await });
+        let admission = match self.admission.take() {
+            Some(a) => a,
+            None => {
+                let log = self.log.clone();
+                tokio::spawn(async move { log.append(start, Wait::Durable).await })
+            }
+        };
         // The end line repeats who and what (a reader need not join) but not the trace.
         record.kind = "end".into();
         record.trace = None;
@@ -150,12 +171,32 @@ impl Drop for AuditScope {
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         crate::metrics::statement("canceled", self.entry, self.began.elapsed().as_secs_f64());
         let log = self.log.clone();
+        let admission = self.admission.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = log.append(rec, Wait::Durable).await {
+                if let Err(e) = close(&log, rec, admission).await {
                     tracing::error!(error = %e, "audit write failed");
                 }
             });
         }
     }
+}
+
+/// Write a statement's closing record: an `end` line completing its durable `start` line when it
+/// has one (written before the client hears of the outcome; synced with the next group), else
+/// the whole statement in one durable line.
+async fn close(
+    log: &Arc<AuditLog>,
+    mut rec: AuditRecord,
+    admission: Option<tokio::task::JoinHandle<Result<u64, LaloError>>>,
+) -> Result<(), LaloError> {
+    if let Some(a) = admission {
+        if let Ok(Ok(seq)) = a.await {
+            rec.kind = "end".into();
+            rec.completes = Some(seq);
+            rec.trace = None;
+            return log.append(rec, Wait::Written).await.map(|_| ());
+        }
+    }
+    log.append(rec, Wait::Durable).await.map(|_| ())
 }

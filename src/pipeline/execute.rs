@@ -33,6 +33,8 @@ impl Lalo {
                 Err(e) => return Err(scope.fail(e).await),
             },
         };
+        // The start line's sync overlaps physical planning and the first batch.
+        scope.start();
         let plan = governed.plan().clone();
         let schema: SchemaRef = rename(plan.schema().as_arrow(), start.names.as_deref());
         let optimized = governed.is_optimized();

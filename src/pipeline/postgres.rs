@@ -172,6 +172,8 @@ impl Lalo {
         let Some(pool) = self.engine.upstreams().get(&governed.upstream).and_then(|u| u.direct()) else {
             return Err(scope.fail(LaloError::Internal("the upstream has no connections".into())).await);
         };
+        // The start line's sync overlaps the upstream's answer.
+        scope.start();
         let codes: &[i16] = delivery.wire.unwrap_or_default();
         let settings = output_settings(session);
         // The simple protocol's statements go as one simple Query (its constants differ every

@@ -147,6 +147,7 @@ impl Lalo {
             // DataFusion's messages can list columns the caller may not read (disclosure.rs).
             Err(e) => return Err(super::disclosure::plan_error(self, session, stmt, e).await),
         };
+        let plan = crate::engine::pg_literals::int4_constants(plan)?;
         let mut plan = crate::engine::pg_exact::pg_casts(plan)?;
         if crate::engine::pg_exact::has_set_all(stmt) {
             plan = crate::engine::pg_exact::set_all(plan)?;

@@ -263,6 +263,10 @@ async fn the_engine_answers_as_postgres_does() {
         ("select x * 2 from (values (5000000000000000000)) t(x)", "22003"),
         ("select x from (values (1), (2)) t(x) where x * 9223372036854775807 > 0", "22003"),
         ("select 1 / x from (values (0)) t(x)", "22012"),
+        // integer (int4) arithmetic overflows at int4's bounds, constants folded or not.
+        ("select x + 1 from (values (2147483647)) t(x)", "22003"),
+        ("select 2147483647 + 1", "22003"),
+        ("select 2 * (9223372036854775807 - 1)", "22003"),
     ] {
         let e = via.simple_query(sql).await.expect_err(sql);
         assert_eq!(crate::common::sqlstate(&e), code, "{sql}: {e}");

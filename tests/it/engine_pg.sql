@@ -89,3 +89,7 @@ select x from (values (1),(1),(2)) t(x) except select 1
 select x from (values (1),(1),(3)) t(x) intersect select x from (values (1),(1)) s(x)
 select count(*) from (select x from (values (1),(1),(2)) t(x) except all select 1) q
 select a.x from (values (1),(1)) a(x) where exists (select 1 from (values (1)) b(y) where b.y = a.x) except all select 1
+select 2147483647 + 0, 2147483648, 3 * -5, 10 - 2147483647
+select x + 1 from (values (2147483646), (1)) t(x) order by 1
+select x * 2 from (values (1), (3000000000)) t(x) order by 1
+select x, x + 1 from (values (null), (1)) t(x) order by 1

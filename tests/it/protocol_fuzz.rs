@@ -320,7 +320,7 @@ async fn bind_with_the_wrong_number_of_values_is_08p01() {
     assert!(reply.codes.is_empty(), "{reply:?}");
     // And through tokio-postgres as well.
     let c = s.connect("admin").await;
-    let v: i64 = c.query_one("SELECT $1::int + 1", &[&41i32]).await.unwrap().get(0);
+    let v: i32 = c.query_one("SELECT $1::int + 1", &[&41i32]).await.unwrap().get(0);
     assert_eq!(v, 42);
 }
 

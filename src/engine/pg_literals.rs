@@ -1,0 +1,126 @@
+//! Integer constants typed as PostgreSQL types them, and constant integer arithmetic checked.
+//!
+//! PostgreSQL gives an integer constant the type `integer` (int4) when it fits, `bigint`
+//! otherwise; DataFusion makes every one Int64. The difference is silent in text but not in
+//! what a client is told: `SELECT 1`, `VALUES (1)`, `array[1,2]` came back as int8 where
+//! PostgreSQL says int4 (a binary-format client decodes eight bytes, JDBC returns a Long, a
+//! dataframe gets another dtype), and `1/2`, `7 % -3` likewise. So constants that fit are made
+//! Int32 right after planning, before type coercion: `1 + 2` is int4 arithmetic, a constant
+//! beside a bigint column widens to bigint as in PostgreSQL, and an int4 overflow is an error.
+//!
+//! Constants are folded by DataFusion's simplifier with wrapping arithmetic, so
+//! `2147483647 + 1` would silently become -2147483648: integer `+`, `-` and `*` between
+//! constants are computed here first, checked, and raise 22003 on overflow as PostgreSQL does.
+//!
+//! Left as they are: LIMIT and OFFSET (DataFusion reads them as Int64), recursive queries (the
+//! work table's type is fixed when the query is planned) and statements with outer references
+//! (a correlated subquery's reference carries the type the outer column had when planned).
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::expr::BinaryExpr;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator};
+
+/// Type the plan's integer constants as PostgreSQL does (see the module documentation).
+pub fn int4_constants(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !applies(&plan)? {
+        return Ok(plan);
+    }
+    plan.transform_up_with_subqueries(|node| {
+        match node {
+            LogicalPlan::Limit(_) => Ok(Transformed::no(node)),
+            LogicalPlan::Values(v) => {
+                // VALUES infers its columns' types from its rows: built again from the new ones
+                // (a NULL written in a row was given the column's old type: it is untyped again).
+                let untyped = |e: Expr| match e {
+                    Expr::Literal(v, meta) if v.is_null() => Expr::Literal(ScalarValue::Null, meta),
+                    e => e,
+                };
+                let rows = v
+                    .values
+                    .into_iter()
+                    .map(|row| row.into_iter().map(|e| narrow(untyped(e)).map(|t| t.data)).collect::<Result<Vec<_>>>())
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Transformed::yes(LogicalPlanBuilder::values(rows)?.build()?))
+            }
+            node => {
+                let names = NamePreserver::new(&node);
+                let t = node.map_expressions(|e| {
+                    let saved = names.save(&e);
+                    Ok(narrow(e)?.update_data(|e| saved.restore(e)))
+                })?;
+                // An input's columns may have changed type even when these expressions did not.
+                Ok(Transformed::yes(t.data.recompute_schema()?))
+            }
+        }
+    })
+    .map(|t| t.data)
+}
+
+/// Whether the plan has a constant to narrow and nothing that pins the old types.
+fn applies(plan: &LogicalPlan) -> Result<bool> {
+    let (mut narrowable, mut pinned) = (false, false);
+    plan.apply_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::RecursiveQuery(_)) {
+            pinned = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                match e {
+                    Expr::OuterReferenceColumn(..) => pinned = true,
+                    Expr::Literal(ScalarValue::Int64(Some(v)), _) if i32::try_from(*v).is_ok() => narrowable = true,
+                    _ => {}
+                }
+                Ok(if pinned { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })
+        })?;
+        Ok(if pinned { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    Ok(narrowable && !pinned)
+}
+
+/// Int64 constants that fit made Int32; `+`, `-`, `*` between integer constants computed.
+fn narrow(e: Expr) -> Result<Transformed<Expr>> {
+    e.transform_up(|e| match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => {
+            Ok(Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Literal(a, None), Expr::Literal(b, None)) => match fold(a, op, b)? {
+                Some(v) => Ok(Transformed::yes(Expr::Literal(v, None))),
+                None => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }))),
+            },
+            _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }))),
+        },
+        e => Ok(Transformed::no(e)),
+    })
+}
+
+/// `a op b` for two integer constants, in the wider of their types; an error when it overflows.
+fn fold(a: &ScalarValue, op: Operator, b: &ScalarValue) -> Result<Option<ScalarValue>> {
+    let apply = |x: i64, y: i64| match op {
+        Operator::Plus => Some(x.checked_add(y)),
+        Operator::Minus => Some(x.checked_sub(y)),
+        Operator::Multiply => Some(x.checked_mul(y)),
+        _ => None,
+    };
+    let (x, y, int4) = match (a, b) {
+        (ScalarValue::Int32(Some(x)), ScalarValue::Int32(Some(y))) => (*x as i64, *y as i64, true),
+        (ScalarValue::Int32(Some(x)), ScalarValue::Int64(Some(y))) => (*x as i64, *y, false),
+        (ScalarValue::Int64(Some(x)), ScalarValue::Int32(Some(y))) => (*x, *y as i64, false),
+        (ScalarValue::Int64(Some(x)), ScalarValue::Int64(Some(y))) => (*x, *y, false),
+        _ => return Ok(None),
+    };
+    let Some(result) = apply(x, y) else { return Ok(None) };
+    let out_of_range = || {
+        let kind = if int4 { "integer" } else { "bigint" };
+        DataFusionError::Execution(format!("Arithmetic overflow: {kind} out of range"))
+    };
+    let v = result.ok_or_else(out_of_range)?;
+    if int4 {
+        return i32::try_from(v).map(|v| Some(ScalarValue::Int32(Some(v)))).map_err(|_| out_of_range());
+    }
+    Ok(Some(ScalarValue::Int64(Some(v))))
+}
