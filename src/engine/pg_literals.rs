@@ -16,6 +16,9 @@
 //! work table's type is fixed when the query is planned) and statements with outer references
 //! (a correlated subquery's reference carries the type the outer column had when planned).
 
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::expr::BinaryExpr;
@@ -94,6 +97,15 @@ fn narrow(e: Expr) -> Result<Transformed<Expr>> {
             },
             _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }))),
         },
+        // A series of integer constants is int4 too (generate_series in a select list).
+        Expr::ScalarFunction(f)
+            if f.name() == "generate_series"
+                && !f.args.is_empty()
+                && f.args.iter().all(|a| matches!(a, Expr::Literal(ScalarValue::Int32(_), _))) =>
+        {
+            let int4_list = DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)));
+            Ok(Transformed::yes(datafusion::logical_expr::cast(Expr::ScalarFunction(f), int4_list)))
+        }
         e => Ok(Transformed::no(e)),
     })
 }
