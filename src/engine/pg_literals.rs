@@ -23,7 +23,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::expr::BinaryExpr;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator, Union};
 
 /// Type the plan's integer constants as PostgreSQL does (see the module documentation).
 pub fn int4_constants(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -33,6 +33,9 @@ pub fn int4_constants(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_up_with_subqueries(|node| {
         match node {
             LogicalPlan::Limit(_) => Ok(Transformed::no(node)),
+            // A union's columns were typed when it was planned: taken from its inputs again
+            // (the first input's, as planned; the analyzer then coerces all to a common type).
+            LogicalPlan::Union(u) => Ok(Transformed::yes(LogicalPlan::Union(Union::try_new_with_loose_types(u.inputs)?))),
             LogicalPlan::Values(v) => {
                 // VALUES infers its columns' types from its rows: built again from the new ones
                 // (a NULL written in a row was given the column's old type: it is untyped again).
