@@ -130,6 +130,9 @@ fn size_pretty(bytes: f64) -> String {
 pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_trunc::PgDateTrunc::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_age::PgAge::new()));
+    for f in super::pg_int4::Int4Result::all() {
+        ctx.register_udf(ScalarUDF::new_from_impl(f));
+    }
     for keep in [super::mask_fn::Keep::Last4, super::mask_fn::Keep::First4] {
         ctx.register_udf(ScalarUDF::new_from_impl(super::mask_fn::MaskFn::new(keep)));
     }

@@ -15,6 +15,7 @@ pub mod pg_date_trunc;
 pub mod pg_descriptions;
 pub mod pg_exact;
 pub mod pg_expandarray;
+pub mod pg_int4;
 pub mod pg_json;
 pub mod pg_literals;
 pub mod pg_text;

@@ -93,3 +93,4 @@ select 2147483647 + 0, 2147483648, 3 * -5, 10 - 2147483647
 select x + 1 from (values (2147483646), (1)) t(x) order by 1
 select x * 2 from (values (1), (3000000000)) t(x) order by 1
 select x, x + 1 from (values (null), (1)) t(x) order by 1
+select array_position(array[5,6,7], 6), array_ndims(array[1,2]), array_length(array[1,2,3], 1) + 1
