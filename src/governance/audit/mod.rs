@@ -6,8 +6,10 @@
 //! A statement that returns rows writes two lines: `start` (who, what, the SQL, governance's
 //! decision) synced before its first row leaves, and `end` (rows, duration, error; `completes`
 //! names the start line) chained after it when the result ends. The start line cannot be
-//! completed in place: its chain value is already in the line after it. Refusals, failures and
-//! commands are one `statement` line, synced before the client hears of them.
+//! completed in place: its chain value is already in the line after it. The start line is sent
+//! before the statement runs, so a statement that then fails also closes with an `end` line.
+//! Refusals, failures before execution and commands are one `statement` line, synced before
+//! the client hears of them.
 
 mod chain;
 mod files;
@@ -165,7 +167,9 @@ pub(crate) fn spawn_syncer(log: &Arc<AuditLog>, mode: SyncMode) {
             tokio::time::sleep(period).await;
             let Some(log) = weak.upgrade() else { return };
             if let Err(e) = log.sync_written().await {
+                // The trail has stopped (lalo refuses statements until it restarts): said once.
                 tracing::error!(error = %e, "audit sync failed");
+                return;
             }
         }
     });

@@ -244,6 +244,23 @@ async fn a_failed_write_leaves_the_chain_whole() {
     assert_eq!(intact(verify(&path, &keyed().key).expect("verify")), 3);
 }
 
+/// After a failed sync nothing may be called durable: a later sync can report success for pages
+/// the kernel dropped. Lines written before it are not counted by the head, and every statement
+/// waiting for durability fails.
+#[tokio::test]
+async fn after_a_failed_sync_nothing_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path, keyed()).await.expect("open");
+    log.append(rec(1), Wait::Durable).await.expect("first");
+    log.append(rec(2), Wait::Written).await.expect("written, not yet synced");
+    let before = files::Head::read(&path).expect("head").expect("a head").lines;
+    log.poison();
+    assert!(log.sync_written().await.is_err(), "the periodic sync stops");
+    assert!(log.append(rec(3), Wait::Durable).await.is_err(), "a statement waiting for durability fails");
+    assert_eq!(files::Head::read(&path).expect("head").expect("a head").lines, before, "the head does not move");
+}
+
 /// Segments rotate by size; the chain runs across them and verify walks them in order; a
 /// missing segment, first or in the middle, breaks it.
 #[tokio::test]

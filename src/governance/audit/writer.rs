@@ -46,8 +46,6 @@ struct Chain {
     ticket: u64,
     /// Chained lines not yet written, in chain order.
     pending: String,
-    /// The highest ticket whose statement waits for a sync.
-    want_sync: u64,
     written: u64,
     synced: u64,
     /// Ticket ranges `(after, upto]` lost to failed writes (their statements fail). Failed
@@ -114,7 +112,6 @@ impl AuditLog {
             line: tail.lines,
             ticket: 0,
             pending: String::new(),
-            want_sync: 0,
             written: 0,
             synced: 0,
             lost: Vec::new(),
@@ -169,6 +166,13 @@ impl AuditLog {
         Ok(log)
     }
 
+    fn check_poisoned(&self) -> Result<(), LaloError> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(LaloError::Internal("the audit trail is unavailable after a failed sync; restart lalo".into()));
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -177,9 +181,7 @@ impl AuditLog {
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
     /// fails its statement, and so does every line chained after it in the same write.
     pub async fn append(self: &Arc<Self>, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
-        if self.poisoned.load(Ordering::Relaxed) {
-            return Err(LaloError::Internal("the audit trail is unavailable after a failed sync; restart lalo".into()));
-        }
+        self.check_poisoned()?;
         let durable = wait == Wait::Durable && self.opts.sync == SyncMode::Always;
         if rec.kind.is_empty() {
             rec.kind = "statement".into();
@@ -194,9 +196,6 @@ impl AuditLog {
             chain.ticket += 1;
             chain.pending.push_str(&text);
             chain.pending.push('\n');
-            if durable {
-                chain.want_sync = chain.ticket;
-            }
             (chain.ticket, chain.line)
         };
         let this = self.clone();
@@ -228,6 +227,7 @@ impl AuditLog {
     /// file in chain order. Syncs never hold this lock, so writes go on while a sync runs.
     async fn write_pending(&self, ticket: u64) -> Result<bool, LaloError> {
         let mut seg = self.file.lock().await;
+        self.check_poisoned()?;
         let (batch, upto, upto_line, hash) = {
             let chain = &mut *self.chain.lock();
             if chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto) {
@@ -291,6 +291,9 @@ impl AuditLog {
     /// loss never leaves it ahead of the trail.
     async fn sync_through(&self, ticket: u64) -> Result<(), LaloError> {
         let _one_sync_at_a_time = self.sync_lock.lock().await;
+        // After a failed sync the next one can report success for pages the kernel dropped
+        // (Linux reports a writeback error once per open file): nothing is durable any more.
+        self.check_poisoned()?;
         let (upto, lines, last) = {
             let chain = self.chain.lock();
             if chain.synced >= ticket {
@@ -323,7 +326,7 @@ impl AuditLog {
     async fn rotate_if_due(&self) {
         let _one_sync_at_a_time = self.sync_lock.lock().await;
         let mut seg = self.file.lock().await;
-        if !self.rotation_due(&seg) {
+        if self.poisoned.load(Ordering::Relaxed) || !self.rotation_due(&seg) {
             return;
         }
         if let Err(e) = self.rotate(&mut seg).await {
@@ -363,25 +366,42 @@ impl AuditLog {
         // Never over an existing segment (one left by an earlier, interrupted rotation).
         let next = rotated(&self.path).last().map(|(n, _)| *n).unwrap_or(0).max(seg.number) + 1;
         let (path, to, file) = (self.path.clone(), segment_path(&self.path, next), seg.file.clone());
-        let fresh = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            file.sync_data()?;
-            std::fs::rename(&path, &to)?;
+        // Err: the error and whether the trail must stop (a failed sync, or a segment that could
+        // not be put back after the new one failed to open: the file's state is unknown).
+        let fresh = tokio::task::spawn_blocking(move || -> Result<std::fs::File, (std::io::Error, bool)> {
+            file.sync_data().map_err(|e| (e, true))?;
+            std::fs::rename(&path, &to).map_err(|e| (e, false))?;
             let fresh = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => f,
                 Err(e) => {
                     // Undo: the closed segment goes back to being the current one.
-                    std::fs::rename(&to, &path)?;
-                    return Err(e);
+                    return Err(match std::fs::rename(&to, &path) {
+                        Ok(()) => (e, false),
+                        Err(undo) => (undo, true),
+                    });
                 }
             };
+            // The rename is done either way: a failed directory sync only means a power loss
+            // could undo it (the closed segment's lines are synced).
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
+                if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+                    tracing::error!(error = %e, "audit rotation: the directory sync failed");
+                }
             }
             Ok(fresh)
         })
         .await
-        .map_err(|e| io_err("rotation", e))?
         .map_err(|e| io_err("rotation", e))?;
+        let fresh = match fresh {
+            Ok(f) => f,
+            Err((e, stop)) => {
+                if stop {
+                    self.poisoned.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %e, "audit rotation failed: lalo refuses statements until it restarts");
+                }
+                return Err(io_err("rotation", e));
+            }
+        };
         seg.file = Arc::new(fresh);
         seg.len = 0;
         seg.number = next;
@@ -413,5 +433,10 @@ impl AuditLog {
 
     pub(super) async fn restore_file(&self, f: Arc<std::fs::File>) {
         self.file.lock().await.file = f;
+    }
+
+    /// What a failed fdatasync leaves behind.
+    pub(super) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Relaxed);
     }
 }
