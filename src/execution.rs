@@ -133,6 +133,7 @@ pub fn guard_items<T: Counted>(
                 Err(e) => {
                     st.done = true;
                     st.opts.slot.take();
+                    record_whole(&mut st, &e).await;
                     return Some((Err(e), st));
                 }
             },
@@ -216,12 +217,28 @@ impl<T> Drop for State<T> {
     }
 }
 
+/// The statement's start line never reached the file (a failed write): it is recorded whole, in
+/// one durable line, if the trail still takes lines, so a statement that ran (upstream, say) is
+/// not left without a record. Its client gets an error either way.
+async fn record_whole<T>(st: &mut State<T>, e: &LaloError) {
+    tracing::error!(error = %e, "audit write failed");
+    let mut rec = std::mem::take(&mut st.opts.record);
+    rec.kind = "statement".into();
+    rec.completes = None;
+    rec.rows = st.rows;
+    rec.duration_ms = st.opts.began.elapsed().as_secs_f64() * 1000.0;
+    rec.decision = "failed".into();
+    rec.error = Some(format!("{}: {e}", e.sqlstate()));
+    if let Err(e) = st.opts.audit.append(rec, Wait::Durable).await {
+        tracing::error!(error = %e, "audit write failed");
+    }
+}
+
 async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
     st.done = true;
     st.opts.slot.take();
     if let Err(e) = admit(st).await {
-        // The start line never reached the file: there is nothing to complete.
-        tracing::error!(error = %e, "audit write failed");
+        record_whole(st, err.unwrap_or(&e)).await;
         return;
     }
     let mut rec = std::mem::take(&mut st.opts.record);

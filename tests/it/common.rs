@@ -110,7 +110,8 @@ pub async fn psql_db(server: &TestServer, user: &str, db: &str, args: &[&str]) -
         .args(["-X", "-h", "127.0.0.1", "-p", &server.port().to_string(), "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1"])
         .args(args)
         .env("PGPASSWORD", user)
-        .env("PGCONNECT_TIMEOUT", "10")
+        // Generous: on a loaded 2-core machine many servers share the one test binary.
+        .env("PGCONNECT_TIMEOUT", "30")
         .output()
         .await
         .expect("psql is installed (the test command installs postgresql-client)");
