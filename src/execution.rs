@@ -352,3 +352,50 @@ pub fn single_text(name: &str, value: &str) -> (SchemaRef, RowStream) {
     let item = batch.map_err(|e| LaloError::Internal(e.to_string()));
     (schema, futures::stream::iter(vec![item]).boxed())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::audit::AuditOptions;
+
+    /// A statement whose start line could not be written fails, and is still recorded: one
+    /// whole durable line with the error, written once the trail takes lines again.
+    #[tokio::test]
+    async fn a_statement_whose_start_line_failed_is_recorded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, AuditOptions::default()).await.unwrap();
+        let writable = log.swap_file(std::fs::File::open(&path).unwrap()).await;
+        let record = AuditRecord { user: "u".into(), input: "select 1".into(), decision: "allowed".into(), ..Default::default() };
+        let mut start = record.clone();
+        start.kind = "start".into();
+        let admission = {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(start, Wait::Durable).await })
+        };
+        // The start line's write fails while the file is read-only.
+        assert!(admission.await.unwrap().is_err(), "the start line cannot be written");
+        log.restore_file(writable).await;
+        // The guard is handed that failed admission.
+        let failed = tokio::spawn(async { Err::<u64, LaloError>(LaloError::Internal("audit log write failed".into())) });
+        let batch = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, true)])));
+        let opts = GuardOptions {
+            timeout_ms: None,
+            max_rows: None,
+            cancel: None,
+            audit: log.clone(),
+            admission: Some(failed),
+            record,
+            began: Instant::now(),
+            entry: "pgwire",
+            slot: None,
+            truncate_at: None,
+        };
+        let mut rows = guard_items(futures::stream::iter(vec![Ok(batch)]).boxed(), opts);
+        assert!(rows.next().await.expect("an item").is_err(), "no row leaves without a start line");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].contains("\"kind\":\"statement\"") && lines[0].contains("audit log write failed"), "{text}");
+    }
+}

@@ -426,12 +426,12 @@ impl AuditLog {
 #[cfg(test)]
 impl AuditLog {
     /// Swap the segment's file (tests make writes fail with a read-only handle).
-    pub(super) async fn swap_file(&self, f: std::fs::File) -> Arc<std::fs::File> {
+    pub(crate) async fn swap_file(&self, f: std::fs::File) -> Arc<std::fs::File> {
         let mut seg = self.file.lock().await;
         std::mem::replace(&mut seg.file, Arc::new(f))
     }
 
-    pub(super) async fn restore_file(&self, f: Arc<std::fs::File>) {
+    pub(crate) async fn restore_file(&self, f: Arc<std::fs::File>) {
         self.file.lock().await.file = f;
     }
 
