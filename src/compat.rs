@@ -187,6 +187,12 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
             subscripts::rewrite(e);
             operator::rewrite(e);
             fields(e);
+            // EXTRACT answers numeric in PostgreSQL; the SQL planner would make it date_part
+            // (double precision here): a call of lalo's `extract` (pg_date_part.rs) instead.
+            if let Expr::Extract { field, expr, .. } = e {
+                let name = Expr::value(Value::SingleQuotedString(field.to_string().to_ascii_lowercase()));
+                *e = call("extract", vec![name, expr.as_ref().clone()]);
+            }
             if let Expr::Like { pattern, escape_char, .. } = e {
                 let esc = escape_char.as_ref().map(|v| match &v.value {
                     Value::SingleQuotedString(s) => s.clone(),

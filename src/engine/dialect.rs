@@ -132,6 +132,16 @@ impl Dialect for ProfiledPostgres {
                 format: None,
             }));
         }
+        // lalo's `extract` (pg_date_part.rs) is PostgreSQL's EXTRACT, numeric alike.
+        if let ("extract", [Expr::Literal(field, _), arg]) = (func_name, args) {
+            if let Some(Some(field)) = field.try_as_str() {
+                return Ok(Some(ast::Expr::Extract {
+                    field: ast::DateTimeField::Custom(ast::Ident::new(field)),
+                    syntax: ast::ExtractSyntax::From,
+                    expr: Box::new(unparser.expr_to_sql(arg)?),
+                }));
+            }
+        }
         // PostgreSQL's round(double precision) is half to even, as lalo's pg_rint.
         if let ("pg_rint", [arg]) = (func_name, args) {
             return Ok(Some(ast::Expr::Function(ast::Function {

@@ -129,6 +129,13 @@ fn size_pretty(bytes: f64) -> String {
 /// Functions that are the same for every session.
 pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_trunc::PgDateTrunc::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_part::PgDatePart::date_part()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_part::PgDatePart::extract()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_trunc::PgTrunc::default()));
+    // Over the session's own generate_series (the catalog's wrapper widens int4 arguments).
+    if let Ok(series) = ctx.table_function("generate_series") {
+        ctx.register_udtf("generate_series", Arc::new(super::pg_series::PgSeries::new(series.function().clone())));
+    }
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_age::PgAge::new()));
     for f in super::pg_int4::Int4Result::all() {
         ctx.register_udf(ScalarUDF::new_from_impl(f));

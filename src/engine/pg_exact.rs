@@ -100,7 +100,8 @@ fn set_all_in(body: &SetExpr) -> Option<String> {
 /// Casts as PostgreSQL makes them: fractional values rounded before a cast to an integer type,
 /// floats and timestamps cast to text in PostgreSQL's text.
 pub fn pg_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up_with_subqueries(|node| {
+    let retyped = std::cell::Cell::new(false);
+    let plan = plan.transform_up_with_subqueries(|node| {
         let mut schema = DFSchema::empty();
         for input in node.inputs() {
             schema.merge(input.schema());
@@ -109,10 +110,28 @@ pub fn pg_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
         let names = NamePreserver::new(&node);
         node.map_expressions(|e| {
             let saved = names.save(&e);
-            Ok(e.transform_up(|e| round_cast(e, &schema))?.update_data(|e| saved.restore(e)))
+            let e = e.transform_up(|e| round_cast(e, &schema))?;
+            let e = e.transform_data(|e| e.transform_up(|e| date_difference(e, &schema, &retyped)))?;
+            Ok(e.update_data(|e| saved.restore(e)))
         })
-    })
-    .map(|t| t.data)
+    })?
+    .data;
+    if !retyped.get() {
+        return Ok(plan);
+    }
+    // A retyped expression (a date difference) changes its node's columns and those above.
+    plan.transform_up_with_subqueries(|n| Ok(Transformed::yes(n.recompute_schema()?))).map(|t| t.data)
+}
+
+/// `date - date` is a count of days, `integer` in PostgreSQL; DataFusion answers Int64.
+fn date_difference(e: Expr, schema: &DFSchema, retyped: &std::cell::Cell<bool>) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(b) = &e else { return Ok(Transformed::no(e)) };
+    let date = |x: &Expr| matches!(x.get_type(schema), Ok(DataType::Date32 | DataType::Date64));
+    if b.op != datafusion::logical_expr::Operator::Minus || !date(&b.left) || !date(&b.right) {
+        return Ok(Transformed::no(e));
+    }
+    retyped.set(true);
+    Ok(Transformed::yes(datafusion::logical_expr::cast(e, DataType::Int32)))
 }
 
 fn round_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

@@ -12,25 +12,26 @@
 //! `2147483647 + 1` would silently become -2147483648: integer `+`, `-` and `*` between
 //! constants are computed here first, checked, and raise 22003 on overflow as PostgreSQL does.
 //!
-//! Left as they are: LIMIT and OFFSET (DataFusion reads them as Int64), recursive queries (the
-//! work table's type is fixed when the query is planned) and statements with outer references
-//! (a correlated subquery's reference carries the type the outer column had when planned).
+//! Left as they are: LIMIT and OFFSET (DataFusion reads them as Int64) and recursive queries
+//! (the work table's type is fixed when the query is planned). A correlated subquery's outer
+//! reference carries the type its column had when planned: it is given the column's new type
+//! afterwards ([`retype_outer_references`]).
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, ExprSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::BinaryExpr;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator, Union};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator, Subquery, Union};
 
 /// Type the plan's integer constants as PostgreSQL does (see the module documentation).
 pub fn int4_constants(plan: LogicalPlan) -> Result<LogicalPlan> {
-    if !applies(&plan)? {
+    let Some(correlated) = applies(&plan)? else {
         return Ok(plan);
-    }
-    plan.transform_up_with_subqueries(|node| {
+    };
+    let plan = plan.transform_up_with_subqueries(|node| {
         match node {
             LogicalPlan::Limit(_) => Ok(Transformed::no(node)),
             // A union's columns were typed when it was planned: taken from its inputs again
@@ -60,13 +61,71 @@ pub fn int4_constants(plan: LogicalPlan) -> Result<LogicalPlan> {
                 Ok(Transformed::yes(t.data.recompute_schema()?))
             }
         }
+    })?
+    .data;
+    if correlated {
+        return retype_outer_references(plan);
+    }
+    Ok(plan)
+}
+
+/// Each correlated subquery's outer references typed as the columns they name now are: the
+/// node holding the subquery reads them from its inputs.
+fn retype_outer_references(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_down_with_subqueries(|node| {
+        let mut outer = DFSchema::empty();
+        for input in node.inputs() {
+            outer.merge(input.schema());
+        }
+        let t = node.map_expressions(|e| {
+            e.transform(|e| {
+                Ok(match e {
+                    Expr::ScalarSubquery(s) => Transformed::yes(Expr::ScalarSubquery(retarget(s, &outer)?)),
+                    Expr::Exists(mut x) => {
+                        x.subquery = retarget(x.subquery, &outer)?;
+                        Transformed::yes(Expr::Exists(x))
+                    }
+                    Expr::InSubquery(mut x) => {
+                        x.subquery = retarget(x.subquery, &outer)?;
+                        Transformed::yes(Expr::InSubquery(x))
+                    }
+                    e => Transformed::no(e),
+                })
+            })
+        })?;
+        Ok(Transformed::yes(t.data.recompute_schema()?))
     })
     .map(|t| t.data)
 }
 
-/// Whether the plan has a constant to narrow and nothing that pins the old types.
-fn applies(plan: &LogicalPlan) -> Result<bool> {
-    let (mut narrowable, mut pinned) = (false, false);
+/// One subquery with its references to `outer`'s columns typed as `outer` types them.
+fn retarget(s: Subquery, outer: &DFSchema) -> Result<Subquery> {
+    let fix = |e: Expr| {
+        e.transform(|e| match e {
+            Expr::OuterReferenceColumn(f, c) => match outer.field_from_column(&c) {
+                Ok(now) if now.data_type() != f.data_type() => {
+                    let field = f.as_ref().clone().with_data_type(now.data_type().clone());
+                    Ok(Transformed::yes(Expr::OuterReferenceColumn(Arc::new(field), c)))
+                }
+                _ => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
+            },
+            e => Ok(Transformed::no(e)),
+        })
+    };
+    let plan = Arc::unwrap_or_clone(s.subquery)
+        .transform_up_with_subqueries(|n| {
+            let t = n.map_expressions(|e| fix(e))?;
+            Ok(Transformed::yes(t.data.recompute_schema()?))
+        })?
+        .data;
+    let outer_ref_columns = s.outer_ref_columns.into_iter().map(|e| fix(e).map(|t| t.data)).collect::<Result<_>>()?;
+    Ok(Subquery { subquery: Arc::new(plan), outer_ref_columns, spans: s.spans })
+}
+
+/// `Some(correlated)` when the plan has a constant to narrow and nothing that pins the old
+/// types; `correlated` when it has outer references to retype afterwards.
+fn applies(plan: &LogicalPlan) -> Result<Option<bool>> {
+    let (mut narrowable, mut pinned, mut correlated) = (false, false, false);
     plan.apply_with_subqueries(|node| {
         if matches!(node, LogicalPlan::RecursiveQuery(_)) {
             pinned = true;
@@ -75,7 +134,7 @@ fn applies(plan: &LogicalPlan) -> Result<bool> {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 match e {
-                    Expr::OuterReferenceColumn(..) => pinned = true,
+                    Expr::OuterReferenceColumn(..) => correlated = true,
                     Expr::Literal(ScalarValue::Int64(Some(v)), _) if i32::try_from(*v).is_ok() => narrowable = true,
                     _ => {}
                 }
@@ -84,7 +143,7 @@ fn applies(plan: &LogicalPlan) -> Result<bool> {
         })?;
         Ok(if pinned { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     })?;
-    Ok(narrowable && !pinned)
+    Ok((narrowable && !pinned).then_some(correlated))
 }
 
 /// Int64 constants that fit made Int32; `+`, `-`, `*` between integer constants computed.

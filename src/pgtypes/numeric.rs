@@ -4,6 +4,8 @@
 //! trailing fractional zeros dropped, in text (`12.34`) and binary (NUMERIC with dscale 2).
 //! A declared `numeric(p, s)` keeps its scale (TPC-H prices stay `172799.49`). `1.50::numeric`
 //! prints `1.5` where PostgreSQL keeps the literal's `1.50`: the input scale is gone by then.
+//! In binary, every NUMERIC goes out as numeric_send writes it (no trailing zero base-10000
+//! digits: 12500000 is one digit, 1250, of weight 1).
 
 use std::sync::Arc;
 
@@ -24,26 +26,31 @@ pub fn is_unconstrained(t: &DataType) -> bool {
 /// still says numeric.
 pub fn as_pg(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     let schema = batch.schema();
-    if !schema.fields().iter().any(|f| is_unconstrained(f.data_type())) {
+    let binary = |i: usize| fields.get(i).is_some_and(|fi| fi.format() == FieldFormat::Binary);
+    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+    if !schema.fields().iter().enumerate().any(|(i, f)| is_unconstrained(f.data_type()) || binary(i) && decimal(f.data_type())) {
         return batch;
     }
     let mut cols = batch.columns().to_vec();
     let mut new_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     for (i, f) in schema.fields().iter().enumerate() {
         let DataType::Decimal128(_, scale) = f.data_type() else { continue };
-        if !is_unconstrained(f.data_type()) {
+        let unconstrained = is_unconstrained(f.data_type());
+        if !unconstrained && !binary(i) {
             continue;
         }
         let scale = (*scale).max(0) as u32;
         let values = cols[i].as_primitive::<Decimal128Type>();
-        let binary = fields.get(i).is_some_and(|fi| fi.format() == FieldFormat::Binary);
-        let (col, t): (ArrayRef, DataType) = if binary {
+        let (col, t): (ArrayRef, DataType) = if binary(i) {
+            // A declared scale is shown whole; digits as numeric_send writes them (the
+            // library's encoder keeps trailing zero base-10000 digits PostgreSQL drops).
+            let encode = if unconstrained { binary_numeric } else { binary_numeric_fixed };
             let mut b = BinaryBuilder::with_capacity(values.len(), values.len() * 16);
             for r in 0..values.len() {
                 if values.is_null(r) {
                     b.append_null();
                 } else {
-                    b.append_value(binary_numeric(values.value(r), scale));
+                    b.append_value(encode(values.value(r), scale));
                 }
             }
             (Arc::new(b.finish()), DataType::Binary)
@@ -88,28 +95,32 @@ pub fn text(v: i128, scale: u32) -> String {
     format!("{sign}{int}.{frac}")
 }
 
-/// PostgreSQL's binary NUMERIC for the value: ndigits, weight, sign, dscale, then base-10000
-/// digits, most significant first, without leading or trailing zero digits.
+/// PostgreSQL's binary NUMERIC for the value, trailing fractional zeros dropped.
 pub fn binary_numeric(v: i128, scale: u32) -> Vec<u8> {
     let (m, dscale) = trimmed(v, scale);
-    let unit = 10u128.pow(dscale.min(38));
-    let (mut int, frac) = (m / unit, m % unit);
-    // The fraction padded to whole base-10000 digits (dscale <= 10 here, so no overflow).
-    let pad = (4 - dscale % 4) % 4;
-    let mut frac = frac.saturating_mul(10u128.pow(pad));
-    let frac_groups = (dscale + pad) / 4;
-    let mut int_digits: Vec<i16> = Vec::new(); // least significant first
-    while int > 0 {
-        int_digits.push((int % 10_000) as i16);
-        int /= 10_000;
-    }
-    let mut frac_digits: Vec<i16> = Vec::new(); // least significant first
-    for _ in 0..frac_groups {
-        frac_digits.push((frac % 10_000) as i16);
-        frac /= 10_000;
-    }
+    encode(v < 0, m, dscale, dscale)
+}
+
+/// PostgreSQL's binary NUMERIC for `v / 10^scale` shown with all `scale` places, as a value of
+/// a declared `numeric(p, s)` is.
+pub fn binary_numeric_fixed(v: i128, scale: u32) -> Vec<u8> {
+    encode(v < 0, v.unsigned_abs(), scale, scale)
+}
+
+/// ndigits, weight, sign, dscale, then base-10000 digits, most significant first, without
+/// leading or trailing zero digits (as numeric_send writes them) for `m / 10^scale`.
+fn encode(negative: bool, m: u128, scale: u32, dscale: u32) -> Vec<u8> {
+    // Decimal digits split at the point, each side padded to whole base-10000 digits.
+    let text = m.to_string();
+    let scale = scale as usize;
+    let padded = if text.len() <= scale { format!("{}{text}", "0".repeat(scale + 1 - text.len())) } else { text };
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
+    let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+    let group = |s: &str| -> Vec<i16> { s.as_bytes().chunks(4).map(|c| c.iter().fold(0i16, |a, d| a * 10 + (d - b'0') as i16)).collect() };
+    let int_digits = group(&int);
     let mut weight = int_digits.len() as i32 - 1;
-    let mut digits: Vec<i16> = int_digits.into_iter().rev().chain(frac_digits.into_iter().rev()).collect();
+    let mut digits: Vec<i16> = int_digits.into_iter().chain(group(&frac)).collect();
     let leading = digits.iter().take_while(|d| **d == 0).count();
     digits.drain(..leading);
     weight -= leading as i32;
@@ -119,7 +130,7 @@ pub fn binary_numeric(v: i128, scale: u32) -> Vec<u8> {
     if digits.is_empty() {
         weight = 0;
     }
-    let sign: u16 = if v < 0 && !digits.is_empty() { 0x4000 } else { 0 };
+    let sign: u16 = if negative && !digits.is_empty() { 0x4000 } else { 0 };
     let mut out = Vec::with_capacity(8 + 2 * digits.len());
     out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
     out.extend_from_slice(&(weight as i16).to_be_bytes());
@@ -158,6 +169,11 @@ mod tests {
         assert_eq!(decode(&binary_numeric(123_400_000_000, 10)), (2, 0, 0, 2, vec![12, 3400]));
         assert_eq!(decode(&binary_numeric(-5_000_000_000, 10)), (1, -1, 0x4000, 1, vec![5000]));
         assert_eq!(decode(&binary_numeric(100_000_000_000_000, 10)), (1, 1, 0, 0, vec![1]));
+        // A declared scale: 12500000 at scale 0 and 12500.000 at scale 3.
+        assert_eq!(decode(&binary_numeric_fixed(12_500_000, 0)), (1, 1, 0, 0, vec![1250]));
+        assert_eq!(decode(&binary_numeric_fixed(12_500_000, 3)), (2, 1, 0, 3, vec![1, 2500]));
+        assert_eq!(decode(&binary_numeric_fixed(-5, 2)), (1, -1, 0x4000, 2, vec![500]));
+        assert_eq!(decode(&binary_numeric_fixed(0, 2)), (0, 0, 0, 2, vec![]));
         assert_eq!(decode(&binary_numeric(0, 10)), (0, 0, 0, 0, vec![]));
         assert_eq!(decode(&binary_numeric(1, 10)), (1, -3, 0, 10, vec![100]));
         assert_eq!(decode(&binary_numeric(123_456_789_000_000, 10)), (3, 1, 0, 4, vec![1, 2345, 6789]));

@@ -251,7 +251,7 @@ async fn the_engine_answers_as_postgres_does() {
     for f in binary.error.iter().chain(&binary.different) {
         println!("BINARY {f}");
     }
-    let failed: Vec<&String> = text.error.iter().chain(&text.different).collect();
+    let failed: Vec<&String> = text.error.iter().chain(&text.different).chain(&binary.different).collect();
     for f in &failed {
         println!("FAILED {f}");
     }

@@ -94,3 +94,16 @@ select x + 1 from (values (2147483646), (1)) t(x) order by 1
 select x * 2 from (values (1), (3000000000)) t(x) order by 1
 select x, x + 1 from (values (null), (1)) t(x) order by 1
 select array_position(array[5,6,7], 6), array_ndims(array[1,2]), array_length(array[1,2,3], 1) + 1
+-- date_part is double precision, EXTRACT numeric with the field's scale; fractions of seconds kept
+select date_part('second', timestamp '2024-01-01 00:00:12.5'), extract(second from timestamp '2024-01-01 00:00:12.5')
+select extract(epoch from timestamp '2024-01-01 00:00:12.5'), extract(epoch from date '2024-02-29'), date_part('epoch', date '2024-02-29')
+select extract(milliseconds from timestamp '2024-01-01 00:00:12.5'), extract(microseconds from timestamp '2024-01-01 00:00:12.5'), date_part('ms', timestamp '2024-01-01 00:00:12.5')
+select extract(epoch from interval '1 year 1 month 1 day 1.5 seconds'), extract(second from interval '1 min 12.5 s'), extract(hour from interval '30 hours'), date_part('epoch', interval '2 years')
+select extract(year from d), extract(dow from d), extract(doy from d), date_part('quarter', d) from (values (date '2024-02-29'), (date '1999-12-31')) t(d)
+select date_part('hour', date '2024-01-01'), extract(minute from timestamp '2024-01-01 10:11:12')
+-- trunc of a numeric stays numeric at PostgreSQL's scale
+select trunc(1.99), trunc(-1.99), trunc(1.999, 2), trunc(1.9, 3), trunc(123.456, -1), trunc(5), trunc(2.5::float8)
+select trunc(x, 1) from (values (1.25), (-3.99), (null)) t(x)
+-- correlated subqueries over constants
+select x from (values (1), (2), (3)) a(x) where exists (select 1 from (values (2), (3)) b(y) where b.y = a.x) order by 1
+select x from (values (1), (2)) a(x) where x not in (select y from (values (2)) b(y) where b.y > a.x - 5) order by 1
