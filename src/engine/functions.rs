@@ -163,6 +163,13 @@ pub fn register_static(ctx: &SessionContext) {
         DataType::Int32,
         Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Int32(None)))),
     ));
+    // Nothing is updatable through lalo, which is read-only (Npgsql's column schema probe).
+    ctx.register_udf(udf(
+        "pg_column_is_updatable",
+        Signature::any(3, Volatility::Stable),
+        DataType::Boolean,
+        Arc::new(|_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))),
+    ));
     // lalo's tables have no serial columns; every collation is visible.
     ctx.register_udf(udf(
         "pg_get_serial_sequence",

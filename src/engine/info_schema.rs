@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
@@ -18,11 +18,13 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 pub struct PgInformationSchema {
     inner: Arc<dyn SchemaProvider>,
     keys: Arc<super::pg_keys::KeyedPgCatalog>,
+    /// The session's caller (the privilege views' grantee).
+    user: String,
 }
 
 impl PgInformationSchema {
-    pub fn new(inner: Arc<dyn SchemaProvider>, keys: Arc<super::pg_keys::KeyedPgCatalog>) -> Self {
-        Self { inner, keys }
+    pub fn new(inner: Arc<dyn SchemaProvider>, keys: Arc<super::pg_keys::KeyedPgCatalog>, user: &str) -> Self {
+        Self { inner, keys, user: user.to_string() }
     }
 }
 
@@ -31,6 +33,7 @@ impl SchemaProvider for PgInformationSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         names.extend(super::info_keys::VIEWS.iter().map(|v| v.to_string()));
+        names.extend(super::info_shapes::ADDED.iter().map(|v| v.to_string()));
         names
     }
 
@@ -38,27 +41,36 @@ impl SchemaProvider for PgInformationSchema {
         if let Some(view) = super::info_keys::KeyView::named(name, self.keys.clone()) {
             return Ok(Some(Arc::new(view)));
         }
-        let t = self.inner.table(name).await?;
-        match t {
-            Some(t) if name.eq_ignore_ascii_case("columns") => Ok(Some(Arc::new(PgColumns { inner: t }))),
-            other => Ok(other),
+        if let Some(shape) = super::info_shapes::reshaped(name) {
+            let Some(inner) = self.inner.table(shape.source).await? else { return Ok(None) };
+            return Ok(Some(Arc::new(PgColumns { inner, shape, user: self.user.clone() })));
         }
+        self.inner.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name) || super::info_keys::VIEWS.iter().any(|v| v.eq_ignore_ascii_case(name))
+        self.inner.table_exist(name)
+            || super::info_keys::VIEWS.iter().chain(super::info_shapes::ADDED).any(|v| v.eq_ignore_ascii_case(name))
     }
 }
 
-#[derive(Debug)]
+/// One of DataFusion's views in PostgreSQL's shape (`info_shapes`), type names PostgreSQL's.
 struct PgColumns {
     inner: Arc<dyn TableProvider>,
+    shape: super::info_shapes::Reshaped,
+    user: String,
+}
+
+impl std::fmt::Debug for PgColumns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgColumns({})", self.shape.source)
+    }
 }
 
 #[async_trait]
 impl TableProvider for PgColumns {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.shape.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -78,18 +90,20 @@ impl TableProvider for PgColumns {
         let idx = schema.index_of("data_type").ok();
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
-            let Some(i) = idx else {
-                out.push(b);
-                continue;
+            let arrow_types = super::info_shapes::arrow_types(&b)?;
+            let b = match (idx, &arrow_types) {
+                (Some(i), Some(text)) => {
+                    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+                    let mapped: StringArray =
+                        (0..text.len()).map(|r| if text.is_null(r) { None } else { Some(pg_type_name(text.value(r))) }).collect();
+                    cols[i] = datafusion::arrow::compute::cast(&mapped, schema.field(i).data_type())?;
+                    RecordBatch::try_new(schema.clone(), cols)?
+                }
+                _ => b,
             };
-            let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-            let text = datafusion::arrow::compute::cast(&cols[i], &DataType::Utf8)?;
-            let text = text.as_string::<i32>();
-            let mapped: StringArray =
-                (0..text.len()).map(|r| if text.is_null(r) { None } else { Some(pg_type_name(text.value(r))) }).collect();
-            cols[i] = datafusion::arrow::compute::cast(&mapped, schema.field(i).data_type())?;
-            out.push(RecordBatch::try_new(schema.clone(), cols)?);
+            out.push(self.shape.batch(&b, arrow_types.as_ref(), &self.user)?);
         }
+        let schema = self.shape.schema();
         MemTable::try_new(schema, vec![out])?.scan(state, projection, filters, limit).await
     }
 }

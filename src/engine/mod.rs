@@ -6,6 +6,7 @@ pub mod docs;
 pub mod functions;
 pub mod info_keys;
 pub mod info_schema;
+pub mod info_shapes;
 pub mod interrupt;
 pub mod keys;
 pub mod mask_fn;
@@ -325,7 +326,7 @@ impl Engine {
             descriptions.clone(),
         ));
         let info: Arc<dyn SchemaProvider> =
-            Arc::new(info_schema::PgInformationSchema::new(Arc::new(InformationSchemaProvider::new(listing)), keyed));
+            Arc::new(info_schema::PgInformationSchema::new(Arc::new(InformationSchemaProvider::new(listing)), keyed, user));
         for cat in self.base.catalog_names() {
             if let Some(c) = planning.catalog(&cat) {
                 c.register_schema("pg_catalog", pg.clone())?;
