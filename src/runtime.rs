@@ -36,7 +36,9 @@ pub async fn start(config: Config) -> Result<Running, LaloError> {
     let http_addr = http_listener.local_addr().map_err(|e| LaloError::Internal(e.to_string()))?;
     let mut tasks = vec![tokio::spawn(pg.serve())];
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, router).await {
+        // The client's address goes into the audit record of each request.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(http_listener, service).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));

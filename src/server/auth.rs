@@ -37,6 +37,21 @@ impl Verifiers {
         Verifiers { by_name, mock_seed: rand::random() }
     }
 
+    /// Whether `password` is `name`'s, checked as SCRAM checks it: the password salted and
+    /// iterated with the user's salt against the stored salted password, in constant time. A
+    /// name that is no user costs the same work and fails.
+    pub fn verify(&self, name: &str, password: &str) -> bool {
+        let (salt, stored) = match self.by_name.get(name) {
+            Some((salt, salted)) => (salt.clone(), Some(salted)),
+            None => (Sha256::new().chain_update(self.mock_seed).chain_update(name.as_bytes()).finalize()[..16].to_vec(), None),
+        };
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+        match stored {
+            Some(stored) => salted.len() == stored.len() && salted.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0,
+            None => false,
+        }
+    }
+
     /// What SCRAM runs against for a name that is no user, as PostgreSQL's mock authentication
     /// does: a stable salt and a verifier no password matches, so the exchange goes to its end
     /// and fails exactly as a wrong password fails.

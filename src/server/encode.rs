@@ -63,6 +63,30 @@ pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, he
     CopyResponse::new(0, columns, futures::stream::iter(head).chain(data))
 }
 
+/// One batch's values as the text format writes them (the HTTP API's rows): `None` for NULL.
+pub fn text_cells(fields: Arc<Vec<FieldInfo>>, batch: RecordBatch, zone: Option<Zone>) -> PgWireResult<Vec<Vec<Option<String>>>> {
+    let b = temporal_as_text(crate::pgtypes::as_pg(to_wire(batch)?, &fields), &fields, zone);
+    encode_recordbatch(crate::pgtypes::encoding_fields(&fields), b)
+        .map(|row| {
+            let row = row?;
+            let (data, mut pos) = (&row.data[..], 0usize);
+            let mut cells = Vec::with_capacity(row.field_count as usize);
+            for _ in 0..row.field_count {
+                let len = data.get(pos..pos + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(-1);
+                pos += 4;
+                if len < 0 {
+                    cells.push(None);
+                    continue;
+                }
+                let v = data.get(pos..pos + len as usize).unwrap_or_default();
+                pos += len as usize;
+                cells.push(Some(String::from_utf8_lossy(v).into_owned()));
+            }
+            Ok(cells)
+        })
+        .collect()
+}
+
 /// One DataRow (length-prefixed text fields) as a COPY line.
 fn copy_line(row: &pgwire::messages::data::DataRow, csv: bool) -> CopyData {
     let mut out = Vec::with_capacity(row.data.len() + 8);

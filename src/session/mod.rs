@@ -18,6 +18,7 @@ pub enum EntryPoint {
     Pgwire,
     Mcp,
     Cli,
+    Http,
 }
 
 impl EntryPoint {
@@ -26,6 +27,7 @@ impl EntryPoint {
             EntryPoint::Pgwire => "pgwire",
             EntryPoint::Mcp => "mcp",
             EntryPoint::Cli => "cli",
+            EntryPoint::Http => "http",
         }
     }
 }

@@ -26,3 +26,4 @@ mod postgres_lane;
 mod differential;
 mod client_catalogs;
 mod audit;
+mod http_api;

@@ -1,5 +1,10 @@
-//! The HTTP side: `/healthz`, `/readyz`, `/metrics`, and the MCP endpoint `/mcp` behind
-//! bearer-token authentication (tokens from the environment, each mapped to a lalo user).
+//! The HTTP side: `/healthz`, `/readyz`, `/metrics`, the MCP endpoint `/mcp` behind
+//! bearer-token authentication (tokens from the environment, each mapped to a lalo user), and
+//! the query API `/v1/*` (api.rs) behind Basic or bearer authentication (credentials.rs).
+
+mod api;
+mod body;
+mod credentials;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,15 +33,23 @@ pub fn router(lalo: Arc<Lalo>) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let gate = Arc::new(credentials::Gate {
+        lalo: lalo.clone(),
+        verifiers: crate::server::auth::Verifiers::of(&lalo.users),
+        tokens: tokens.as_ref().clone(),
+    });
     let mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(tokens, bearer_auth));
+    let api_routes = api::routes(lalo.clone()).layer(axum::middleware::from_fn_with_state(gate, credentials::require));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(api::openapi))
         .with_state(lalo)
         .merge(mcp_routes)
+        .merge(api_routes)
 }
 
 /// 401 with `WWW-Authenticate` unless the bearer token maps to a user.
