@@ -33,6 +33,7 @@
 
 pub mod check;
 pub mod compat;
+pub mod copy;
 pub mod config;
 pub mod engine;
 pub mod error;

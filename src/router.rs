@@ -2,7 +2,7 @@
 //! DISCARD), questions (ASK), or SQL to plan, govern and run.
 
 use datafusion::sql::sqlparser::ast::{
-    CloseCursor, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr, FetchDirection,
+    CloseCursor, CopySource, CopyTarget, Expr, FetchDirection,
     ObjectName, Set, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -43,7 +43,7 @@ pub enum Route {
     /// REFRESH UPSTREAM [name]: re-read an upstream's catalog (all upstreams when no name).
     RefreshUpstream(Option<String>),
     /// COPY table|(query) TO STDOUT [CSV [HEADER]]: rows as COPY data.
-    CopyOut { query: Box<Statement>, csv: bool, header: bool },
+    CopyOut { query: Box<Statement>, options: crate::copy::CopyOptions },
 }
 
 /// Split SQL text into routed statements. `input_mode` is the session's `lalo.input`.
@@ -202,32 +202,8 @@ fn route_statement(stmt: Statement) -> Result<Route, LaloError> {
                         .ok_or_else(|| LaloError::Syntax("COPY needs a table".into()))?
                 }
             };
-            let mut csv = false;
-            let mut header = false;
-            for o in &options {
-                match o {
-                    CopyOption::Format(f) if f.value.eq_ignore_ascii_case("csv") => csv = true,
-                    CopyOption::Format(f) if !f.value.eq_ignore_ascii_case("text") => {
-                        return Err(LaloError::NotSupported(format!("COPY FORMAT {f} is not supported (text, csv)")))
-                    }
-                    CopyOption::Header(h) => header = *h,
-                    _ => {}
-                }
-            }
-            for o in &legacy_options {
-                match o {
-                    CopyLegacyOption::Csv(opts) => {
-                        csv = true;
-                        header |= opts.iter().any(|x| matches!(x, CopyLegacyCsvOption::Header));
-                    }
-                    CopyLegacyOption::Header => header = true,
-                    CopyLegacyOption::Binary => {
-                        return Err(LaloError::NotSupported("COPY BINARY is not supported (text, csv)".into()))
-                    }
-                    _ => {}
-                }
-            }
-            Route::CopyOut { query: Box::new(query), csv, header }
+            let options = crate::copy::CopyOptions::parse(&options, &legacy_options)?;
+            Route::CopyOut { query: Box::new(query), options }
         }
         Statement::Copy { to: false, .. } => {
             return Err(LaloError::NotSupported("COPY FROM is not allowed: lalo is read-only".into()))

@@ -66,9 +66,12 @@ fn failure(e: &LaloError) -> Response {
     let code = e.sqlstate().to_string();
     let status = match code.as_str() {
         "42501" => StatusCode::FORBIDDEN,
-        "28P01" => StatusCode::UNAUTHORIZED,
+        // The caller's own credentials are checked before any statement (credentials.rs): a
+        // 28P01 here is an upstream refusing lalo.
+        "28P01" => StatusCode::BAD_GATEWAY,
         "28000" => StatusCode::FORBIDDEN,
-        "54000" | "53300" | "53400" => StatusCode::TOO_MANY_REQUESTS,
+        "54000" | "53300" => StatusCode::TOO_MANY_REQUESTS,
+        "53400" => StatusCode::UNPROCESSABLE_ENTITY,
         "57014" => StatusCode::REQUEST_TIMEOUT,
         "08006" | "08001" | "08000" => StatusCode::BAD_GATEWAY,
         "42000" => StatusCode::UNPROCESSABLE_ENTITY,
@@ -92,11 +95,23 @@ fn invalid(message: impl Into<String>) -> LaloError {
 /// A body that is not the JSON this route takes: 400 with 22P02 (invalid input), as a client
 /// error the request can fix.
 fn bad_body(e: JsonRejection) -> Response {
-    failure(&invalid(format!("request body: {}", e.body_text())))
+    let status = e.status();
+    let body = json!({ "sqlstate": "22P02", "message": format!("request body: {}", e.body_text()) });
+    (status, Json(body)).into_response()
 }
 
-fn open(lalo: &Lalo, caller: &Caller, database: Option<&str>) -> Result<Session, LaloError> {
-    lalo.open_session(&caller.user, database.unwrap_or(""), &caller.client, EntryPoint::Http)
+/// The caller's session in the database asked for; a refusal is audited as a refused login.
+async fn open(lalo: &Lalo, caller: &Caller, database: Option<&str>) -> Result<Session, LaloError> {
+    let db = database.unwrap_or("");
+    let opened = if !db.is_empty() && !lalo.engine.has_database(db) {
+        Err(LaloError::Data { code: "3D000", message: format!("database \"{db}\" does not exist") })
+    } else {
+        lalo.open_session(&caller.user, db, &caller.client, EntryPoint::Http)
+    };
+    if let Err(e) = &opened {
+        super::credentials::audit_refused(lalo, &caller.user, &caller.client, &e.audit_text()).await;
+    }
+    opened
 }
 
 /// How the client asked for rows.
@@ -122,6 +137,11 @@ async fn rows(session: &Session, outcome: Outcome, wants: Wants, extra: Map<Stri
     let (schema, rows) = match outcome {
         Outcome::Rows { schema, rows } => (schema, rows),
         _ => return Err(LaloError::NotSupported("only statements that return rows can run here".into())),
+    };
+    // Streamed formats wait for the first batch, so an error before any row is a status.
+    let rows = match wants {
+        Wants::Json => rows,
+        _ => body::first_batch_ready(rows).await?,
     };
     Ok(match wants {
         Wants::Arrow => {
@@ -154,18 +174,15 @@ async fn sql(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
         Err(e) => return bad_body(e),
     };
     let run = async {
-        let session = open(&lalo, &caller, body.database.as_deref())?;
+        let session = open(&lalo, &caller, body.database.as_deref()).await?;
         let route = match single(&lalo, &session, &body.sql) {
             Ok(r) => r,
             Err(e) => return Err(lalo.refuse(&session, &body.sql, e).await),
         };
         let outcome = match (route, body.params.is_empty()) {
             (route, true) => lalo.run(&session, Input::Routed { route, text: &body.sql }, Delivery::default()).await?,
-            (Route::Query(stmt), false) => {
-                let values = body.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
-                bound(&lalo, &session, &body.sql, &stmt, values).await?
-            }
-            _ => return Err(LaloError::NotSupported("parameters are taken with SQL statements only".into())),
+            (Route::Query(stmt), false) => bound(&lalo, &session, &body.sql, &stmt, &body.params).await?,
+            _ => return Err(lalo.refuse(&session, &body.sql, invalid("parameters are taken with SQL statements only")).await),
         };
         rows(&session, outcome, wants(&headers), Map::new()).await
     };
@@ -173,9 +190,34 @@ async fn sql(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
 }
 
 /// Run a statement with `$n` parameters as the extended protocol does: planned with its
-/// placeholders, each value cast to the type the plan gives its placeholder.
-async fn bound(lalo: &Lalo, session: &Session, text: &str, stmt: &datafusion::sql::sqlparser::ast::Statement, values: Vec<ScalarValue>) -> Result<Outcome, LaloError> {
-    let plan = lalo.plan(session, stmt).await?;
+/// placeholders, each value cast to the type the plan gives its placeholder. The values are
+/// cast only once governance has accepted the plan (a cast error names a column's type), and
+/// every refusal before the run is audited.
+async fn bound(lalo: &Lalo, session: &Session, text: &str, stmt: &datafusion::sql::sqlparser::ast::Statement, params: &[Value]) -> Result<Outcome, LaloError> {
+    let prepared = async {
+        let plan = lalo.plan(session, stmt).await?;
+        lalo.govern(session, plan.clone()).await?;
+        let values = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, LaloError>((plan, values))
+    };
+    let (plan, values) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return Err(lalo.refuse(session, text, e).await),
+    };
+    match run_bound(lalo, session, text, stmt, &plan, values).await {
+        Err(e @ LaloError::Data { code: "22P02", .. }) => Err(lalo.refuse(session, text, e).await),
+        other => other,
+    }
+}
+
+async fn run_bound(
+    lalo: &Lalo,
+    session: &Session,
+    text: &str,
+    stmt: &datafusion::sql::sqlparser::ast::Statement,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    values: Vec<ScalarValue>,
+) -> Result<Outcome, LaloError> {
     let types = plan.get_parameter_types().map_err(LaloError::from)?;
     let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = types
         .into_iter()
@@ -198,7 +240,7 @@ async fn bound(lalo: &Lalo, session: &Session, text: &str, stmt: &datafusion::sq
     let bound = crate::pipeline::Bound {
         text,
         statement: stmt,
-        plan: Some(&plan),
+        plan: Some(plan),
         param_types: &param_types,
         key: &key,
         params: ParamValues::List(values.into_iter().map(Into::into).collect()),
@@ -226,7 +268,7 @@ async fn ask(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
         Err(e) => return bad_body(e),
     };
     let run = async {
-        let session = open(&lalo, &caller, body.database.as_deref())?;
+        let session = open(&lalo, &caller, body.database.as_deref()).await?;
         let input = format!("ASK {}", body.question);
         let a = lalo.answer(&session, &body.question, &input, Delivery::default()).await?;
         let mut extra = Map::new();
@@ -243,7 +285,7 @@ async fn explain(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Cal
         Err(e) => return bad_body(e),
     };
     let run = async {
-        let session = open(&lalo, &caller, body.database.as_deref())?;
+        let session = open(&lalo, &caller, body.database.as_deref()).await?;
         match (body.sql, body.question) {
             (Some(sql), None) => {
                 let stmt = match single(&lalo, &session, &sql) {

@@ -67,20 +67,39 @@ fn typed(v: Option<String>, t: &Type) -> Value {
     }
 }
 
+/// The most rows one JSON document holds: a larger result is refused (53400) with a pointer to
+/// the streamed formats, which hold one batch at a time.
+pub const DOCUMENT_ROWS: usize = 100_000;
+
 /// The whole result as `{"columns", "rows", "row_count"}` (plus `extra` fields).
 pub async fn document(columns: &Columns, mut rows: RowStream, mut extra: serde_json::Map<String, Value>) -> Result<Value, LaloError> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     while let Some(b) = rows.next().await {
-        out.extend(columns.rows(b?)?);
+        out.extend(columns.rows(b?)?.into_iter().map(Value::Array));
+        if out.len() > DOCUMENT_ROWS {
+            return Err(LaloError::LimitExceeded(format!(
+                "the result has more than {DOCUMENT_ROWS} rows, more than one JSON document holds: ask for application/x-ndjson or application/vnd.apache.arrow.stream"
+            )));
+        }
     }
     extra.insert("columns".into(), columns.describe());
     extra.insert("row_count".into(), json!(out.len()));
-    extra.insert("rows".into(), json!(out));
+    extra.insert("rows".into(), Value::Array(out));
     Ok(Value::Object(extra))
 }
 
+/// The stream with its first batch already computed: an error before any row becomes the
+/// response's status rather than a broken body.
+pub async fn first_batch_ready(mut rows: RowStream) -> Result<RowStream, LaloError> {
+    match rows.next().await {
+        Some(Ok(first)) => Ok(futures::stream::once(async { Ok(first) }).chain(rows).boxed()),
+        Some(Err(e)) => Err(e),
+        None => Ok(rows),
+    }
+}
+
 /// NDJSON: one object per row, written as batches arrive. An error after the first row ends
-/// the stream with a last line `{"sqlstate", "message"}`.
+/// the stream with a last line `{"error": {"sqlstate", "message"}}` (rows are never wrapped).
 pub fn ndjson(columns: Columns, rows: RowStream) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     rows.map(move |b| {
         let lines = b.map_err(LaloError::from).and_then(|b| columns.rows(b)).map(|rows| {
@@ -96,7 +115,7 @@ pub fn ndjson(columns: Columns, rows: RowStream) -> impl Stream<Item = Result<By
 }
 
 fn error_line(e: &LaloError) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&json!({ "sqlstate": e.sqlstate(), "message": e.to_string() })).unwrap_or_default();
+    let mut out = serde_json::to_vec(&json!({ "error": { "sqlstate": e.sqlstate(), "message": e.to_string() } })).unwrap_or_default();
     out.push(b'\n');
     out
 }

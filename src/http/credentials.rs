@@ -29,6 +29,41 @@ pub struct Gate {
     pub lalo: Arc<Lalo>,
     pub verifiers: Verifiers,
     pub tokens: HashMap<String, String>,
+    /// Credentials that passed, by a keyed digest of name and password (never the password):
+    /// a client sending the same Basic header on every request pays the PBKDF2 work once.
+    verified: parking_lot::Mutex<HashMap<[u8; 32], String>>,
+    key: [u8; 32],
+}
+
+/// How many verified credentials are remembered (the set starts over when full).
+const VERIFIED: usize = 1024;
+
+impl Gate {
+    pub fn new(lalo: Arc<Lalo>, tokens: HashMap<String, String>) -> Gate {
+        let verifiers = Verifiers::of(&lalo.users);
+        Gate { lalo, verifiers, tokens, verified: Default::default(), key: rand::random() }
+    }
+
+    fn digest(&self, user: &str, password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::new().chain_update(self.key).chain_update(user.as_bytes()).chain_update([0]).chain_update(password.as_bytes()).finalize().into()
+    }
+
+    fn check_basic(&self, user: &str, password: &str) -> bool {
+        let d = self.digest(user, password);
+        if self.verified.lock().get(&d).is_some_and(|u| u == user) {
+            return true;
+        }
+        let ok = self.verifiers.verify(user, password);
+        if ok {
+            let mut v = self.verified.lock();
+            if v.len() >= VERIFIED {
+                v.clear();
+            }
+            v.insert(d, user.to_string());
+        }
+        ok
+    }
 }
 
 /// The caller as its `Authorization` header says, or why not.
@@ -41,7 +76,7 @@ fn authenticate(gate: &Gate, header: Option<&str>) -> Result<String, (String, &'
             let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
                 return Err((String::new(), "malformed basic credentials"));
             };
-            if gate.verifiers.verify(user, password) {
+            if gate.check_basic(user, password) {
                 Ok(user.to_string())
             } else if gate.lalo.users.get(user).is_some() {
                 Err((user.to_string(), "wrong password"))
@@ -70,9 +105,11 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
         }
         Ok(Err((user, reason))) => {
             if !user.is_empty() || reason != "no credentials" {
-                audit_failed_login(&gate.lalo, &user, &client, reason).await;
+                let error = format!("28P01: authentication failed ({reason})");
+                audit_refused(&gate.lalo, &user, &client, &error).await;
             }
-            let body = serde_json::json!({ "sqlstate": "28P01", "message": format!("authentication failed: {reason}") });
+            // One answer whatever the reason: the reply does not tell a user name that exists.
+            let body = serde_json::json!({ "sqlstate": "28P01", "message": "authentication failed" });
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"lalo\", Bearer realm=\"lalo\"")],
@@ -84,16 +121,18 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
     }
 }
 
-async fn audit_failed_login(lalo: &Lalo, user: &str, client: &str, reason: &str) {
+/// One audit line for a request refused before any statement: the name as given (cut to 64
+/// characters, so a request cannot grow the trail at will), the client, the error.
+pub async fn audit_refused(lalo: &Lalo, user: &str, client: &str, error: &str) {
     let rec = AuditRecord {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        user: user.to_string(),
+        user: user.chars().take(64).collect(),
         client: client.to_string(),
         entry: crate::session::EntryPoint::Http.as_str().into(),
         kind: "login".into(),
         input: "login".into(),
         decision: "denied".into(),
-        error: Some(format!("28P01: authentication failed ({reason})")),
+        error: Some(error.to_string()),
         ..Default::default()
     };
     if let Err(err) = lalo.audit.append(rec, crate::governance::audit::Wait::Durable).await {

@@ -33,11 +33,7 @@ pub fn router(lalo: Arc<Lalo>) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let gate = Arc::new(credentials::Gate {
-        lalo: lalo.clone(),
-        verifiers: crate::server::auth::Verifiers::of(&lalo.users),
-        tokens: tokens.as_ref().clone(),
-    });
+    let gate = Arc::new(credentials::Gate::new(lalo.clone(), tokens.as_ref().clone()));
     let mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(tokens, bearer_auth));

@@ -112,9 +112,9 @@ impl Lalo {
                 }
                 done
             }
-            Route::CopyOut { query, csv, header } => {
+            Route::CopyOut { query, options } => {
                 match Box::pin(self.run_route(session, Route::Query(query), text, Delivery { wire: None, ..delivery })).await? {
-                    Outcome::Rows { schema, rows } => Ok(Outcome::CopyOut { schema, rows, csv, header }),
+                    Outcome::Rows { schema, rows } => Ok(Outcome::CopyOut { schema, rows, options }),
                     other => Ok(other),
                 }
             }

@@ -19,7 +19,7 @@ pub enum Outcome {
     /// A command with its tag; `changed` lists settings to report (ParameterStatus).
     Command { tag: String, changed: Vec<(String, String)> },
     /// Rows to send as COPY data (COPY ... TO STDOUT).
-    CopyOut { schema: SchemaRef, rows: RowStream, csv: bool, header: bool },
+    CopyOut { schema: SchemaRef, rows: RowStream, options: crate::copy::CopyOptions },
     Begin,
     Commit,
     Empty,

@@ -38,29 +38,58 @@ fn to_wire(batch: RecordBatch) -> PgWireResult<RecordBatch> {
     RecordBatch::try_new(schema, cols).map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
-/// COPY ... TO STDOUT: each row's text-format fields as one line of COPY text (tab-separated,
-/// `\N` for NULL, backslash escapes) or CSV (quoted where needed, empty for NULL).
-pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, csv: bool, header: bool, zone: Option<Zone>) -> CopyResponse {
+/// COPY ... TO STDOUT: each row's fields, as the wire encodes them, written as COPY's options
+/// say (copy.rs): text or CSV lines, or binary tuples between the binary header and trailer.
+pub fn copy_response(fields: Arc<Vec<FieldInfo>>, rows: RowStream, options: crate::copy::CopyOptions, zone: Option<Zone>) -> CopyResponse {
+    use crate::copy::{CopyFormat, CopyOptions};
     let columns = fields.len();
-    let head: Vec<PgWireResult<CopyData>> = if header {
-        let names: Vec<String> = fields.iter().map(|f| if csv { csv_field(f.name().as_bytes()) } else { f.name().to_string() }).collect();
-        let sep = if csv { "," } else { "\t" };
-        vec![Ok(CopyData::new(Bytes::from(format!("{}\n", names.join(sep)))))]
-    } else {
-        vec![]
+    let names: Vec<String> = fields.iter().map(|f| f.name().to_string()).collect();
+    let binary = options.format == CopyFormat::Binary;
+    let head: Vec<PgWireResult<CopyData>> = match options.header_line(&names) {
+        Some(line) => vec![Ok(CopyData::new(Bytes::from(line)))],
+        None => vec![],
     };
+    // Binary COPY's header goes out in one message with the first row, as PostgreSQL sends it
+    // (readers such as ADBC's parse the header and a row from the same message), or with the
+    // trailer when there is no row; the trailer closes the stream in a message of its own.
+    let binary_head = Arc::new(parking_lot::Mutex::new(binary.then(CopyOptions::binary_header)));
+    let unsent_head = binary_head.clone();
+    let forced = options.forced(&names);
     let f = fields.clone();
     let data = rows
         .map(move |batch| {
             let lines: Vec<PgWireResult<CopyData>> =
                 match batch.map_err(PgWireError::from).and_then(to_wire).map(|b| temporal_as_text(crate::pgtypes::as_pg(b, &f), &f, zone)) {
-                Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b).map(|row| row.map(|r| copy_line(&r, csv))).collect(),
+                Ok(b) => encode_recordbatch(crate::pgtypes::encoding_fields(&f), b)
+                    .map(|row| {
+                        row.map(|r| {
+                            let line = options.row(r.field_count as usize, &r.data, &forced);
+                            match binary_head.lock().take() {
+                                Some(mut head) => {
+                                    head.extend_from_slice(&line);
+                                    CopyData::new(Bytes::from(head))
+                                }
+                                None => CopyData::new(Bytes::from(line)),
+                            }
+                        })
+                    })
+                    .collect(),
                 Err(e) => vec![Err(e)],
             };
             futures::stream::iter(lines)
         })
         .flatten();
-    CopyResponse::new(0, columns, futures::stream::iter(head).chain(data))
+    let trailer = futures::stream::once(async move {
+        let mut last = unsent_head.lock().take().unwrap_or_default();
+        last.extend_from_slice(&(-1i16).to_be_bytes());
+        Ok(CopyData::new(Bytes::from(last)))
+    })
+    .filter(move |_| futures::future::ready(binary));
+    // Made as a text response and then marked binary: pgwire would append a trailer of its own
+    // to a binary one, in its own message even when no row came before it.
+    let mut response = CopyResponse::new(0, columns, futures::stream::iter(head).chain(data).chain(trailer));
+    response.format = if binary { 1 } else { 0 };
+    response
 }
 
 /// One batch's values as the text format writes them (the HTTP API's rows): `None` for NULL.
@@ -85,53 +114,6 @@ pub fn text_cells(fields: Arc<Vec<FieldInfo>>, batch: RecordBatch, zone: Option<
             Ok(cells)
         })
         .collect()
-}
-
-/// One DataRow (length-prefixed text fields) as a COPY line.
-fn copy_line(row: &pgwire::messages::data::DataRow, csv: bool) -> CopyData {
-    let mut out = Vec::with_capacity(row.data.len() + 8);
-    let data = &row.data[..];
-    let mut pos = 0;
-    for i in 0..row.field_count {
-        if i > 0 {
-            out.push(if csv { b',' } else { b'\t' });
-        }
-        let Some(len_bytes) = data.get(pos..pos + 4) else { break };
-        let len = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
-        pos += 4;
-        if len < 0 {
-            if !csv {
-                out.extend_from_slice(b"\\N");
-            }
-            continue;
-        }
-        let Some(v) = data.get(pos..pos + len as usize) else { break };
-        pos += len as usize;
-        if csv {
-            out.extend_from_slice(csv_field(v).as_bytes());
-        } else {
-            for &b in v {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    _ => out.push(b),
-                }
-            }
-        }
-    }
-    out.push(b'\n');
-    CopyData::new(Bytes::from(out))
-}
-
-fn csv_field(v: &[u8]) -> String {
-    let s = String::from_utf8_lossy(v);
-    if s.is_empty() || s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.into_owned()
-    }
 }
 
 /// Whether a session TimeZone setting means UTC.

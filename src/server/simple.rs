@@ -66,11 +66,13 @@ where
             }
             Response::Execution(Tag::new(&tag))
         }
-        Outcome::CopyOut { schema, rows, csv, header } => {
+        Outcome::CopyOut { schema, rows, options } => {
             let opts = encode::format_options(session);
             let zone = encode::Zone::of(&opts.time_zone);
-            let fields = encode::fields(&schema, &Format::UnifiedText, opts)?;
-            Response::CopyOut(encode::copy_response(fields, rows, csv, header, zone))
+            // Binary COPY carries each value in its binary wire format.
+            let format = if options.format == crate::copy::CopyFormat::Binary { Format::UnifiedBinary } else { Format::UnifiedText };
+            let fields = encode::fields(&schema, &format, opts)?;
+            Response::CopyOut(encode::copy_response(fields, rows, options, zone))
         }
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit => Response::TransactionEnd(Tag::new(route_tag.unwrap_or("COMMIT"))),
@@ -155,6 +157,6 @@ pub fn route_text(route: &Route) -> String {
         }
         Route::Deallocate(Some(n)) => format!("DEALLOCATE {n}"),
         Route::Deallocate(None) => "DEALLOCATE ALL".into(),
-        Route::CopyOut { query, csv, .. } => format!("COPY ({query}) TO STDOUT{}", if *csv { " CSV" } else { "" }),
+        Route::CopyOut { query, options } => format!("COPY ({query}) TO STDOUT (FORMAT {})", format!("{:?}", options.format).to_ascii_uppercase()),
     }
 }

@@ -36,3 +36,21 @@ async fn real_drivers_work() {
         assert!(stdout.contains(&format!("#   {client}")), "{client} did not report: {stdout}");
     }
 }
+
+/// ADBC's PostgreSQL driver reads every result with `COPY (...) TO STDOUT (FORMAT binary)`:
+/// rows, a row filter, a mask, a denial and an empty result, through lalo's binary COPY.
+#[tokio::test]
+async fn adbc_postgres_driver_reads_through_binary_copy() {
+    let s = common::start().await;
+    let stdout = common::run_ok(
+        tokio::process::Command::new("python3")
+            .arg(common::repo().join("tests/clients/adbc_postgres.py"))
+            .args(["--port", &s.port().to_string()]),
+    )
+    .await;
+    for check in ["row filter", "masked column", "denied column gives 42501", "empty result"] {
+        assert!(stdout.contains(&format!("ok adbc: {check}")), "{check}: {stdout}");
+    }
+    let audit = std::fs::read_to_string(s.audit_path()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("(FORMAT BINARY)") && l.contains("\"user\":\"analyst\"")), "{audit}");
+}

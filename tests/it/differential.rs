@@ -272,3 +272,47 @@ async fn the_engine_answers_as_postgres_does() {
         assert_eq!(crate::common::sqlstate(&e), code, "{sql}: {e}");
     }
 }
+
+/// `COPY ... TO STDOUT` with PostgreSQL's options writes the bytes PostgreSQL writes: text with
+/// another delimiter and NULL, CSV with quoting, escapes, forced quotes and a header, and binary
+/// (what ADBC's PostgreSQL driver and bulk loaders read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_writes_what_postgres_writes() {
+    use futures::{pin_mut, TryStreamExt};
+    let pg = pgcluster::defog().await;
+    let s = crate::common::start().await;
+    let via = s.connect("admin").await;
+    let direct = pg.client("postgres").await;
+    let rows = "SELECT * FROM (VALUES (1, 'x,y', 1.5::numeric(10,2), date '2024-01-01', true), (2, null, null, null, null), \
+                (3, 'he said \"hi\"', -2::numeric(10,2), date '1999-12-31', false), (4, E'tab\\there|pipe\\\\', 0::numeric(10,2), date '2000-02-29', true), \
+                (5, '', 12345678.9::numeric(10,2), date '0044-03-15', null)) v(a, b, c, d, e)";
+    async fn copy(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+        let stream = c.copy_out(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pin_mut!(stream);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.try_next().await.unwrap() {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+    for options in [
+        "",
+        "(FORMAT csv)",
+        "(FORMAT csv, HEADER)",
+        "(FORMAT csv, DELIMITER ';', NULL 'NULL', QUOTE '''', FORCE_QUOTE (b, c))",
+        "(FORMAT csv, FORCE_QUOTE (b), ESCAPE '\\')",
+        "(DELIMITER '|', NULL '-')",
+        "(FORMAT text, HEADER)",
+        "CSV HEADER",
+        "(FORMAT binary)",
+        "BINARY",
+    ] {
+        let sql = format!("COPY ({rows}) TO STDOUT {options}");
+        assert_eq!(copy(&via, &sql).await, copy(&direct, &sql).await, "{options}");
+    }
+    // Options PostgreSQL rejects are rejected.
+    for bad in ["(FORMAT binary, HEADER)", "(QUOTE '''')", "(FORMAT csv, DELIMITER '\"')", "(FORMAT xml)"] {
+        let sql = format!("COPY ({rows}) TO STDOUT {bad}");
+        assert!(via.copy_out(sql.as_str()).await.is_err(), "{bad}");
+    }
+}

@@ -38,6 +38,18 @@ async fn curl_and_python_clients_query_over_http_under_governance() {
     assert_eq!(code, "400", "session commands have no session over HTTP: {body}");
     let (body, code) = post("analyst", r#"{"question":"how many orders are there?"}"#, "/v1/explain");
     assert!(code == "200" || code == "422", "{code} {body}");
+    let (body, code) = post("analyst", r#"{"sql":"SELECT 1","database":"nosuch"}"#, "/v1/sql");
+    assert_eq!(code, "404", "{body}");
+    assert!(body.contains("3D000"), "{body}");
+    // A wrong password and an unknown name answer alike.
+    let (wrong, code) = curl(&["-u", "analyst:nope", "-H", "content-type: application/json", "-d", r#"{"sql":"SELECT 1"}"#, &format!("{url}/v1/sql")]);
+    assert_eq!(code, "401");
+    let (unknown, _) = curl(&["-u", "nobody:nope", "-H", "content-type: application/json", "-d", r#"{"sql":"SELECT 1"}"#, &format!("{url}/v1/sql")]);
+    assert_eq!(wrong, unknown);
+    // Parameters are cast only after governance: a denied column's type is not told.
+    let (body, code) = post("intern", r#"{"sql":"SELECT 1 FROM tpch.customer WHERE c_acctbal = $1","params":[99999999999999999]}"#, "/v1/sql");
+    assert_eq!(code, "403", "{body}");
+    assert!(!body.contains("Decimal"), "{body}");
     let (body, code) = curl(&[&format!("{url}/v1/openapi.json")]);
     assert_eq!(code, "200");
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["paths"]["/v1/sql"].is_object());
@@ -59,4 +71,6 @@ async fn curl_and_python_clients_query_over_http_under_governance() {
     assert!(http.iter().any(|l| l.contains("\"user\":\"intern\"") && l.contains("\"decision\":\"denied\"")), "{audit}");
     assert!(http.iter().any(|l| l.contains("\"kind\":\"login\"") && l.contains("wrong password")), "{audit}");
     assert!(http.iter().any(|l| l.contains("\"user\":\"analyst\"") && l.contains("tpch.orders")), "{audit}");
+    assert!(http.iter().any(|l| l.contains("3D000")), "the refused database is audited: {audit}");
+    assert!(http.iter().any(|l| l.contains("\"user\":\"intern\"") && l.contains("c_acctbal = $1") && l.contains("denied")), "{audit}");
 }
