@@ -35,6 +35,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: String,
     pub http_listen: String,
+    /// Arrow Flight SQL (src/flight/); off when unset.
+    pub flight_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Refuse connections that did not negotiate TLS.
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:6432".into(),
             http_listen: "127.0.0.1:6480".into(),
+            flight_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_required: false,
@@ -262,6 +265,7 @@ impl Config {
 const OVERRIDABLE: &[(&str, &str)] = &[
     ("server", "listen"),
     ("server", "http_listen"),
+    ("server", "flight_listen"),
     ("server", "tls_cert"),
     ("server", "tls_key"),
     ("server", "tls_required"),

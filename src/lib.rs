@@ -38,6 +38,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod execution;
+pub mod flight;
 pub mod governance;
 pub mod http;
 pub mod metrics;

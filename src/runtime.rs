@@ -14,6 +14,8 @@ pub struct Running {
     pub lalo: Arc<Lalo>,
     pub pg_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Where Arrow Flight SQL listens, when `flight_listen` is set.
+    pub flight_addr: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -29,6 +31,7 @@ impl Drop for Running {
 pub async fn start(config: Config) -> Result<Running, LaloError> {
     let listen = config.server.listen.clone();
     let http_listen = config.server.http_listen.clone();
+    let flight_listen = config.server.flight_listen.clone().filter(|a| !a.is_empty());
     let lalo = Lalo::start(config).await?;
     let pg = PgServer::bind(lalo.clone(), &listen).await?;
     let pg_addr = pg.local_addr()?;
@@ -42,7 +45,15 @@ pub async fn start(config: Config) -> Result<Running, LaloError> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));
+    let flight_addr = match flight_listen {
+        Some(addr) => {
+            let (local, task) = crate::flight::bind(lalo.clone(), &addr).await?;
+            tasks.push(task);
+            Some(local)
+        }
+        None => None,
+    };
     tasks.push(tokio::spawn(crate::governance::watch::watch_policies(lalo.governance.clone())));
-    tracing::info!(%pg_addr, %http_addr, "lalo is serving");
-    Ok(Running { lalo, pg_addr, http_addr, tasks })
+    tracing::info!(%pg_addr, %http_addr, ?flight_addr, "lalo is serving");
+    Ok(Running { lalo, pg_addr, http_addr, flight_addr, tasks })
 }

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ScalarValue;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -109,7 +109,7 @@ async fn open(lalo: &Lalo, caller: &Caller, database: Option<&str>) -> Result<Se
         lalo.open_session(&caller.user, db, &caller.client, EntryPoint::Http)
     };
     if let Err(e) = &opened {
-        super::credentials::audit_refused(lalo, &caller.user, &caller.client, &e.audit_text()).await;
+        super::credentials::audit_refused(lalo, &caller.user, &caller.client, &e.audit_text(), "http").await;
     }
     opened
 }
@@ -189,65 +189,11 @@ async fn sql(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
     run.await.unwrap_or_else(|e| failure(&e))
 }
 
-/// Run a statement with `$n` parameters as the extended protocol does: planned with its
-/// placeholders, each value cast to the type the plan gives its placeholder. The values are
-/// cast only once governance has accepted the plan (a cast error names a column's type), and
-/// every refusal before the run is audited.
+/// Run a statement with `$n` parameters (pipeline/params.rs); the JSON values are read only
+/// once the statement is known to be governed, so a bad value is refused and audited there too.
 async fn bound(lalo: &Lalo, session: &Session, text: &str, stmt: &datafusion::sql::sqlparser::ast::Statement, params: &[Value]) -> Result<Outcome, LaloError> {
-    let prepared = async {
-        let plan = lalo.plan(session, stmt).await?;
-        lalo.govern(session, plan.clone()).await?;
-        let values = params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, LaloError>((plan, values))
-    };
-    let (plan, values) = match prepared.await {
-        Ok(p) => p,
-        Err(e) => return Err(lalo.refuse(session, text, e).await),
-    };
-    match run_bound(lalo, session, text, stmt, &plan, values).await {
-        Err(e @ LaloError::Data { code: "22P02", .. }) => Err(lalo.refuse(session, text, e).await),
-        other => other,
-    }
-}
-
-async fn run_bound(
-    lalo: &Lalo,
-    session: &Session,
-    text: &str,
-    stmt: &datafusion::sql::sqlparser::ast::Statement,
-    plan: &datafusion::logical_expr::LogicalPlan,
-    values: Vec<ScalarValue>,
-) -> Result<Outcome, LaloError> {
-    let types = plan.get_parameter_types().map_err(LaloError::from)?;
-    let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = types
-        .into_iter()
-        .filter_map(|(k, t)| k.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, t)))
-        .collect();
-    ordered.sort_by_key(|(i, _)| *i);
-    if ordered.len() != values.len() {
-        return Err(invalid(format!("the statement takes {} parameters, {} were given", ordered.len(), values.len())));
-    }
-    let param_types: Vec<Option<datafusion::arrow::datatypes::DataType>> = ordered.into_iter().map(|(_, t)| t).collect();
-    let values = values
-        .into_iter()
-        .zip(&param_types)
-        .map(|(v, t)| match t {
-            Some(t) if !v.is_null() => v.cast_to(t).map_err(|e| invalid(format!("parameter {v}: {e}"))),
-            _ => Ok(v),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = crate::pipeline::Bound::cache_key(text, &param_types);
-    let bound = crate::pipeline::Bound {
-        text,
-        statement: stmt,
-        plan: Some(plan),
-        param_types: &param_types,
-        key: &key,
-        params: ParamValues::List(values.into_iter().map(Into::into).collect()),
-        sql: Some(stmt.to_string()),
-        names: crate::naming::pg_names(stmt),
-    };
-    lalo.run(session, Input::Bound(bound), Delivery::default()).await
+    let values = params.iter().map(param).collect::<Result<Vec<_>, _>>();
+    lalo.run_with_params(session, text, stmt, values, Delivery::default()).await
 }
 
 /// Exactly one SQL statement or question.

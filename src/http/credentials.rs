@@ -106,7 +106,7 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
         Ok(Err((user, reason))) => {
             if !user.is_empty() || reason != "no credentials" {
                 let error = format!("28P01: authentication failed ({reason})");
-                audit_refused(&gate.lalo, &user, &client, &error).await;
+                audit_refused(&gate.lalo, &user, &client, &error, "http").await;
             }
             // One answer whatever the reason: the reply does not tell a user name that exists.
             let body = serde_json::json!({ "sqlstate": "28P01", "message": "authentication failed" });
@@ -123,12 +123,12 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
 
 /// One audit line for a request refused before any statement: the name as given (cut to 64
 /// characters, so a request cannot grow the trail at will), the client, the error.
-pub async fn audit_refused(lalo: &Lalo, user: &str, client: &str, error: &str) {
+pub async fn audit_refused(lalo: &Lalo, user: &str, client: &str, error: &str, entry: &str) {
     let rec = AuditRecord {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         user: user.chars().take(64).collect(),
         client: client.to_string(),
-        entry: crate::session::EntryPoint::Http.as_str().into(),
+        entry: entry.into(),
         kind: "login".into(),
         input: "login".into(),
         decision: "denied".into(),

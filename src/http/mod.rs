@@ -6,6 +6,8 @@ mod api;
 mod body;
 mod credentials;
 
+pub use credentials::audit_refused;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

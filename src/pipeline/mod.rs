@@ -27,6 +27,7 @@ mod disclosure;
 mod execute;
 mod host;
 mod outcome;
+mod params;
 mod postgres;
 mod prepared;
 mod question;
@@ -46,6 +47,7 @@ use crate::session::Session;
 
 pub use audit::{record, AuditScope};
 pub use outcome::{rename, Delivery, Outcome, Request};
+pub use params::param_types;
 pub use postgres::LaneStatement;
 pub use question::{explain_plan, Answer, Drafted};
 pub use state::{startup_settings, Lalo, Readiness, StageCounts, UpstreamStatus};

@@ -19,6 +19,7 @@ pub enum EntryPoint {
     Mcp,
     Cli,
     Http,
+    Flight,
 }
 
 impl EntryPoint {
@@ -28,6 +29,7 @@ impl EntryPoint {
             EntryPoint::Mcp => "mcp",
             EntryPoint::Cli => "cli",
             EntryPoint::Http => "http",
+            EntryPoint::Flight => "flight",
         }
     }
 }

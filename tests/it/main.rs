@@ -27,3 +27,4 @@ mod differential;
 mod client_catalogs;
 mod audit;
 mod http_api;
+mod flight;

@@ -1,0 +1,105 @@
+//! Who is calling: the handshake's Basic credentials become a bearer token (random, kept in
+//! memory for [`TOKEN_LIFE`]); each call's `authorization` header names the caller by such a
+//! token, an MCP token, or Basic credentials again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use parking_lot::Mutex;
+use tonic::{Request, Status};
+
+use crate::pipeline::Lalo;
+use crate::server::auth::Verifiers;
+
+/// How long a handshake's token stays good.
+const TOKEN_LIFE: Duration = Duration::from_secs(8 * 3600);
+
+pub struct Auth {
+    lalo: Arc<Lalo>,
+    verifiers: Arc<Verifiers>,
+    /// Tokens of the MCP token table (configured, long-lived).
+    configured: HashMap<String, String>,
+    /// Tokens handed out by handshakes: token → (user, issued).
+    issued: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+/// A caller: the user and the client's address.
+pub struct Caller {
+    pub user: String,
+    pub client: String,
+}
+
+impl Auth {
+    pub fn new(lalo: Arc<Lalo>) -> Auth {
+        let verifiers = Arc::new(Verifiers::of(&lalo.users));
+        let configured = crate::mcp::token_map(&lalo);
+        Auth { lalo, verifiers, configured, issued: Mutex::new(HashMap::new()) }
+    }
+
+    /// Check Basic credentials (PBKDF2, off the async threads) and hand out a token.
+    pub async fn handshake<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
+        let client = client_of(req);
+        let Some((user, password)) = authorizations(req).iter().find_map(|h| basic(h)) else {
+            return Err(Status::unauthenticated("28P01: the handshake takes Basic credentials"));
+        };
+        let ok = {
+            let (v, u, p) = (self.verifiers.clone(), user.clone(), password);
+            tokio::task::spawn_blocking(move || v.verify(&u, &p)).await.unwrap_or(false)
+        };
+        if !ok {
+            let reason = if self.lalo.users.get(&user).is_some() { "wrong password" } else { "no such user" };
+            crate::http::audit_refused(&self.lalo, &user, &client, &format!("28P01: authentication failed ({reason})"), "flight").await;
+            return Err(Status::unauthenticated("28P01: authentication failed"));
+        }
+        let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+        let mut issued = self.issued.lock();
+        issued.retain(|_, (_, at)| at.elapsed() < TOKEN_LIFE);
+        issued.insert(token.clone(), (user.clone(), Instant::now()));
+        Ok((user, token))
+    }
+
+    /// The caller of a request, by its bearer token or Basic credentials.
+    pub async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let client = client_of(req);
+        let headers = authorizations(req);
+        if headers.is_empty() {
+            return Err(Status::unauthenticated("28P01: no credentials: handshake first"));
+        }
+        let bearer = headers.iter().find_map(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).map(str::trim));
+        if let Some(token) = bearer {
+            if let Some((user, at)) = self.issued.lock().get(token) {
+                if at.elapsed() < TOKEN_LIFE {
+                    return Ok(Caller { user: user.clone(), client });
+                }
+            }
+            if let Some(user) = self.configured.get(token) {
+                return Ok(Caller { user: user.clone(), client });
+            }
+            return Err(Status::unauthenticated("28P01: unknown or expired token"));
+        }
+        self.handshake(req).await.map(|(user, _)| Caller { user, client })
+    }
+}
+
+/// Every `authorization` value of the call (a client may send a stale bearer beside Basic).
+fn authorizations<T>(req: &Request<T>) -> Vec<String> {
+    req.metadata().get_all("authorization").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+}
+
+fn client_of<T>(req: &Request<T>) -> String {
+    req.remote_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// (user, password) of a `Basic` header.
+fn basic(header: &str) -> Option<(String, String)> {
+    let value = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    // grpc-go's Flight client writes the credentials without base64 padding.
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+    let lenient = GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+    let decoded = lenient.decode(value.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}

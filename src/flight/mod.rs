@@ -1,0 +1,58 @@
+//! Arrow Flight SQL on `[server] flight_listen`: statements, prepared statements with
+//! parameters and the catalog commands (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
+//! `GetPrimaryKeys`, `GetSqlInfo`), each call under its caller's session (entry `flight`) and
+//! through the same pipeline as the wire: governance, limits, audit. Arrow-native clients (ADBC,
+//! pyarrow, Spark, DuckDB and polars loaders) read results as Arrow without a text round trip.
+//!
+//! Authentication: the handshake takes HTTP Basic (a lalo user's name and password, checked as
+//! SCRAM checks it) and answers a bearer token; later calls carry `Bearer <token>` (or a token
+//! of the MCP token table, or Basic again). Denials answer `PERMISSION_DENIED`, every error
+//! carries its SQLSTATE at the head of the message.
+
+mod auth;
+mod metadata;
+mod qmark;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tonic::Status;
+
+use crate::error::LaloError;
+use crate::pipeline::Lalo;
+
+pub use service::LaloFlight;
+
+/// A lalo error as a gRPC status: the code for its SQLSTATE, the SQLSTATE first in the message.
+pub fn status(e: &LaloError) -> Status {
+    let code = e.sqlstate();
+    let message = format!("{code}: {e}");
+    match code {
+        "42501" => Status::permission_denied(message),
+        "28P01" | "28000" => Status::unauthenticated(message),
+        "57014" => Status::cancelled(message),
+        "54000" | "53300" | "53400" => Status::resource_exhausted(message),
+        "08006" | "08001" | "08000" => Status::unavailable(message),
+        "3D000" | "42P01" => Status::not_found(message),
+        c if c.starts_with("42") || c.starts_with("22") || c.starts_with("0A") || c.starts_with("26") => Status::invalid_argument(message),
+        _ => Status::internal(message),
+    }
+}
+
+/// Bind `addr` and serve Flight SQL there until the process ends.
+pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LaloError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| LaloError::Config(format!("cannot listen on {addr} (flight_listen): {e}")))?;
+    let local = listener.local_addr().map_err(|e| LaloError::Internal(e.to_string()))?;
+    let service = FlightServiceServer::new(LaloFlight::new(lalo));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let task = tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+            tracing::error!(error = %e, "Flight SQL server stopped");
+        }
+    });
+    Ok((local, task))
+}
