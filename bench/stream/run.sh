@@ -15,6 +15,10 @@
 #   PG_PORT=55432 LALO_PORT=56432 LALO_HTTP_PORT=56480
 #   PG_TABLE=1           also time PostgreSQL reading the narrow rows from a heap table (context only)
 #   COPY=1               also time COPY (query) TO STDOUT on both engines
+#   FLIGHT=1             also time lalo over Arrow Flight SQL (ADBC's Flight SQL driver reading
+#                        Arrow; needs python3 with pyarrow and adbc_driver_flightsql), as a ratio
+#                        against PostgreSQL's wire for the same rows
+#   LALO_FLIGHT_PORT=56434
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -28,6 +32,12 @@ LALO_PORT="${LALO_PORT:-56432}"
 LALO_HTTP_PORT="${LALO_HTTP_PORT:-56480}"
 PG_TABLE="${PG_TABLE:-1}"
 COPY="${COPY:-1}"
+FLIGHT="${FLIGHT:-1}"
+LALO_FLIGHT_PORT="${LALO_FLIGHT_PORT:-56434}"
+if [ "$FLIGHT" = 1 ] && ! python3 -c "import pyarrow, adbc_driver_flightsql" >/dev/null 2>&1; then
+  echo "bench/stream: FLIGHT=1 needs python3 with pyarrow and adbc_driver_flightsql (pip install -r tests/clients/requirements.txt); skipping the Flight rows" >&2
+  FLIGHT=0
+fi
 
 say() { echo "bench/stream: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -84,6 +94,7 @@ PG_STARTED=1
 # --- lalo ----------------------------------------------------------------------------------------
 mkdir -p "$TMP/lalo"
 LALO_SERVER_LISTEN="127.0.0.1:$LALO_PORT" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$LALO_HTTP_PORT" \
+LALO_SERVER_FLIGHT_LISTEN="$([ "$FLIGHT" = 1 ] && echo "127.0.0.1:$LALO_FLIGHT_PORT")" \
 LALO_CATALOG_DATA_DIR="$TMP/lalo" LALO_GOVERNANCE_AUDIT_LOG="$TMP/lalo/audit.log" \
 LALO_CATALOG_TPCH_SCALE=0 "$LALO_BIN" serve >"$TMP/lalo.log" 2>&1 &
 LALO_PID=$!
@@ -145,6 +156,7 @@ time_it() {
 }
 
 RESULTS=()   # "case|engine|seconds|rows/s|ratio"
+declare -A PG_RPS
 measure() { # measure CASE SQL ROWS
   local c="$1" sql="$2" rows="$3" e s rps lalo_rps="" pg_rps=""
   say "timing $c ($rows rows, median of $RUNS)"
@@ -154,7 +166,7 @@ measure() { # measure CASE SQL ROWS
       RESULTS+=("$c|$e|error|-|-"); say "  $e: ${ERR["$c/$e"]}"; continue
     fi
     rps=$(awk -v r="$rows" -v s="$s" 'BEGIN { printf "%.0f", r / s }')
-    [ "$e" = lalo ] && lalo_rps=$rps || pg_rps=$rps
+    [ "$e" = lalo ] && lalo_rps=$rps || { pg_rps=$rps; PG_RPS["$c"]=$rps; }
     RESULTS+=("$c|$e|$s|$rps|")
   done
   if [ -n "$lalo_rps" ] && [ -n "$pg_rps" ]; then
@@ -175,6 +187,42 @@ measure wide "$WIDE_SQL" "$WIDE_ROWS"
 if [ "$COPY" = 1 ]; then
   measure narrow-copy "COPY ($NARROW_SQL) TO STDOUT" "$NARROW_ROWS"
   measure wide-copy "COPY ($WIDE_SQL) TO STDOUT" "$WIDE_ROWS"
+fi
+# flight_seconds SQL -> median seconds of execute + fetch of the whole Arrow result over Flight
+# SQL (one connection, WARMUP untimed runs first), as rows/s comparable to psql's.
+flight_seconds() {
+  python3 - "$1" "$LALO_FLIGHT_PORT" "$RUNS" "$WARMUP" <<'PY'
+import statistics, sys, time, warnings
+import adbc_driver_flightsql.dbapi as flightsql
+warnings.simplefilter("ignore")
+sql, port, runs, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+conn = flightsql.connect(f"grpc://127.0.0.1:{port}", db_kwargs={"username": "admin", "password": "admin"})
+cur = conn.cursor()
+times = []
+for i in range(warmup + runs):
+    t0 = time.perf_counter()
+    cur.execute(sql)
+    n = cur.fetch_arrow_table().num_rows
+    if i >= warmup:
+        times.append(time.perf_counter() - t0)
+print(f"{statistics.median(times):.4f}")
+PY
+}
+measure_flight() { # measure_flight CASE SQL ROWS
+  local c="$1" sql="$2" rows="$3" s rps
+  say "timing $c over Flight SQL"
+  if ! s=$(flight_seconds "$sql" 2>"$TMP/err"); then
+    RESULTS+=("$c|lalo-flight|error|-|-"); ERR["$c/lalo-flight"]="$(tail -1 "$TMP/err")"; return
+  fi
+  rps=$(awk -v r="$rows" -v s="$s" 'BEGIN { printf "%.0f", r / s }')
+  RESULTS+=("$c|lalo-flight|$s|$rps|")
+  if [ -n "${PG_RPS[$c]:-}" ]; then
+    RESULTS+=("$c|flight/postgresql|||$(awk -v a="$rps" -v b="${PG_RPS[$c]}" 'BEGIN { printf "%.2f", a / b }')")
+  fi
+}
+if [ "$FLIGHT" = 1 ]; then
+  measure_flight narrow "$NARROW_SQL" "$NARROW_ROWS"
+  measure_flight wide "$WIDE_SQL" "$WIDE_ROWS"
 fi
 if [ "$PG_TABLE" = 1 ]; then
   say "loading $NARROW_ROWS rows into a PostgreSQL table (context: PostgreSQL reading a heap table)"

@@ -23,7 +23,16 @@ pub struct Auth {
     configured: HashMap<String, String>,
     /// Tokens handed out by handshakes: token → (user, issued).
     issued: Mutex<HashMap<String, (String, Instant)>>,
+    /// Basic credentials that passed, by a keyed digest (never the password): a client sending
+    /// Basic on every call pays the PBKDF2 work once.
+    verified: Mutex<HashMap<[u8; 32], String>>,
+    key: [u8; 32],
 }
+
+/// At most this many live tokens (handshakes beyond it wait for tokens to expire: 28P01) and
+/// remembered credentials (the set starts over when full).
+const TOKENS: usize = 10_000;
+const VERIFIED: usize = 1024;
 
 /// A caller: the user and the client's address.
 pub struct Caller {
@@ -35,15 +44,22 @@ impl Auth {
     pub fn new(lalo: Arc<Lalo>) -> Auth {
         let verifiers = Arc::new(Verifiers::of(&lalo.users));
         let configured = crate::mcp::token_map(&lalo);
-        Auth { lalo, verifiers, configured, issued: Mutex::new(HashMap::new()) }
+        Auth { lalo, verifiers, configured, issued: Mutex::new(HashMap::new()), verified: Mutex::new(HashMap::new()), key: rand::random() }
     }
 
-    /// Check Basic credentials (PBKDF2, off the async threads) and hand out a token.
-    pub async fn handshake<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
+    /// The user of the call's Basic credentials, checked (PBKDF2 off the async threads, once
+    /// per credentials); a failure is audited.
+    async fn basic_user<T>(&self, req: &Request<T>) -> Result<String, Status> {
         let client = client_of(req);
         let Some((user, password)) = authorizations(req).iter().find_map(|h| basic(h)) else {
-            return Err(Status::unauthenticated("28P01: the handshake takes Basic credentials"));
+            crate::http::audit_refused(&self.lalo, "", &client, "28P01: authentication failed (no Basic credentials)", "flight").await;
+            return Err(Status::unauthenticated("28P01: authentication failed"));
         };
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::new().chain_update(self.key).chain_update(user.as_bytes()).chain_update([0]).chain_update(password.as_bytes()).finalize().into();
+        if self.verified.lock().get(&digest).is_some_and(|u| *u == user) {
+            return Ok(user);
+        }
         let ok = {
             let (v, u, p) = (self.verifiers.clone(), user.clone(), password);
             tokio::task::spawn_blocking(move || v.verify(&u, &p)).await.unwrap_or(false)
@@ -53,14 +69,28 @@ impl Auth {
             crate::http::audit_refused(&self.lalo, &user, &client, &format!("28P01: authentication failed ({reason})"), "flight").await;
             return Err(Status::unauthenticated("28P01: authentication failed"));
         }
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest, user.clone());
+        Ok(user)
+    }
+
+    /// Check Basic credentials and hand out a token.
+    pub async fn handshake<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
+        let user = self.basic_user(req).await?;
         let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
         let mut issued = self.issued.lock();
         issued.retain(|_, (_, at)| at.elapsed() < TOKEN_LIFE);
+        if issued.len() >= TOKENS {
+            return Err(Status::resource_exhausted("53300: too many live tokens; retry later"));
+        }
         issued.insert(token.clone(), (user.clone(), Instant::now()));
         Ok((user, token))
     }
 
-    /// The caller of a request, by its bearer token or Basic credentials.
+    /// The caller of a request, by its bearer token, else its Basic credentials.
     pub async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         let client = client_of(req);
         let headers = authorizations(req);
@@ -77,9 +107,13 @@ impl Auth {
             if let Some(user) = self.configured.get(token) {
                 return Ok(Caller { user: user.clone(), client });
             }
-            return Err(Status::unauthenticated("28P01: unknown or expired token"));
+            // A stale token beside Basic credentials: the credentials decide.
+            if !headers.iter().any(|h| basic(h).is_some()) {
+                crate::http::audit_refused(&self.lalo, "", &client, "28P01: authentication failed (unknown or expired token)", "flight").await;
+                return Err(Status::unauthenticated("28P01: unknown or expired token"));
+            }
         }
-        self.handshake(req).await.map(|(user, _)| Caller { user, client })
+        self.basic_user(req).await.map(|user| Caller { user, client })
     }
 }
 

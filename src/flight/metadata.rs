@@ -67,12 +67,15 @@ pub fn sql_info() -> &'static SqlInfoData {
 }
 
 impl LaloFlight {
-    async fn visible(&self, session: &Session) -> Result<Vec<TableEntry>, Status> {
-        self.lalo.visible_tables(session).await.map_err(|e| status(&e))
+    /// The tables the caller may see; the listing is audited as MCP's `list_tables` is.
+    async fn visible(&self, session: &Session, command: &str) -> Result<Vec<TableEntry>, Status> {
+        let tables = self.lalo.visible_tables(session).await.map_err(|e| status(&e))?;
+        self.lalo.audit_tool(session, command, "", tables.len() as u64).await;
+        Ok(tables)
     }
 
     pub(super) async fn catalogs(&self, session: &Session, query: CommandGetCatalogs) -> Result<Response<DoGetStream>, Status> {
-        let names: BTreeSet<String> = self.visible(session).await?.into_iter().map(|t| t.database).collect();
+        let names: BTreeSet<String> = self.visible(session, "GetCatalogs").await?.into_iter().map(|t| t.database).collect();
         let mut b = query.into_builder();
         for n in names {
             b.append(n);
@@ -81,7 +84,7 @@ impl LaloFlight {
     }
 
     pub(super) async fn schemas(&self, session: &Session, query: CommandGetDbSchemas) -> Result<Response<DoGetStream>, Status> {
-        let pairs: BTreeSet<(String, String)> = self.visible(session).await?.into_iter().map(|t| (t.database, t.schema)).collect();
+        let pairs: BTreeSet<(String, String)> = self.visible(session, "GetDbSchemas").await?.into_iter().map(|t| (t.database, t.schema)).collect();
         let mut b = query.into_builder();
         for (c, s) in pairs {
             b.append(c, s);
@@ -92,7 +95,7 @@ impl LaloFlight {
     pub(super) async fn tables(&self, session: &Session, query: CommandGetTables) -> Result<Response<DoGetStream>, Status> {
         let include_schema = query.include_schema;
         let mut b = query.into_builder();
-        for t in self.visible(session).await? {
+        for t in self.visible(session, "GetTables").await? {
             let schema = if include_schema { self.readable_schema(session, &t).await } else { Arc::new(Schema::empty()) };
             b.append(&t.database, &t.schema, &t.table, "TABLE", &schema).map_err(|e| Status::internal(e.to_string()))?;
         }
@@ -116,7 +119,7 @@ impl LaloFlight {
     pub(super) async fn primary_keys(&self, session: &Session, query: CommandGetPrimaryKeys) -> Result<Response<DoGetStream>, Status> {
         let docs = self.lalo.engine.docs();
         let mut rows: Vec<(String, String, String, String, i32)> = Vec::new();
-        for t in self.visible(session).await? {
+        for t in self.visible(session, "GetPrimaryKeys").await? {
             let matches = t.table == query.table
                 && query.catalog.as_deref().is_none_or(|c| c == t.database)
                 && query.db_schema.as_deref().is_none_or(|s| s == t.schema);

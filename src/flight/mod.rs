@@ -43,6 +43,10 @@ pub fn status(e: &LaloError) -> Status {
 
 /// Bind `addr` and serve Flight SQL there until the process ends.
 pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LaloError> {
+    // Flight is served without TLS here: a server that requires TLS does not open it.
+    if lalo.config.server.tls_required {
+        return Err(LaloError::Config("flight_listen is set but Flight SQL is served without TLS, and tls_required is on".into()));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| LaloError::Config(format!("cannot listen on {addr} (flight_listen): {e}")))?;
@@ -50,7 +54,9 @@ pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::tas
     let service = FlightServiceServer::new(LaloFlight::new(lalo));
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let task = tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+        // Calls in flight per connection are bounded like the wire's connections.
+        let mut server = tonic::transport::Server::builder().concurrency_limit_per_connection(64);
+        if let Err(e) = server.add_service(service).serve_with_incoming(incoming).await {
             tracing::error!(error = %e, "Flight SQL server stopped");
         }
     });

@@ -40,7 +40,13 @@ struct Prepared {
     user: String,
     sql: String,
     values: Option<Vec<ScalarValue>>,
+    used: std::time::Instant,
 }
+
+/// Prepared statements a caller may hold at once, and how long an unused one is kept (Flight
+/// has no connection whose end would close them).
+const PREPARED_PER_USER: usize = 256;
+const PREPARED_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct LaloFlight {
     pub(super) lalo: Arc<Lalo>,
@@ -113,8 +119,11 @@ impl LaloFlight {
 
     /// The prepared statement of this handle, if it is the caller's.
     fn prepared_of(&self, handle: &[u8], user: &str) -> Result<(String, Option<Vec<ScalarValue>>), Status> {
-        match self.prepared.lock().get(handle) {
-            Some(p) if p.user == user => Ok((p.sql.clone(), p.values.clone())),
+        match self.prepared.lock().get_mut(handle) {
+            Some(p) if p.user == user => {
+                p.used = std::time::Instant::now();
+                Ok((p.sql.clone(), p.values.clone()))
+            }
             _ => Err(Status::not_found("26000: prepared statement does not exist")),
         }
     }
@@ -178,7 +187,14 @@ impl FlightSqlService for LaloFlight {
                 .collect::<Vec<_>>(),
         );
         let handle: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
-        self.prepared.lock().insert(handle.clone(), Prepared { user: session.user.clone(), sql, values: None });
+        {
+            let mut prepared = self.prepared.lock();
+            prepared.retain(|_, p| p.used.elapsed() < PREPARED_IDLE);
+            if prepared.values().filter(|p| p.user == session.user).count() >= PREPARED_PER_USER {
+                return Err(Status::resource_exhausted("53400: too many open prepared statements; close some"));
+            }
+            prepared.insert(handle.clone(), Prepared { user: session.user.clone(), sql, values: None, used: std::time::Instant::now() });
+        }
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: Self::ipc_schema(&schema)?,
