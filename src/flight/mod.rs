@@ -43,10 +43,19 @@ pub fn status(e: &LaloError) -> Status {
 
 /// Bind `addr` and serve Flight SQL there until the process ends.
 pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LaloError> {
-    // Flight is served without TLS here: a server that requires TLS does not open it.
-    if lalo.config.server.tls_required {
-        return Err(LaloError::Config("flight_listen is set but Flight SQL is served without TLS, and tls_required is on".into()));
-    }
+    // TLS with the server's certificate when one is configured (the wire's tls_cert/tls_key);
+    // a server that requires TLS has none to offer without them.
+    let server = &lalo.config.server;
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| std::fs::read(lalo.config.resolve(p)).map_err(|e| LaloError::Config(format!("{}: {e}", p.display())));
+            Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?)))
+        }
+        _ if server.tls_required => {
+            return Err(LaloError::Config("flight_listen with tls_required needs tls_cert and tls_key".into()));
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| LaloError::Config(format!("cannot listen on {addr} (flight_listen): {e}")))?;
@@ -56,6 +65,15 @@ pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::tas
     let task = tokio::spawn(async move {
         // Calls in flight per connection are bounded like the wire's connections.
         let mut server = tonic::transport::Server::builder().concurrency_limit_per_connection(64);
+        if let Some(tls) = tls {
+            server = match server.tls_config(tls) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "Flight SQL TLS configuration failed; not serving Flight SQL");
+                    return;
+                }
+            };
+        }
         if let Err(e) = server.add_service(service).serve_with_incoming(incoming).await {
             tracing::error!(error = %e, "Flight SQL server stopped");
         }
