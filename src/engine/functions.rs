@@ -132,6 +132,8 @@ pub fn register_static(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_part::PgDatePart::date_part()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_date_part::PgDatePart::extract()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_trunc::PgTrunc::default()));
+    // PostgreSQL's `variance` is `var_samp` (computed as PostgreSQL does by engine/pg_numeric).
+    ctx.register_udaf(datafusion::functions_aggregate::variance::var_samp_udaf().as_ref().clone().with_aliases(["variance"]));
     // Over the session's own generate_series (the catalog's wrapper widens int4 arguments).
     if let Ok(series) = ctx.table_function("generate_series") {
         ctx.register_udtf("generate_series", Arc::new(super::pg_series::PgSeries::new(series.function().clone())));

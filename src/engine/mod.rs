@@ -20,6 +20,7 @@ pub mod pg_expandarray;
 pub mod pg_int4;
 pub mod pg_series;
 pub mod pg_trunc;
+pub mod pg_numeric;
 pub mod pg_json;
 pub mod pg_literals;
 pub mod pg_text;

@@ -343,11 +343,16 @@ fn refuse_writes(plan: &LogicalPlan) -> Result<(), LaloError> {
     }
 }
 
-/// lalo's own functions standing for a cast the user wrote (engine/pg_text.rs).
+/// lalo's own functions standing for a cast or operator the user wrote (engine/pg_text.rs,
+/// engine/pg_numeric).
 fn is_cast(f: &dyn datafusion::logical_expr::ScalarUDFImpl) -> bool {
     use std::any::Any;
     let id = (f as &dyn Any).type_id();
-    id == std::any::TypeId::of::<crate::engine::pg_text::PgText>() || id == std::any::TypeId::of::<crate::engine::pg_text::PgRint>()
+    id == std::any::TypeId::of::<crate::engine::pg_text::PgText>()
+        || id == std::any::TypeId::of::<crate::engine::pg_text::PgRint>()
+        // The NUMERIC division the statement wrote, and the text a NUMERIC is shown with.
+        || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericFn>()
+        || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericText>()
 }
 
 /// Every function a statement calls must pass `[functions]` in rules.toml (42501 otherwise).

@@ -30,7 +30,7 @@ pub fn pg_fields(schema: &Schema, format: &Format, opts: Option<Arc<FormatOption
     Ok(fields
         .into_iter()
         .zip(schema.fields())
-        .map(|(info, f)| vector::describe(oid_array(json::describe(varchar::describe(info, f), f), f), f))
+        .map(|(info, f)| numeric::describe(vector::describe(oid_array(json::describe(varchar::describe(info, f), f), f), f), f))
         .collect())
 }
 

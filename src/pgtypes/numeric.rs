@@ -21,6 +21,43 @@ pub fn is_unconstrained(t: &DataType) -> bool {
     *t == UNCONSTRAINED
 }
 
+const NUMERIC: &str = "numeric";
+
+/// The metadata marking a string field as NUMERIC text already written with its display scale
+/// (engine/pg_numeric: values whose scale PostgreSQL chooses per row).
+pub fn text_metadata() -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(super::PG_TYPE_KEY.to_string(), NUMERIC.to_string())])
+}
+
+fn numeric_text(f: &Field) -> bool {
+    matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+        && f.metadata().get(super::PG_TYPE_KEY).is_some_and(|v| v == NUMERIC)
+}
+
+/// The row description of one column: NUMERIC when its field is NUMERIC text.
+pub fn describe(info: FieldInfo, field: &Field) -> FieldInfo {
+    if !numeric_text(field) || *info.datatype() != pgwire::api::Type::TEXT {
+        return info;
+    }
+    FieldInfo::new(info.name().to_string(), info.table_id(), info.column_id(), pgwire::api::Type::NUMERIC, info.format())
+        .with_format_options(info.format_options().clone())
+}
+
+/// NUMERIC's binary form of its text (`-12.500`: dscale 3).
+pub fn binary_of_text(t: &str) -> Option<Vec<u8>> {
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let m: u128 = format!("{int}{frac}").trim_start_matches('0').parse().unwrap_or(0);
+    let scale = frac.len() as u32;
+    Some(encode(negative, m, scale, scale))
+}
+
 /// Replace unconstrained NUMERIC columns by their PostgreSQL form ahead of encoding: text
 /// for text-format columns, NUMERIC's binary encoding for binary ones. The row description
 /// still says numeric.
@@ -28,12 +65,27 @@ pub fn as_pg(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
     let schema = batch.schema();
     let binary = |i: usize| fields.get(i).is_some_and(|fi| fi.format() == FieldFormat::Binary);
     let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
-    if !schema.fields().iter().enumerate().any(|(i, f)| is_unconstrained(f.data_type()) || binary(i) && decimal(f.data_type())) {
+    let texts = |i: usize, f: &Field| binary(i) && numeric_text(f);
+    if !schema.fields().iter().enumerate().any(|(i, f)| is_unconstrained(f.data_type()) || binary(i) && decimal(f.data_type()) || texts(i, f)) {
         return batch;
     }
     let mut cols = batch.columns().to_vec();
     let mut new_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     for (i, f) in schema.fields().iter().enumerate() {
+        if texts(i, f) {
+            let Ok(strings) = datafusion::arrow::compute::cast(&cols[i], &DataType::Utf8) else { continue };
+            let strings = strings.as_string::<i32>();
+            let mut b = BinaryBuilder::with_capacity(strings.len(), strings.len() * 16);
+            for r in 0..strings.len() {
+                match (strings.is_null(r), binary_of_text(strings.value(r))) {
+                    (false, Some(bytes)) => b.append_value(bytes),
+                    _ => b.append_null(),
+                }
+            }
+            cols[i] = Arc::new(b.finish());
+            new_fields[i] = new_fields[i].clone().with_data_type(DataType::Binary);
+            continue;
+        }
         let DataType::Decimal128(_, scale) = f.data_type() else { continue };
         let unconstrained = is_unconstrained(f.data_type());
         if !unconstrained && !binary(i) {
@@ -177,5 +229,9 @@ mod tests {
         assert_eq!(decode(&binary_numeric(0, 10)), (0, 0, 0, 0, vec![]));
         assert_eq!(decode(&binary_numeric(1, 10)), (1, -3, 0, 10, vec![100]));
         assert_eq!(decode(&binary_numeric(123_456_789_000_000, 10)), (3, 1, 0, 4, vec![1, 2345, 6789]));
+        // Text with its display scale: 0.50000000000000000000 keeps dscale 20.
+        assert_eq!(decode(&binary_of_text("0.50000000000000000000").unwrap()), (1, -1, 0, 20, vec![5000]));
+        assert_eq!(decode(&binary_of_text("-12.500").unwrap()), (2, 0, 0x4000, 3, vec![12, 5000]));
+        assert_eq!(decode(&binary_of_text("0").unwrap()), (0, 0, 0, 0, vec![]));
     }
 }

@@ -148,10 +148,13 @@ impl Lalo {
             Err(e) => return Err(super::disclosure::plan_error(self, session, stmt, e).await),
         };
         let plan = crate::engine::pg_literals::int4_constants(plan)?;
-        let mut plan = crate::engine::pg_exact::pg_casts(plan)?;
+        let mut plan = plan;
         if crate::engine::pg_exact::has_set_all(stmt) {
             plan = crate::engine::pg_exact::set_all(plan)?;
         }
+        // NUMERIC first: the casts below then see the types PostgreSQL gives (avg(int) is NUMERIC).
+        let plan = crate::engine::pg_numeric::exact(plan)?;
+        let plan = crate::engine::pg_exact::pg_casts(plan)?;
         Ok(crate::pgtypes::varchar::tag_casts(plan)?)
     }
 

@@ -107,3 +107,21 @@ select trunc(x, 1) from (values (1.25), (-3.99), (null)) t(x)
 -- correlated subqueries over constants
 select x from (values (1), (2), (3)) a(x) where exists (select 1 from (values (2), (3)) b(y) where b.y = a.x) order by 1
 select x from (values (1), (2)) a(x) where x not in (select y from (values (2)) b(y) where b.y > a.x - 5) order by 1
+-- NUMERIC division, averages, variances and sqrt: PostgreSQL's digits and each row's own display scale
+select 1/3.0, 5::numeric/5, 6::numeric/5, 10.5/2, 1.0/7*7, -2::numeric/3, 0::numeric/3
+select x / y, x / y * 100, round(x / y, 2), x / y + 1 from (values (1.0, 3), (6.0, 5), (1.00, 30000), (-7.5, 2)) t(x, y)
+select avg(x), var_samp(x), stddev_samp(x), var_pop(x), stddev_pop(x), sum(x) / count(x) from (values (1.50), (2.25), (3.10)) t(x)
+select avg(x), stddev(x), variance(x), sum(x) from (values (1), (2), (4)) t(x)
+select g, avg(x) from (values (1, 1.5), (1, 2.5), (2, 10.0), (2, 20.5), (3, 0.001)) t(g, x) group by g order by g
+select g, avg(x) from (values (1, 1.5), (1, 2.5), (2, 10.0)) t(g, x) group by g having avg(x) > 2 order by avg(x) desc
+select x, avg(x) over (order by x rows between 1 preceding and current row) from (values (1.0), (2.5), (4.0)) t(x) order by x
+select sqrt(2::numeric), sqrt(x) from (values (0.0002), (1000000), (0)) t(x)
+select round(1.5, 3), round(x, 4), (1/3.0)::text, (x / 7)::text from (values (1.25)) t(x)
+select r from (select x / 3 as r from (values (1.0), (100.0)) t(x)) s where r > 0.5 order by r
+select sum(x) from (values (1::int8), (2::int8)) t(x)
+select avg(x), var_pop(x) from (values (null::numeric)) t(x)
+select var_samp(x), stddev_samp(x) from (values (5.0)) t(x)
+select min(x / 3), max(x / 3), sum(x / 3), avg(x)::numeric(10,2), avg(x)::text, avg(x)::int from (values (1.0), (2.00)) t(x)
+select x / 3 as r, count(*) from (values (1.0), (1.0), (2.5)) t(x) group by x / 3 order by r
+select exp(2.0), exp(x), ln(x), log(x), log10(x), log(2, x), ln(1.001) from (values (1.5), (10.5), (123456.789)) t(x)
+select x, avg(x) over (order by x), count(x) over (order by x desc), avg(x) over () from (values (1), (2), (4)) t(x) order by x

@@ -1,0 +1,242 @@
+//! Expressions: NUMERIC operators and functions replaced by PostgreSQL's (division, `sqrt`,
+//! a row-scaled value cast to text, `round` to more places than the value has), those lalo
+//! computes only in double precision refused, and the display scale ([`Ds`]) each NUMERIC
+//! expression has, fixed or per row.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, ExprSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::{lit, when, BinaryExpr, Expr, ExprSchemable, Operator, ScalarUDF};
+
+use super::scalar::{as_decimal, row_scaled, Op, PgNumericFn, PgNumericText, TRIMMED_SCALE, UNKNOWN_SCALE};
+use crate::error::LaloError;
+
+/// Prefix of the column carrying another column's per-row display scale.
+pub const COMPANION: &str = "__lalo_dscale:";
+
+pub fn companion_name(name: &str) -> String {
+    format!("{COMPANION}{name}")
+}
+
+/// The companion of column `c` in `schema`, if it has one.
+pub fn companion_of(schema: &DFSchema, c: &Column) -> Option<Column> {
+    let name = companion_name(&c.name);
+    schema.field_with_name(c.relation.as_ref(), &name).ok().map(|_| Column::new(c.relation.clone(), name))
+}
+
+/// A NUMERIC expression's display scale.
+#[derive(Clone, Debug)]
+pub enum Ds {
+    /// The same for every row: places, [`TRIMMED_SCALE`] or [`UNKNOWN_SCALE`].
+    Fixed(i32),
+    /// Per row, computed by this Int32 expression.
+    Row(Expr),
+}
+
+impl Ds {
+    /// As an argument of a function taking an operand's display scale.
+    pub fn arg(&self) -> Expr {
+        match self {
+            Ds::Fixed(k) => lit(*k),
+            Ds::Row(e) => e.clone(),
+        }
+    }
+
+    fn unknown(&self) -> bool {
+        matches!(self, Ds::Fixed(k) if *k == TRIMMED_SCALE || *k >= UNKNOWN_SCALE)
+    }
+
+    /// The display scale of a sum (`max`) or product (`add`) of two NUMERIC values.
+    fn combine(a: Ds, b: Ds, add: bool) -> Ds {
+        if a.unknown() || b.unknown() {
+            return Ds::Fixed(UNKNOWN_SCALE);
+        }
+        match (a, b) {
+            (Ds::Fixed(x), Ds::Fixed(y)) => Ds::Fixed(if add { x + y } else { x.max(y) }),
+            (x, y) => {
+                let (x, y) = (x.arg(), y.arg());
+                Ds::Row(if add { x + y } else { when(x.clone().gt_eq(y.clone()), x).otherwise(y).unwrap_or_else(|_| lit(UNKNOWN_SCALE)) })
+            }
+        }
+    }
+}
+
+/// The display scale values of this type have: its scale, or each value's own for NUMERIC
+/// without a declared scale.
+fn by_type(t: &DataType) -> Option<Ds> {
+    if crate::pgtypes::numeric::is_unconstrained(t) {
+        return Some(Ds::Fixed(TRIMMED_SCALE));
+    }
+    as_decimal(t).filter(|_| !matches!(t, DataType::Null)).map(|(_, s)| Ds::Fixed(s as i32))
+}
+
+fn udf(f: &ScalarFunction) -> Option<&PgNumericFn> {
+    f.func.inner().downcast_ref::<PgNumericFn>()
+}
+
+/// The display scale of `e` over `schema` (`None`: not a NUMERIC).
+pub fn ds(e: &Expr, schema: &DFSchema) -> Option<Ds> {
+    let ty = e.get_type(schema).ok()?;
+    if !matches!(ty, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..)) && !ty.is_integer() {
+        return None;
+    }
+    Some(match e {
+        Expr::Alias(a) => return ds(&a.expr, schema),
+        Expr::Column(c) => match companion_of(schema, c) {
+            Some(comp) => Ds::Row(Expr::Column(comp)),
+            None if schema.field_from_column(c).is_ok_and(|f| row_scaled(f)) => Ds::Fixed(UNKNOWN_SCALE),
+            None => by_type(&ty)?,
+        },
+        Expr::ScalarFunction(f) => match udf(f).and_then(|pg| pg.scale_twin()) {
+            Some(twin) => Ds::Row(call(twin, f.args.clone())),
+            None if f.name() == "abs" => return f.args.first().and_then(|a| ds(a, schema)),
+            None if matches!(f.name(), "round" | "trunc") => by_type(&ty)?,
+            None => mixed(e, &ty, schema)?,
+        },
+        Expr::BinaryExpr(b) => match b.op {
+            Operator::Plus | Operator::Minus | Operator::Modulo => Ds::combine(ds(&b.left, schema)?, ds(&b.right, schema)?, false),
+            Operator::Multiply => Ds::combine(ds(&b.left, schema)?, ds(&b.right, schema)?, true),
+            _ => by_type(&ty)?,
+        },
+        Expr::Negative(x) => return ds(x, schema),
+        Expr::ScalarSubquery(s) if s.subquery.schema().fields().first().is_some_and(|f| row_scaled(f)) => Ds::Fixed(UNKNOWN_SCALE),
+        Expr::Cast(_) | Expr::TryCast(_) | Expr::Literal(..) => by_type(&ty)?,
+        _ => mixed(e, &ty, schema)?,
+    })
+}
+
+/// Another expression returning NUMERIC (CASE, COALESCE, ...): its type's scale, unless a
+/// row-scaled value flows into it; then not known here.
+fn mixed(e: &Expr, ty: &DataType, schema: &DFSchema) -> Option<Ds> {
+    let mut row = false;
+    let _ = e.apply_children(|c| {
+        if ds(c, schema).is_some_and(|d| matches!(d, Ds::Row(_)) || d.unknown() && !matches!(d, Ds::Fixed(TRIMMED_SCALE))) {
+            row = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if row {
+        Some(Ds::Fixed(UNKNOWN_SCALE))
+    } else {
+        by_type(ty)
+    }
+}
+
+fn call(f: PgNumericFn, args: Vec<Expr>) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), args))
+}
+
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+/// Functions PostgreSQL computes in NUMERIC for a NUMERIC argument that lalo's engine
+/// computes in double precision only (`power`'s result scale rules are not carried over).
+const FLOAT_ONLY: &[&str] = &["power", "pow"];
+
+/// Rewrite one expression's NUMERIC operators (bottom up, so operands are rewritten first).
+pub fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    e.transform_up(|e| one(e, schema))
+}
+
+fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let ty = |x: &Expr| x.get_type(schema).ok();
+    match &e {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
+            let (Some(l), Some(r)) = (ty(left), ty(right)) else { return Ok(Transformed::no(e)) };
+            let numeric = |t: &DataType| is_decimal(t) || t.is_integer();
+            if !(numeric(&l) && numeric(&r) && (is_decimal(&l) || is_decimal(&r))) || as_decimal(&l).is_none() || as_decimal(&r).is_none() {
+                return Ok(Transformed::no(e));
+            }
+            let (Some(dl), Some(dr)) = (ds(left, schema), ds(right, schema)) else { return Ok(Transformed::no(e)) };
+            let args = vec![left.as_ref().clone(), right.as_ref().clone(), dl.arg(), dr.arg()];
+            Ok(Transformed::yes(call(PgNumericFn::new(Op::Div, false), args)))
+        }
+        // PostgreSQL takes the NUMERIC form when an argument is NUMERIC and none is a float.
+        Expr::ScalarFunction(f)
+            if f.args.iter().any(|a| ty(a).is_some_and(|t| is_decimal(&t)))
+                && !f.args.iter().any(|a| ty(a).is_some_and(|t| t.is_floating()))
+                && udf(f).is_none() =>
+        {
+            let name = f.name();
+            let one = match name {
+                "sqrt" => Some(Op::Sqrt),
+                "exp" => Some(Op::Exp),
+                "ln" => Some(Op::Ln),
+                _ => None,
+            };
+            if let (Some(op), [x]) = (one, f.args.as_slice()) {
+                let Some(d) = ds(x, schema) else { return Ok(Transformed::no(e)) };
+                return Ok(Transformed::yes(call(PgNumericFn::new(op, false), vec![x.clone(), d.arg()])));
+            }
+            if matches!(name, "log" | "log10") {
+                // log(x) and log10(x) are log(10, x).
+                let (b, x) = match f.args.as_slice() {
+                    [x] => (lit(ScalarValue::Decimal128(Some(10), 2, 0)), x.clone()),
+                    [b, x] if name == "log" => (b.clone(), x.clone()),
+                    _ => return Ok(Transformed::no(e)),
+                };
+                let (Some(db), Some(dx)) = (ds(&b, schema), ds(&x, schema)) else { return Ok(Transformed::no(e)) };
+                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Log, false), vec![b, x, db.arg(), dx.arg()])));
+            }
+            if FLOAT_ONLY.contains(&name) {
+                return Err(LaloError::NotSupported(format!(
+                    "{name}() of a NUMERIC value: lalo's engine computes it in double precision only, PostgreSQL in NUMERIC (cast the argument to double precision)"
+                ))
+                .into());
+            }
+            if name == "round" {
+                return Ok(round_places(e, schema));
+            }
+            Ok(Transformed::no(e))
+        }
+        Expr::Cast(Cast { expr, field }) => {
+            let Some(d) = ds(expr, schema) else { return Ok(Transformed::no(e)) };
+            let row = matches!(d, Ds::Row(_)) || matches!(d, Ds::Fixed(UNKNOWN_SCALE));
+            if !row || !is_decimal(&ty(expr).unwrap_or(DataType::Null)) {
+                return Ok(Transformed::no(e));
+            }
+            match field.data_type() {
+                // `::numeric` keeps a value's own scale in PostgreSQL: no cast at all.
+                t if crate::pgtypes::numeric::is_unconstrained(t) => Ok(Transformed::yes(expr.as_ref().clone())),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                    let text = Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(PgNumericText::cast())),
+                        vec![expr.as_ref().clone(), d.arg()],
+                    ));
+                    Ok(Transformed::yes(match field.data_type() {
+                        DataType::Utf8 => text,
+                        _ => Expr::Cast(Cast { expr: Box::new(text), field: field.clone() }),
+                    }))
+                }
+                _ => Ok(Transformed::no(e)),
+            }
+        }
+        _ => Ok(Transformed::no(e)),
+    }
+}
+
+/// `round(x, n)` shows `n` places in PostgreSQL even where `x` has fewer (`round(1.5, 3)` is
+/// `1.500`); DataFusion keeps the input's scale then.
+fn round_places(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    let Expr::ScalarFunction(f) = &e else { return Transformed::no(e) };
+    let places = match f.args.get(1) {
+        Some(Expr::Literal(v, _)) => match v {
+            ScalarValue::Int64(Some(n)) => *n,
+            ScalarValue::Int32(Some(n)) => *n as i64,
+            _ => return Transformed::no(e),
+        },
+        _ => return Transformed::no(e),
+    };
+    let Ok(DataType::Decimal128(p, s)) = e.get_type(schema) else { return Transformed::no(e) };
+    if places <= s as i64 || places > 38 {
+        return Transformed::no(e);
+    }
+    let n = places as i8;
+    let p = ((p as i32 - s as i32) + n as i32).clamp(n as i32, 38) as u8;
+    Transformed::yes(datafusion::logical_expr::cast(e, DataType::Decimal128(p.max(1), n)))
+}
