@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// 0 means no timeout.
     pub statement_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long statements in flight may finish before they end with 57P01.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             tls_required: false,
             max_connections: 256,
             statement_timeout_ms: 0,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -271,6 +274,7 @@ const OVERRIDABLE: &[(&str, &str)] = &[
     ("server", "tls_required"),
     ("server", "max_connections"),
     ("server", "statement_timeout_ms"),
+    ("server", "shutdown_grace_ms"),
     ("catalog", "dir"),
     ("catalog", "data_dir"),
     ("catalog", "tpch_scale"),

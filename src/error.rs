@@ -39,6 +39,9 @@ pub enum LaloError {
     Timeout,
     #[error("canceling statement due to user request")]
     Canceled,
+    /// The gateway is shutting down and the statement's grace period is over.
+    #[error("terminating connection due to administrator command")]
+    AdminShutdown,
     /// A wait other than the statement timeout ran out (e.g. the `llm` drafter's call).
     #[error("{0}")]
     TimedOut(String),
@@ -89,6 +92,7 @@ impl LaloError {
             LaloError::LimitExceeded(_) => "53400",
             LaloError::RateLimited(_) => "54000",
             LaloError::Timeout | LaloError::Canceled | LaloError::TimedOut(_) => "57014",
+            LaloError::AdminShutdown => "57P01",
             LaloError::UpstreamLost { .. } => "08006",
             LaloError::NotSupported(_) => "0A000",
             LaloError::UnknownSetting(_) => "42704",
@@ -141,7 +145,9 @@ impl LaloError {
 
     /// Convert to the pgwire error sent on the wire.
     pub fn to_pgwire(&self) -> PgWireError {
-        PgWireError::UserError(Box::new(self.error_info("ERROR")))
+        // A shutdown ends the connection, as PostgreSQL's FATAL 57P01 does.
+        let severity = if matches!(self, LaloError::AdminShutdown) { "FATAL" } else { "ERROR" };
+        PgWireError::UserError(Box::new(self.error_info(severity)))
     }
 
     /// The ErrorInfo (severity, code, message, hint) for this error.

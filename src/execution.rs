@@ -41,6 +41,8 @@ pub struct GuardOptions {
     pub slot: Option<Slot>,
     /// Stop cleanly after this many rows (callers that cap their result, e.g. MCP).
     pub truncate_at: Option<u64>,
+    /// Set when the gateway's shutdown grace is over: the statement ends with 57P01.
+    pub shutdown: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// What the guard counts rows in: Arrow batches, or rows forwarded from an upstream as is.
@@ -115,9 +117,16 @@ pub fn guard_items<T: Counted>(
                     None => futures::future::pending().await,
                 }
             };
+            let shutdown = async {
+                match st.opts.shutdown.as_ref() {
+                    Some(t) => t.cancelled().await,
+                    None => futures::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = cancel => Err(LaloError::Canceled),
+                _ = shutdown => Err(LaloError::AdminShutdown),
                 _ = sleep => Err(LaloError::Timeout),
                 b = st.inner.next() => match b {
                     Some(Ok(batch)) => Ok(Some(batch)),
@@ -383,6 +392,7 @@ mod tests {
             timeout_ms: None,
             max_rows: None,
             cancel: None,
+            shutdown: None,
             audit: log.clone(),
             admission: Some(failed),
             record,

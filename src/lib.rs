@@ -53,6 +53,7 @@ pub mod shapes;
 pub mod session;
 pub mod settings;
 pub mod runtime;
+pub mod shutdown;
 pub mod search;
 pub mod nl;
 pub mod eval;

@@ -126,8 +126,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = lalo::Config::load(config.as_deref())?;
             let running = lalo::runtime::start(cfg).await?;
             println!("lalo listening on {} (pgwire) and {} (http)", running.pg_addr, running.http_addr);
-            tokio::signal::ctrl_c().await?;
-            drop(running);
+            let signal = lalo::shutdown::signalled().await?;
+            let grace = std::time::Duration::from_millis(running.lalo.config.server.shutdown_grace_ms);
+            tracing::info!(signal, ?grace, "shutting down");
+            running.shutdown(grace).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mcp { config, user } => {

@@ -33,6 +33,7 @@ pub fn status(e: &LaloError) -> Status {
         "42501" => Status::permission_denied(message),
         "28P01" | "28000" => Status::unauthenticated(message),
         "57014" => Status::cancelled(message),
+        "57P01" => Status::unavailable(message),
         "54000" | "53300" | "53400" => Status::resource_exhausted(message),
         "08006" | "08001" | "08000" => Status::unavailable(message),
         "3D000" | "42P01" => Status::not_found(message),
@@ -41,7 +42,7 @@ pub fn status(e: &LaloError) -> Status {
     }
 }
 
-/// Bind `addr` and serve Flight SQL there until the process ends.
+/// Bind `addr` and serve Flight SQL there until shutdown begins and its calls end.
 pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LaloError> {
     // TLS with the server's certificate when one is configured (the wire's tls_cert/tls_key);
     // a server that requires TLS has none to offer without them.
@@ -60,6 +61,7 @@ pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::tas
         .await
         .map_err(|e| LaloError::Config(format!("cannot listen on {addr} (flight_listen): {e}")))?;
     let local = listener.local_addr().map_err(|e| LaloError::Internal(e.to_string()))?;
+    let draining = lalo.shutdown.draining.clone();
     let service = FlightServiceServer::new(LaloFlight::new(lalo));
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let task = tokio::spawn(async move {
@@ -74,7 +76,7 @@ pub async fn bind(lalo: Arc<Lalo>, addr: &str) -> Result<(SocketAddr, tokio::tas
                 }
             };
         }
-        if let Err(e) = server.add_service(service).serve_with_incoming(incoming).await {
+        if let Err(e) = server.add_service(service).serve_with_incoming_shutdown(incoming, draining.cancelled_owned()).await {
             tracing::error!(error = %e, "Flight SQL server stopped");
         }
     });

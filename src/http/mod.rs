@@ -28,6 +28,8 @@ pub fn router(lalo: Arc<Lalo>) -> Router {
     let tokens = Arc::new(crate::mcp::token_map(&lalo));
     let mcp_lalo = lalo.clone();
     let mut config = StreamableHttpServerConfig::default();
+    // Open MCP streams end when shutdown begins, so the HTTP listener can drain.
+    config.cancellation_token = lalo.shutdown.draining.child_token();
     // DNS rebinding: only loopback Host headers (the default) and local browser origins.
     config.allowed_origins = vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()];
     let mcp = StreamableHttpService::new(

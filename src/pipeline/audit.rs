@@ -152,6 +152,7 @@ impl AuditScope {
             timeout_ms: None,
             max_rows: None,
             cancel: None,
+            shutdown: None,
             audit: self.log.clone(),
             record,
             began: self.began,

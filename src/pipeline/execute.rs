@@ -112,6 +112,13 @@ impl Lalo {
             .into_iter()
             .filter(|v| *v > 0)
             .min();
-        GuardOptions { timeout_ms, max_rows, cancel: delivery.cancel, truncate_at: delivery.cap, ..scope.into_guard(Some(slot)) }
+        GuardOptions {
+            timeout_ms,
+            max_rows,
+            cancel: delivery.cancel,
+            truncate_at: delivery.cap,
+            shutdown: Some(self.shutdown.terminate.clone()),
+            ..scope.into_guard(Some(slot))
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct Lalo {
     pub retrieval: crate::nl::index::RetrievalIndex,
     /// How often the once-per-statement stages ran in this gateway.
     pub stages: StageCounts,
+    /// Draining and ending connections and statements when the process is asked to stop.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Counts of the stages a statement goes through at most once (planning its SQL, governing its
@@ -82,6 +84,7 @@ impl Lalo {
             llm: Default::default(),
             retrieval: Default::default(),
             stages: Default::default(),
+            shutdown: Default::default(),
         });
         crate::nl::index::RetrievalIndex::spawn(&(lalo.clone() as Arc<dyn crate::nl::Host>));
         Ok(lalo)

@@ -120,16 +120,23 @@ impl PgServer {
         self.listener.local_addr().map_err(|e| LaloError::Internal(e.to_string()))
     }
 
-    /// Accept connections until the task is dropped.
+    /// Accept connections until shutdown begins (or the task is dropped).
     pub async fn serve(self) {
+        let shutdown = self.handlers.lalo.shutdown.clone();
         loop {
-            let (socket, addr) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.draining.cancelled() => return,
+                a = self.listener.accept() => a,
+            };
+            let (socket, addr) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     continue;
                 }
             };
+            let alive = shutdown.enter();
             let _ = socket.set_nodelay(true);
             let handlers = self.handlers.clone();
             let tls = self.tls.clone();
@@ -145,6 +152,7 @@ impl PgServer {
                     tracing::debug!(%addr, error = %e, "connection ended with error");
                 }
                 crate::metrics::connection(-1.0);
+                drop(alive);
             });
         }
     }

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use super::frames::{violation_of, Checked};
+use crate::error::LaloError;
 
 /// How long a client has to finish startup and authentication (pgwire's own limit).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -141,19 +142,33 @@ async fn serve(socket: &mut Socket, startup: &mut Pin<&mut tokio::time::Sleep>, 
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
     let errors = handlers.error_handler();
+    let draining = handlers.lalo.shutdown.draining.clone();
     loop {
         let starting = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
         );
+        // Shutting down: between statements the connection closes with FATAL 57P01, as
+        // PostgreSQL closes its sessions; a statement in flight finishes first (its messages
+        // already sent are read before this is noticed).
         let msg = if starting {
             tokio::select! {
-                _ = startup.as_mut() => None,
+                biased;
                 m = socket.next() => m,
+                _ = startup.as_mut() => None,
+                _ = draining.cancelled() => None,
             }
         } else {
             socket.get_mut().defer = true;
-            socket.next().await
+            tokio::select! {
+                biased;
+                m = socket.next() => m,
+                _ = draining.cancelled() => {
+                    let info = LaloError::AdminShutdown.error_info("FATAL");
+                    let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                    break;
+                }
+            }
         };
         let msg = match msg {
             Some(Ok(msg)) => msg,

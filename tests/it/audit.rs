@@ -12,12 +12,18 @@ use crate::common;
 const KEY_VAR: &str = "LALO_TEST_AUDIT_KEY_KILL";
 const KEY: &str = "a key the attacker does not hold";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 fn spawn_lalo(audit: &Path, port: u16) -> tokio::process::Child {
+    spawn_lalo_with(audit, port, &[])
+}
+
+/// A `lalo serve` child process on `port` writing its trail to `audit`, with more settings.
+pub(crate) fn spawn_lalo_with(audit: &Path, port: u16, env: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
+        .envs(env.iter().copied())
         .args(["serve", "--config"])
         .arg(common::repo().join("lalo.toml"))
         .env("LALO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
@@ -33,7 +39,7 @@ fn spawn_lalo(audit: &Path, port: u16) -> tokio::process::Child {
         .expect("lalo starts")
 }
 
-async fn connect(port: u16, user: &str) -> Option<tokio_postgres::Client> {
+pub(crate) async fn connect(port: u16, user: &str) -> Option<tokio_postgres::Client> {
     let conn = format!("host=127.0.0.1 port={port} user={user} password={user} dbname=lalo connect_timeout=5");
     let (client, conn) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.ok()?;
     tokio::spawn(async move {
@@ -42,7 +48,7 @@ async fn connect(port: u16, user: &str) -> Option<tokio_postgres::Client> {
     Some(client)
 }
 
-async fn wait_ready(port: u16) {
+pub(crate) async fn wait_ready(port: u16) {
     for _ in 0..240 {
         if let Some(c) = connect(port, "admin").await {
             if c.simple_query("SELECT 1").await.is_ok() {
@@ -55,7 +61,7 @@ async fn wait_ready(port: u16) {
 }
 
 /// `lalo audit verify` on `log` with the key: (passed, what it printed).
-fn verify(log: &Path, with_key: bool) -> (bool, String) {
+pub(crate) fn verify(log: &Path, with_key: bool) -> (bool, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lalo"));
     cmd.args(["audit", "verify", "--log"]).arg(log);
     if with_key {
@@ -66,7 +72,7 @@ fn verify(log: &Path, with_key: bool) -> (bool, String) {
     (out.status.success(), said)
 }
 
-fn records(log: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn records(log: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()

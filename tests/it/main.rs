@@ -28,3 +28,4 @@ mod client_catalogs;
 mod audit;
 mod http_api;
 mod flight;
+mod shutdown;
