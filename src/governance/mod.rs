@@ -350,8 +350,9 @@ fn is_cast(f: &dyn datafusion::logical_expr::ScalarUDFImpl) -> bool {
     let id = (f as &dyn Any).type_id();
     id == std::any::TypeId::of::<crate::engine::pg_text::PgText>()
         || id == std::any::TypeId::of::<crate::engine::pg_text::PgRint>()
-        // The NUMERIC division the statement wrote, and the text a NUMERIC is shown with.
-        || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericFn>()
+        // The NUMERIC division the statement wrote, a value's display scale, and the text a
+        // NUMERIC is shown with (sqrt, exp, ln and log are checked by their names).
+        || (f as &dyn Any).downcast_ref::<crate::engine::pg_numeric::scalar::PgNumericFn>().is_some_and(|n| n.is_operator())
         || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericText>()
 }
 
@@ -364,6 +365,11 @@ fn check_functions(plan: &LogicalPlan, rules: &rules::FunctionRules) -> Result<(
     plan.apply_with_subqueries(|n| {
         for e in n.expressions() {
             e.apply(|x| {
+                // The display-scale columns lalo adds (engine/pg_numeric) call no function the
+                // statement wrote.
+                if matches!(x, Expr::Alias(a) if a.name.starts_with(crate::engine::pg_numeric::values::COMPANION)) {
+                    return Ok(TreeNodeRecursion::Jump);
+                }
                 let name = match x {
                     // The cast the user wrote, as lalo computes it (engine/pg_exact.rs).
                     Expr::ScalarFunction(f) if is_cast(f.func.inner().as_ref()) => None,

@@ -53,9 +53,8 @@ pub fn binary_of_text(t: &str) -> Option<Vec<u8>> {
     if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let m: u128 = format!("{int}{frac}").trim_start_matches('0').parse().unwrap_or(0);
     let scale = frac.len() as u32;
-    Some(encode(negative, m, scale, scale))
+    Some(encode_digits(negative, &format!("{int}{frac}"), scale, scale))
 }
 
 /// Replace unconstrained NUMERIC columns by their PostgreSQL form ahead of encoding: text
@@ -162,8 +161,13 @@ pub fn binary_numeric_fixed(v: i128, scale: u32) -> Vec<u8> {
 /// ndigits, weight, sign, dscale, then base-10000 digits, most significant first, without
 /// leading or trailing zero digits (as numeric_send writes them) for `m / 10^scale`.
 fn encode(negative: bool, m: u128, scale: u32, dscale: u32) -> Vec<u8> {
+    encode_digits(negative, &m.to_string(), scale, dscale)
+}
+
+/// [`encode`] for the decimal digits `text` (any length) of the unscaled value.
+fn encode_digits(negative: bool, text: &str, scale: u32, dscale: u32) -> Vec<u8> {
     // Decimal digits split at the point, each side padded to whole base-10000 digits.
-    let text = m.to_string();
+    let text = text.to_string();
     let scale = scale as usize;
     let padded = if text.len() <= scale { format!("{}{text}", "0".repeat(scale + 1 - text.len())) } else { text };
     let (int, frac) = padded.split_at(padded.len() - scale);
@@ -233,5 +237,9 @@ mod tests {
         assert_eq!(decode(&binary_of_text("0.50000000000000000000").unwrap()), (1, -1, 0, 20, vec![5000]));
         assert_eq!(decode(&binary_of_text("-12.500").unwrap()), (2, 0, 0x4000, 3, vec![12, 5000]));
         assert_eq!(decode(&binary_of_text("0").unwrap()), (0, 0, 0, 0, vec![]));
+        // Past 38 digits too.
+        let long = binary_of_text("12345678901234567890123456789012345678901.5").unwrap();
+        assert_eq!(decode(&long).0, 12);
+        assert_eq!(decode(&long).4[0], 1);
     }
 }

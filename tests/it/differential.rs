@@ -282,6 +282,13 @@ async fn the_engine_answers_as_postgres_does() {
     assert_eq!(crate::common::sqlstate(&e), "0A000", "{e}");
     let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
     assert!(message.contains("power()"), "{message}");
+    // NUMERIC division where lalo cannot keep PostgreSQL's scale (a recursive query's terms
+    // keep one type) is refused, not answered at another scale.
+    let e = via
+        .simple_query("with recursive r(n, q) as (select 1, 1 / 3.0 union all select n + 1, q / 2 from r where n < 3) select * from r")
+        .await
+        .expect_err("recursive NUMERIC division");
+    assert_eq!(crate::common::sqlstate(&e), "0A000", "{e:?}");
     let rows = via.simple_query("select round(power(x::float8, 0.5)::numeric, 4) from (values (1.5)) t(x)").await.unwrap();
     assert_eq!(crate::common::text_rows(&rows), vec![vec!["1.2247".to_string()]]);
 }

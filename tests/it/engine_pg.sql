@@ -125,3 +125,5 @@ select min(x / 3), max(x / 3), sum(x / 3), avg(x)::numeric(10,2), avg(x)::text, 
 select x / 3 as r, count(*) from (values (1.0), (1.0), (2.5)) t(x) group by x / 3 order by r
 select exp(2.0), exp(x), ln(x), log(x), log10(x), log(2, x), ln(1.001) from (values (1.5), (10.5), (123456.789)) t(x)
 select x, avg(x) over (order by x), count(x) over (order by x desc), avg(x) over () from (values (1), (2), (4)) t(x) order by x
+select max(x / 3), min(x / 3), coalesce(x / 3, 0), case when x > 3 then x / 3 else 0 end from (values (3.0), (4)) t(x) group by x order by 1
+select 6 / 4.0, 100 * 7 / 3.0, (x / 3)::numeric, abs(-x / 3), -(x / 3) from (values (2.0)) t(x)

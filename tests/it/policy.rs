@@ -158,7 +158,7 @@ async fn startup_parameters_apply_settings_but_never_identity() {
 async fn function_allowlist_and_denylist() {
     let pol = policy_copy();
     let mut rules = std::fs::read_to_string(pol.path().join("rules.toml")).unwrap();
-    rules.push_str("\n[functions]\ndeny = [\"md5\"]\n");
+    rules.push_str("\n[functions]\ndeny = [\"md5\", \"sqrt\", \"ln\"]\n");
     std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
     let p = pol.path().to_path_buf();
     let s = common::start_with(move |cfg| cfg.governance.policies = p).await;
@@ -167,8 +167,16 @@ async fn function_allowlist_and_denylist() {
     assert_eq!(sqlstate(&e), "42501");
     assert!(e.as_db_error().unwrap().message().contains("function md5"), "{e:?}");
     c.simple_query("SELECT upper(n_name) FROM tpch.nation").await.unwrap();
+    // Functions lalo computes in PostgreSQL's NUMERIC arithmetic are still the statement's
+    // functions, whatever their arguments' types.
+    for sql in ["SELECT sqrt(o_totalprice) FROM tpch.orders", "SELECT ln(o_totalprice) FROM tpch.orders", "SELECT sqrt(2.0::float8)"] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}");
+    }
+    // Division is an operator, not a function.
+    c.simple_query("SELECT o_totalprice / 3 FROM tpch.orders LIMIT 1").await.unwrap();
     // An allowlist: only the listed functions run.
-    let rules = rules.replace("deny = [\"md5\"]", "allow = [\"count\", \"upper\"]");
+    let rules = rules.replace("deny = [\"md5\", \"sqrt\", \"ln\"]", "allow = [\"count\", \"upper\"]");
     std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
     let mut switched = false;
     for _ in 0..50 {
@@ -181,6 +189,12 @@ async fn function_allowlist_and_denylist() {
     }
     assert!(switched, "the allowlist was not applied");
     c.simple_query("SELECT count(*), upper(n_name) FROM tpch.nation GROUP BY n_name").await.unwrap();
+    // A NUMERIC value's display scale is tracked without calling functions the list forbids,
+    // and a column named like lalo's tracking columns cannot hide a call from the list.
+    c.simple_query("SELECT count(*) FROM tpch.orders GROUP BY o_totalprice / 3").await.unwrap();
+    let e = c.simple_query("SELECT lower(n_name) AS \"__lalo_dscale:x\" FROM tpch.nation").await.unwrap_err();
+    assert_ne!(sqlstate(&e), "00000");
+    assert!(c.simple_query("SELECT lower(n_name) AS \"__lalo_dscale:x\" FROM tpch.nation").await.is_err());
     let e = c.simple_query("SELECT max(n_name) FROM tpch.nation").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
     c.simple_query("SELECT count(*) FROM tpch.nation").await.unwrap();

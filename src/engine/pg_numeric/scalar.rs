@@ -149,6 +149,12 @@ impl PgNumericFn {
         PgNumericFn { op, scale_only, signature: Signature::user_defined(Volatility::Immutable) }
     }
 
+    /// Stands for an operator the statement wrote (`/`) or for a display scale lalo tracks,
+    /// not for a function the statement called.
+    pub fn is_operator(&self) -> bool {
+        self.op == Op::Div || self.scale_only
+    }
+
     /// The function answering this value's display scale (`None` for a scale function).
     pub fn scale_twin(&self) -> Option<PgNumericFn> {
         (!self.scale_only).then(|| PgNumericFn::new(self.op, true))
@@ -228,6 +234,8 @@ impl ScalarUDFImpl for PgNumericFn {
         let n = args.number_rows;
         let k = self.operands();
         let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // All-constant arguments are one row, whatever the batch's row count.
+        let n = if scalar { 1 } else { n };
         let mut values = Vec::with_capacity(k);
         let mut ds = Vec::with_capacity(k);
         for i in 0..k {
@@ -332,8 +340,8 @@ impl ScalarUDFImpl for PgNumericText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let n = args.number_rows;
         let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if scalar { 1 } else { args.number_rows };
         let (values, s) = decimals(&args.args[0], n)?;
         let values = values.as_primitive::<Decimal128Type>();
         let d = scales(&args.args[1], n)?;

@@ -252,12 +252,18 @@ fn aggregate(a: Aggregate) -> Result<LogicalPlan> {
             aggr.push(Expr::AggregateFunction(func).alias_qualified(q.cloned(), f.name()));
             continue;
         }
-        // sum, min and max of row-scaled values: the largest display scale in the group.
+        // Row-scaled values: a sum shows the largest display scale in the group, min and max
+        // the display scale of the value they pick.
         if matches!(name, "sum" | "min" | "max") && !func.params.distinct {
-            if let Some(Ds::Row(x)) = arg.and_then(|x| values::ds(x, &schema)) {
+            if let (Some(v), Some(Ds::Row(x))) = (arg, arg.and_then(|x| values::ds(x, &schema))) {
                 let mut comp = func.clone();
-                comp.func = datafusion::functions_aggregate::min_max::max_udaf();
                 comp.params.args = vec![x];
+                if name == "sum" {
+                    comp.func = datafusion::functions_aggregate::min_max::max_udaf();
+                } else {
+                    comp.func = datafusion::functions_aggregate::first_last::first_value_udaf();
+                    comp.params.order_by = vec![v.clone().sort(name == "min", false)];
+                }
                 companions.push(Expr::AggregateFunction(comp).alias_qualified(q.cloned(), companion_name(f.name())));
             }
         }

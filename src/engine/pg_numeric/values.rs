@@ -93,6 +93,11 @@ pub fn ds(e: &Expr, schema: &DFSchema) -> Option<Ds> {
         Expr::ScalarFunction(f) => match udf(f).and_then(|pg| pg.scale_twin()) {
             Some(twin) => Ds::Row(call(twin, f.args.clone())),
             None if f.name() == "abs" => return f.args.first().and_then(|a| ds(a, schema)),
+            // The first non-null argument's.
+            None if matches!(f.name(), "coalesce" | "nvl") => {
+                let branches: Vec<(Expr, Option<Ds>)> = f.args.iter().map(|a| (a.clone().is_not_null(), ds(a, schema))).collect();
+                branch_scales(branches, None).or_else(|| mixed(e, &ty, schema))?
+            }
             None if matches!(f.name(), "round" | "trunc") => by_type(&ty)?,
             None => mixed(e, &ty, schema)?,
         },
@@ -102,10 +107,39 @@ pub fn ds(e: &Expr, schema: &DFSchema) -> Option<Ds> {
             _ => by_type(&ty)?,
         },
         Expr::Negative(x) => return ds(x, schema),
+        // The branch taken's.
+        Expr::Case(c) => {
+            let when = |w: &Expr| match &c.expr {
+                Some(base) => base.as_ref().clone().eq(w.clone()),
+                None => w.clone(),
+            };
+            let branches = c.when_then_expr.iter().map(|(w, t)| (when(w), ds(t, schema))).collect();
+            let otherwise = c.else_expr.as_ref().map(|x| ds(x, schema));
+            branch_scales(branches, otherwise).or_else(|| mixed(e, &ty, schema))?
+        }
         Expr::ScalarSubquery(s) if s.subquery.schema().fields().first().is_some_and(|f| row_scaled(f)) => Ds::Fixed(UNKNOWN_SCALE),
         Expr::Cast(_) | Expr::TryCast(_) | Expr::Literal(..) => by_type(&ty)?,
         _ => mixed(e, &ty, schema)?,
     })
+}
+
+/// A per-row scale choosing among branches (`None` when no branch is row-scaled); a branch
+/// that is not NUMERIC (a NULL) counts as scale 0, an absent ELSE as NULL.
+fn branch_scales(branches: Vec<(Expr, Option<Ds>)>, otherwise: Option<Option<Ds>>) -> Option<Ds> {
+    let row = branches.iter().map(|(_, d)| d).chain(otherwise.iter()).any(|d| matches!(d, Some(Ds::Row(_))));
+    if !row {
+        return None;
+    }
+    let arg = |d: &Option<Ds>| d.as_ref().map(|d| d.arg()).unwrap_or_else(|| lit(0));
+    let mut case = datafusion::logical_expr::conditional_expressions::CaseBuilder::new(None, vec![], vec![], None);
+    for (w, d) in &branches {
+        case = case.when(w.clone(), arg(d));
+    }
+    let built = match otherwise {
+        Some(d) => case.otherwise(arg(&d)),
+        None => case.end(),
+    };
+    built.ok().map(Ds::Row)
 }
 
 /// Another expression returning NUMERIC (CASE, COALESCE, ...): its type's scale, unless a
@@ -148,6 +182,10 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     match &e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
             let (Some(l), Some(r)) = (ty(left), ty(right)) else { return Ok(Transformed::no(e)) };
+            // `1e10` is a decimal of negative scale: the same value at scale 0.
+            if let Some((left, right)) = whole(left, &l).zip(whole(right, &r)).filter(|_| negative_scale(&l) || negative_scale(&r)) {
+                return one(Expr::BinaryExpr(BinaryExpr::new(Box::new(left), Operator::Divide, Box::new(right))), schema);
+            }
             let numeric = |t: &DataType| is_decimal(t) || t.is_integer();
             if !(numeric(&l) && numeric(&r) && (is_decimal(&l) || is_decimal(&r))) || as_decimal(&l).is_none() || as_decimal(&r).is_none() {
                 return Ok(Transformed::no(e));
@@ -217,6 +255,21 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             }
         }
         _ => Ok(Transformed::no(e)),
+    }
+}
+
+fn negative_scale(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) if *s < 0)
+}
+
+/// `x` as a decimal of scale 0 when its type has a negative scale (itself otherwise).
+fn whole(x: &Expr, t: &DataType) -> Option<Expr> {
+    match t {
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) if *s < 0 => {
+            let p = *p as i32 - *s as i32;
+            (p <= 38).then(|| datafusion::logical_expr::cast(x.clone(), DataType::Decimal128(p as u8, 0)))
+        }
+        _ => Some(x.clone()),
     }
 }
 
