@@ -127,3 +127,4 @@ select exp(2.0), exp(x), ln(x), log(x), log10(x), log(2, x), ln(1.001) from (val
 select x, avg(x) over (order by x), count(x) over (order by x desc), avg(x) over () from (values (1), (2), (4)) t(x) order by x
 select max(x / 3), min(x / 3), coalesce(x / 3, 0), case when x > 3 then x / 3 else 0 end from (values (3.0), (4)) t(x) group by x order by 1
 select 6 / 4.0, 100 * 7 / 3.0, (x / 3)::numeric, abs(-x / 3), -(x / 3) from (values (2.0)) t(x)
+select power(2.0, 3), power(x, 2), power(2::numeric, -2), power(-0.3, 3.0), power(x, 0) from (values (1.5), (12345.6789)) t(x)

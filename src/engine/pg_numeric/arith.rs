@@ -23,6 +23,8 @@ pub enum ArithError {
     LnZero,
     LnNegative,
     Overflow,
+    ZeroToNegative,
+    FractionalExponent,
 }
 
 /// A NUMERIC value: `m / 10^scale`, displayed with `dscale` places.
@@ -148,6 +150,33 @@ pub fn sqrt(x: &Num) -> Result<Num, ArithError> {
     sqrt_at(x, sqrt_scale(x))
 }
 
+/// The result scale PostgreSQL 15's `power(numeric, numeric)` gives an integer exponent:
+/// 16 places, or the base's if it shows more.
+pub fn power_int_scale(base: &Num) -> u32 {
+    (MIN_SIG_DIGITS.max(base.dscale as i64)).min(MAX_DISPLAY_SCALE) as u32
+}
+
+/// PostgreSQL's `base ^ exp` for an integer exponent, exact and rounded to its scale.
+pub fn power_int(base: &Num, exp: i64, exp_dscale: u32) -> Result<Num, ArithError> {
+    if base.m.is_zero() && exp < 0 {
+        return Err(ArithError::ZeroToNegative);
+    }
+    let _ = exp_dscale;
+    let rscale = power_int_scale(base);
+    // Past what any NUMERIC holds (the result is stored in 38 digits anyway).
+    let digits = base.m.abs().to_string().len() as f64;
+    if exp.unsigned_abs() > 100_000 || (exp.abs() as f64) * digits > 20_000.0 {
+        return Err(ArithError::Overflow);
+    }
+    let e = exp.unsigned_abs() as u32;
+    let m = base.m.pow(e);
+    let exact = Num::new(m, base.scale * e, base.scale * e);
+    if exp >= 0 {
+        return Ok(Num::new(exact.at(rscale), rscale, rscale));
+    }
+    div_at(&Num::int(1), &exact, rscale)
+}
+
 /// What an aggregate of NUMERIC values computes at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
@@ -262,6 +291,17 @@ mod tests {
         assert_eq!(shown(sqrt(&n(1000000, 0)).unwrap()), "1000.0000000000000");
         assert_eq!(shown(sqrt(&n(2, 4)).unwrap()), "0.01414213562373095");
         assert_eq!(sqrt(&n(-1, 0)), Err(ArithError::NegativeSqrt));
+    }
+
+    #[test]
+    fn integer_powers_as_postgres_raises_them() {
+        assert_eq!(shown(power_int(&n(20, 1), 3, 0).unwrap()), "8.0000000000000000");
+        assert_eq!(shown(power_int(&n(15, 1), 2, 0).unwrap()), "2.2500000000000000");
+        assert_eq!(shown(power_int(&n(2, 0), -2, 0).unwrap()), "0.2500000000000000");
+        assert_eq!(shown(power_int(&n(123456789, 4), 3, 0).unwrap()), "1881676371789.1548608970690000");
+        assert_eq!(shown(power_int(&n(5, 0), 0, 0).unwrap()), "1.0000000000000000");
+        assert_eq!(shown(power_int(&n(-3, 1), 3, 1).unwrap()), "-0.0270000000000000");
+        assert_eq!(power_int(&n(0, 0), -1, 0), Err(ArithError::ZeroToNegative));
     }
 
     #[test]

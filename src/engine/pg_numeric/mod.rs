@@ -2,11 +2,13 @@
 //! a scale fixed by the operand types (`1.0/7*7` was `0.99995`; PostgreSQL's is
 //! `0.99999999999999999998`), averages them at the input's scale plus four, and computes
 //! `avg` of integers, variances and `sqrt` of NUMERIC in double precision: values and types
-//! PostgreSQL does not give. Here division, `sqrt`, `exp`, `ln`, `log`, `avg`, `var_*`,
-//! `stddev_*` of NUMERIC and integers are PostgreSQL's, digit for digit ([`arith`],
-//! [`transcendental`]); each value is shown with the display scale PostgreSQL gives that row
-//! ([`scales`]); `sum(bigint)` is NUMERIC; `power` of NUMERIC, which lalo has only in double
-//! precision, is refused with 0A000 rather than answered in another type.
+//! PostgreSQL does not give. Here division, `sqrt`, `exp`, `ln`, `log`, `power` with a whole
+//! exponent, `avg`, `var_*`, `stddev_*` of NUMERIC and integers are PostgreSQL's, digit for
+//! digit ([`arith`], [`transcendental`]); each value is shown with the display scale
+//! PostgreSQL gives that row ([`scales`]); `sum(bigint)` is NUMERIC. What lalo cannot
+//! compute so is refused with 0A000 naming it, never answered in another type: `power` of
+//! NUMERIC with a fractional exponent, a result needing more places than the 38 digits of its
+//! column leave (`1/3e10`), NUMERIC division in a recursive query.
 //!
 //! Statements that read an upstream table keep DataFusion's arithmetic: their upstream parts
 //! are PostgreSQL's own, and a statement on one upstream database takes the PostgreSQL lane.

@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, In
 use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use num_bigint::BigInt;
-use num_traits::ToPrimitive;
+use num_traits::{ToPrimitive, Zero};
 
 use super::arith::{self, ArithError, Num};
 use super::transcendental;
@@ -79,6 +79,10 @@ pub(super) fn arith_err(e: ArithError) -> DataFusionError {
         ArithError::LnZero => LaloError::Data { code: "2201E", message: "cannot take logarithm of zero".into() },
         ArithError::LnNegative => LaloError::Data { code: "2201E", message: "cannot take logarithm of a negative number".into() },
         ArithError::Overflow => LaloError::Data { code: "22003", message: "value overflows numeric format".into() },
+        ArithError::ZeroToNegative => LaloError::Data { code: "2201F", message: "zero raised to a negative power is undefined".into() },
+        ArithError::FractionalExponent => LaloError::NotSupported(
+            "power() of NUMERIC with a fractional exponent: lalo's engine computes it in double precision only (cast an argument to double precision)".into(),
+        ),
     })
 }
 
@@ -124,6 +128,15 @@ fn finish(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
     Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
 }
 
+/// An exponent that is a whole number (`3`, `2.0`), as PostgreSQL raises by multiplying.
+fn integer(e: &Num) -> Result<i64, ArithError> {
+    let p = arith::pow10(e.scale);
+    if !(&e.m % &p).is_zero() {
+        return Err(ArithError::FractionalExponent);
+    }
+    (&e.m / &p).to_i64().filter(|v| v.unsigned_abs() <= i32::MAX as u64).ok_or(ArithError::Overflow)
+}
+
 /// Which value the function computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -133,6 +146,8 @@ pub enum Op {
     Ln,
     /// `log(b, x)`.
     Log,
+    /// `power(x, n)` for an integer `n`.
+    Pow,
 }
 
 /// `a / b` or `sqrt(x)` on NUMERIC (`scale_only`: the row's display scale instead). Arguments:
@@ -162,7 +177,7 @@ impl PgNumericFn {
 
     fn operands(&self) -> usize {
         match self.op {
-            Op::Div | Op::Log => 2,
+            Op::Div | Op::Log | Op::Pow => 2,
             Op::Sqrt | Op::Exp | Op::Ln => 1,
         }
     }
@@ -179,6 +194,8 @@ impl PgNumericFn {
             // (a value past 38 digits is an error when it is stored).
             (Op::Ln | Op::Exp, [(_, s)]) => storage_scale(4, 20.max(*s as i32)),
             (Op::Log, [(_, s1), (_, s2)]) => storage_scale(4, 20.max(*s1 as i32).max(*s2 as i32)),
+            // A square's integer digits, at least 16 places (the result scale's floor).
+            (Op::Pow, [(p1, s1), _]) => storage_scale(2 * (*p1 as i32 - *s1 as i32), 16.max(*s1 as i32)),
             _ => 20,
         }
     }
@@ -197,6 +214,8 @@ impl ScalarUDFImpl for PgNumericFn {
             (Op::Ln, true) => "pg_numeric_ln_scale",
             (Op::Log, false) => "log",
             (Op::Log, true) => "pg_numeric_log_scale",
+            (Op::Pow, false) => "power",
+            (Op::Pow, true) => "pg_numeric_power_scale",
         }
     }
 
@@ -271,6 +290,7 @@ impl ScalarUDFImpl for PgNumericFn {
                 Op::Exp => transcendental::exp_scale(&nums[0]),
                 Op::Ln => transcendental::ln_scale(&nums[0]),
                 Op::Log => transcendental::log_scale(&nums[0], &nums[1]),
+                Op::Pow => arith::power_int_scale(&nums[0]),
             };
             if self.scale_only {
                 scale_out.push(Some(rscale as i32));
@@ -282,6 +302,7 @@ impl ScalarUDFImpl for PgNumericFn {
                 Op::Exp => transcendental::exp(&nums[0]),
                 Op::Ln => transcendental::ln(&nums[0]),
                 Op::Log => transcendental::log(&nums[0], &nums[1]),
+                Op::Pow => integer(&nums[1]).and_then(|e| arith::power_int(&nums[0], e, nums[1].dscale)),
             }
             .map_err(arith_err)?;
             value_out.push(Some(stored(&v, out_scale)?));

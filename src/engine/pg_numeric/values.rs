@@ -1,7 +1,6 @@
 //! Expressions: NUMERIC operators and functions replaced by PostgreSQL's (division, `sqrt`,
-//! a row-scaled value cast to text, `round` to more places than the value has), those lalo
-//! computes only in double precision refused, and the display scale ([`Ds`]) each NUMERIC
-//! expression has, fixed or per row.
+//! `exp`, `ln`, `log`, `power`, a row-scaled value cast to text, `round` to more places than
+//! the value has), and the display scale ([`Ds`]) each NUMERIC expression has, fixed or per row.
 
 use std::sync::Arc;
 
@@ -168,9 +167,6 @@ fn is_decimal(t: &DataType) -> bool {
     matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
 }
 
-/// Functions PostgreSQL computes in NUMERIC for a NUMERIC argument that lalo's engine
-/// computes in double precision only (`power`'s result scale rules are not carried over).
-const FLOAT_ONLY: &[&str] = &["power", "pow"];
 
 /// Rewrite one expression's NUMERIC operators (bottom up, so operands are rewritten first).
 pub fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -211,6 +207,10 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 let Some(d) = ds(x, schema) else { return Ok(Transformed::no(e)) };
                 return Ok(Transformed::yes(call(PgNumericFn::new(op, false), vec![x.clone(), d.arg()])));
             }
+            if let ("power" | "pow", [b, x]) = (name, f.args.as_slice()) {
+                let (Some(db), Some(dx)) = (ds(b, schema), ds(x, schema)) else { return Ok(Transformed::no(e)) };
+                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Pow, false), vec![b.clone(), x.clone(), db.arg(), dx.arg()])));
+            }
             if matches!(name, "log" | "log10") {
                 // log(x) and log10(x) are log(10, x).
                 let (b, x) = match f.args.as_slice() {
@@ -220,12 +220,6 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 };
                 let (Some(db), Some(dx)) = (ds(&b, schema), ds(&x, schema)) else { return Ok(Transformed::no(e)) };
                 return Ok(Transformed::yes(call(PgNumericFn::new(Op::Log, false), vec![b, x, db.arg(), dx.arg()])));
-            }
-            if FLOAT_ONLY.contains(&name) {
-                return Err(LaloError::NotSupported(format!(
-                    "{name}() of a NUMERIC value: lalo's engine computes it in double precision only, PostgreSQL in NUMERIC (cast the argument to double precision)"
-                ))
-                .into());
             }
             if name == "round" {
                 return Ok(round_places(e, schema));
