@@ -370,17 +370,19 @@ fn check_functions(plan: &LogicalPlan, rules: &rules::FunctionRules) -> Result<(
                 if matches!(x, Expr::Alias(a) if a.name.starts_with(crate::engine::pg_numeric::values::COMPANION)) {
                     return Ok(TreeNodeRecursion::Jump);
                 }
-                let name = match x {
+                // A function by its name and aliases, so a rule on either holds.
+                let named = |name: &str, aliases: &[String]| std::iter::once(name.to_string()).chain(aliases.iter().cloned()).collect::<Vec<_>>();
+                let names = match x {
                     // The cast the user wrote, as lalo computes it (engine/pg_exact.rs).
                     Expr::ScalarFunction(f) if is_cast(f.func.inner().as_ref()) => None,
-                    Expr::ScalarFunction(f) => Some(f.name().to_string()),
-                    Expr::AggregateFunction(f) => Some(f.func.name().to_string()),
-                    Expr::WindowFunction(f) => Some(f.fun.name().to_string()),
+                    Expr::ScalarFunction(f) => Some(named(f.name(), f.func.aliases())),
+                    Expr::AggregateFunction(f) => Some(named(f.func.name(), f.func.aliases())),
+                    Expr::WindowFunction(f) => Some(named(f.fun.name(), &[])),
                     _ => None,
                 };
-                if let Some(name) = name {
-                    if !rules.allows(&name) {
-                        denied_fn = Some(name);
+                if let Some(names) = names {
+                    if !rules.allows_any(&names) {
+                        denied_fn = names.into_iter().next();
                         return Ok(TreeNodeRecursion::Stop);
                     }
                 }

@@ -37,6 +37,14 @@ impl FunctionRules {
         }
         self.allow.is_empty() || self.allow.iter().any(|a| a.eq_ignore_ascii_case(&n))
     }
+
+    /// Whether a statement may call the function known by all of `names` (a name and its
+    /// aliases: `variance` is `var_samp`): none of them denied, and one allowed when there is
+    /// an allowlist.
+    pub fn allows_any(&self, names: &[String]) -> bool {
+        let denied = names.iter().any(|n| self.deny.iter().any(|d| d.eq_ignore_ascii_case(n)));
+        !denied && (self.allow.is_empty() || names.iter().any(|n| self.allow.iter().any(|a| a.eq_ignore_ascii_case(n))))
+    }
 }
 
 /// Rows of `table` that `subject` may see: a SQL predicate over the table's columns.

@@ -158,7 +158,7 @@ async fn startup_parameters_apply_settings_but_never_identity() {
 async fn function_allowlist_and_denylist() {
     let pol = policy_copy();
     let mut rules = std::fs::read_to_string(pol.path().join("rules.toml")).unwrap();
-    rules.push_str("\n[functions]\ndeny = [\"md5\", \"sqrt\", \"ln\"]\n");
+    rules.push_str("\n[functions]\ndeny = [\"md5\", \"sqrt\", \"ln\", \"variance\", \"log10\"]\n");
     std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
     let p = pol.path().to_path_buf();
     let s = common::start_with(move |cfg| cfg.governance.policies = p).await;
@@ -169,14 +169,22 @@ async fn function_allowlist_and_denylist() {
     c.simple_query("SELECT upper(n_name) FROM tpch.nation").await.unwrap();
     // Functions lalo computes in PostgreSQL's NUMERIC arithmetic are still the statement's
     // functions, whatever their arguments' types.
-    for sql in ["SELECT sqrt(o_totalprice) FROM tpch.orders", "SELECT ln(o_totalprice) FROM tpch.orders", "SELECT sqrt(2.0::float8)"] {
+    // A rule on a function holds under its other names too.
+    for sql in [
+        "SELECT sqrt(o_totalprice) FROM tpch.orders",
+        "SELECT ln(o_totalprice) FROM tpch.orders",
+        "SELECT sqrt(2.0::float8)",
+        "SELECT variance(o_totalprice) FROM tpch.orders",
+        "SELECT log10(o_totalprice) FROM tpch.orders",
+        "SELECT log10(2.0::float8)",
+    ] {
         let e = c.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e), "42501", "{sql}");
     }
     // Division is an operator, not a function.
     c.simple_query("SELECT o_totalprice / 3 FROM tpch.orders LIMIT 1").await.unwrap();
     // An allowlist: only the listed functions run.
-    let rules = rules.replace("deny = [\"md5\", \"sqrt\", \"ln\"]", "allow = [\"count\", \"upper\"]");
+    let rules = rules.replace("deny = [\"md5\", \"sqrt\", \"ln\", \"variance\", \"log10\"]", "allow = [\"count\", \"upper\"]");
     std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
     let mut switched = false;
     for _ in 0..50 {

@@ -23,16 +23,18 @@ use super::scalar::{as_decimal, row_scale_metadata, storage_scale, stored, UNKNO
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgStat {
-    /// The name the statement called it by (`stddev`, `variance`, `avg`, ...).
+    /// The name the statement called it by (`stddev`, `variance`, `avg`, ...) and its aliases.
     name: String,
+    aliases: Vec<String>,
     stat: Stat,
     scale_only: bool,
     signature: Signature,
 }
 
 impl PgStat {
-    pub fn new(name: &str, stat: Stat, scale_only: bool) -> Self {
-        PgStat { name: name.to_string(), stat, scale_only, signature: Signature::user_defined(Volatility::Immutable) }
+    pub fn new(name: &str, aliases: &[String], stat: Stat, scale_only: bool) -> Self {
+        let (name, aliases) = (name.to_string(), aliases.to_vec());
+        PgStat { name, aliases, stat, scale_only, signature: Signature::user_defined(Volatility::Immutable) }
     }
 
     /// The aggregate PostgreSQL names (DataFusion's `stddev`/`variance` are these too).
@@ -60,6 +62,10 @@ impl PgStat {
 impl AggregateUDFImpl for PgStat {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     fn signature(&self) -> &Signature {

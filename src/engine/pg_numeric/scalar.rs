@@ -156,12 +156,20 @@ pub enum Op {
 pub struct PgNumericFn {
     op: Op,
     scale_only: bool,
+    /// The other names PostgreSQL has for the function (`pow`, `log10`): rules on functions
+    /// hold whichever the statement wrote.
+    aliases: Vec<String>,
     signature: Signature,
 }
 
 impl PgNumericFn {
     pub fn new(op: Op, scale_only: bool) -> Self {
-        PgNumericFn { op, scale_only, signature: Signature::user_defined(Volatility::Immutable) }
+        let aliases = match op {
+            Op::Pow => vec!["pow".to_string()],
+            Op::Log => vec!["log10".to_string()],
+            _ => vec![],
+        };
+        PgNumericFn { op, scale_only, aliases, signature: Signature::user_defined(Volatility::Immutable) }
     }
 
     /// Stands for an operator the statement wrote (`/`) or for a display scale lalo tracks,
@@ -221,6 +229,10 @@ impl ScalarUDFImpl for PgNumericFn {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {

@@ -195,8 +195,8 @@ fn stat_args(f: &AggregateFunction, schema: &DFSchema) -> Option<(PgStat, PgStat
         Ds::Fixed(k) if as_scale(&t) == Some(k) => {}
         d => args.push(d.arg()),
     }
-    let name = f.func.name();
-    Some((PgStat::new(name, stat, false), PgStat::new(name, stat, true), args))
+    let (name, aliases) = (f.func.name(), f.func.aliases());
+    Some((PgStat::new(name, aliases, stat, false), PgStat::new(name, aliases, stat, true), args))
 }
 
 fn as_scale(t: &DataType) -> Option<i32> {

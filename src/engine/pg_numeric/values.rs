@@ -11,7 +11,6 @@ use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{lit, when, BinaryExpr, Expr, ExprSchemable, Operator, ScalarUDF};
 
 use super::scalar::{as_decimal, row_scaled, Op, PgNumericFn, PgNumericText, TRIMMED_SCALE, UNKNOWN_SCALE};
-use crate::error::LaloError;
 
 /// Prefix of the column carrying another column's per-row display scale.
 pub const COMPANION: &str = "__lalo_dscale:";
