@@ -135,13 +135,16 @@ fn trimmed(v: i128, mut scale: u32) -> (u128, u32) {
 /// PostgreSQL's text for the value: `12.34`, `-0.5`, `10`.
 pub fn text(v: i128, scale: u32) -> String {
     let (m, scale) = trimmed(v, scale);
-    let digits = m.to_string();
-    let sign = if v < 0 { "-" } else { "" };
+    with_point(v < 0, &m.to_string(), scale as usize)
+}
+
+/// The decimal digits of an unscaled value written with `scale` places: `-0.05`, `12`.
+pub fn with_point(negative: bool, digits: &str, scale: usize) -> String {
+    let sign = if negative { "-" } else { "" };
     if scale == 0 {
         return format!("{sign}{digits}");
     }
-    let scale = scale as usize;
-    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
+    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits.to_string() };
     let (int, frac) = padded.split_at(padded.len() - scale);
     format!("{sign}{int}.{frac}")
 }

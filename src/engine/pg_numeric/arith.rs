@@ -231,15 +231,7 @@ pub fn finish(stat: Stat, sums: &Sums, scale: u32) -> Result<Option<Num>, ArithE
 /// PostgreSQL's text for a value with `dscale` places: `0.50000000000000000000`, `-3`, `12.5`.
 pub fn text(m: &BigInt, scale: u32, dscale: u32) -> String {
     let v = Num::new(m.clone(), scale, dscale).at(dscale);
-    let digits = v.abs().to_string();
-    let sign = if v.is_negative() { "-" } else { "" };
-    if dscale == 0 {
-        return format!("{sign}{digits}");
-    }
-    let d = dscale as usize;
-    let padded = if digits.len() <= d { format!("{}{digits}", "0".repeat(d + 1 - digits.len())) } else { digits };
-    let (int, frac) = padded.split_at(padded.len() - d);
-    format!("{sign}{int}.{frac}")
+    crate::pgtypes::numeric::with_point(v.is_negative(), &v.abs().to_string(), dscale as usize)
 }
 
 /// The fewest places that show `m / 10^scale` exactly (its trailing fractional zeros dropped).
@@ -257,17 +249,25 @@ pub fn trimmed_scale(m: i128, scale: u32) -> u32 {
     }
 }
 
+/// Values written as literals and results as PostgreSQL prints them, for tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod testing {
     use super::*;
 
-    fn n(m: i64, scale: u32) -> Num {
+    /// `m / 10^scale`, shown with `scale` places.
+    pub fn n(m: i64, scale: u32) -> Num {
         Num::new(m, scale, scale)
     }
 
-    fn shown(x: Num) -> String {
+    pub fn shown(x: Num) -> String {
         text(&x.m, x.scale, x.dscale)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{n, shown};
+    use super::*;
 
     /// Each expected text is what PostgreSQL 15 prints.
     #[test]

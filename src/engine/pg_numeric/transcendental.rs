@@ -192,16 +192,8 @@ pub fn log(b: &Num, x: &Num) -> Result<Num, ArithError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::arith::testing::{n, shown};
     use super::*;
-    use super::super::arith::text;
-
-    fn n(m: i64, scale: u32) -> Num {
-        Num::new(m, scale, scale)
-    }
-
-    fn shown(x: Num) -> String {
-        text(&x.m, x.scale, x.dscale)
-    }
 
     /// Each expected text is what PostgreSQL 15 prints.
     #[test]
