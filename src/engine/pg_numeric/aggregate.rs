@@ -68,6 +68,22 @@ impl AggregateUDFImpl for PgStat {
         &self.aliases
     }
 
+    /// Many groups at once for `avg` of values that show their type's scale (no per-row
+    /// display scale argument), the shape of `avg(x) ... GROUP BY k`.
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.stat == Stat::Avg && args.exprs.len() == 1 && !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        let input = args.expr_fields.first().map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+        let (p, s) = as_decimal(&input).unwrap_or((38, 10));
+        let out = match args.return_field.data_type() {
+            DataType::Decimal128(_, o) => *o,
+            _ => self.storage(p, s),
+        };
+        Ok(Box::new(super::groups::AvgGroups::new(self.scale_only, s, out)))
+    }
+
     fn signature(&self) -> &Signature {
         &self.signature
     }

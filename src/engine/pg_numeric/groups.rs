@@ -1,0 +1,166 @@
+//! `avg` of NUMERIC and integers over many groups at once (`GROUP BY l_partkey`), as
+//! DataFusion's own `avg` does: one vector of sums and counts for all groups instead of an
+//! accumulator object per group. Sums stay in `i128`; a group whose sum would overflow it moves
+//! to a big integer. The state and results are [`super::aggregate`]'s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Int32Array, Int64Array};
+use datafusion::arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
+use datafusion::common::Result;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use num_bigint::BigInt;
+use num_traits::ToPrimitive;
+
+use super::arith::{self, Stat, Sums};
+use super::scalar::{arith_err, stored};
+
+/// Per-group sums of an `avg` whose input rows all show their type's scale.
+#[derive(Debug)]
+pub struct AvgGroups {
+    scale_only: bool,
+    /// Scale of the input values (and their display scale).
+    scale: i8,
+    /// Scale the result is stored at.
+    out: i8,
+    sums: Vec<i128>,
+    counts: Vec<i64>,
+    /// Groups whose sum left `i128`.
+    big: HashMap<usize, BigInt>,
+    /// Largest display scale merged in per group (partial states may carry one).
+    dscales: Vec<u32>,
+}
+
+impl AvgGroups {
+    pub fn new(scale_only: bool, scale: i8, out: i8) -> Self {
+        AvgGroups { scale_only, scale, out, sums: vec![], counts: vec![], big: HashMap::new(), dscales: vec![] }
+    }
+
+    fn resize(&mut self, n: usize) {
+        if self.sums.len() < n {
+            self.sums.resize(n, 0);
+            self.counts.resize(n, 0);
+            self.dscales.resize(n, self.scale.max(0) as u32);
+        }
+    }
+
+    fn add(&mut self, g: usize, v: &BigInt, small: Option<i128>, n: i64) {
+        self.counts[g] += n;
+        if let Some(b) = self.big.get_mut(&g) {
+            *b += v;
+            return;
+        }
+        match small.and_then(|x| self.sums[g].checked_add(x)) {
+            Some(s) => self.sums[g] = s,
+            None => {
+                self.big.insert(g, BigInt::from(self.sums[g]) + v);
+            }
+        }
+    }
+
+    fn sum_of(&self, g: usize) -> BigInt {
+        self.big.get(&g).cloned().unwrap_or_else(|| BigInt::from(self.sums[g]))
+    }
+
+    /// Take the groups `emit_to` names, renumbering the rest from 0.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<(BigInt, i64, u32)> {
+        let n = match emit_to {
+            EmitTo::All => self.sums.len(),
+            EmitTo::First(n) => n,
+        };
+        let out = (0..n).map(|g| (self.sum_of(g), self.counts[g], self.dscales[g])).collect();
+        emit_to.take_needed(&mut self.sums);
+        emit_to.take_needed(&mut self.counts);
+        emit_to.take_needed(&mut self.dscales);
+        let big = std::mem::take(&mut self.big);
+        self.big = big.into_iter().filter(|(g, _)| *g >= n).map(|(g, b)| (g - n, b)).collect();
+        out
+    }
+}
+
+fn skip(filter: Option<&BooleanArray>, r: usize) -> bool {
+    filter.is_some_and(|f| !f.is_valid(r) || !f.value(r))
+}
+
+impl GroupsAccumulator for AvgGroups {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
+        self.resize(total);
+        let v = values[0].as_primitive::<Decimal128Type>();
+        for (r, g) in groups.iter().enumerate() {
+            if v.is_null(r) || skip(filter, r) {
+                continue;
+            }
+            let x = v.value(r);
+            self.counts[*g] += 1;
+            if let Some(b) = self.big.get_mut(g) {
+                *b += x;
+                continue;
+            }
+            match self.sums[*g].checked_add(x) {
+                Some(s) => self.sums[*g] = s,
+                None => {
+                    self.big.insert(*g, BigInt::from(self.sums[*g]) + x);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let scale = self.scale.max(0) as u32;
+        let groups = self.take(emit_to);
+        let mut values = Vec::with_capacity(groups.len());
+        let mut scales = Vec::with_capacity(groups.len());
+        for (sum, n, dscale) in groups {
+            let sums = Sums { sum, sum2: BigInt::from(0), n, dscale };
+            match arith::finish(Stat::Avg, &sums, scale).map_err(arith_err)? {
+                None => {
+                    values.push(None);
+                    scales.push(None);
+                }
+                Some(v) => {
+                    scales.push(Some(v.dscale as i32));
+                    values.push(if self.scale_only { None } else { Some(stored(&v, self.out)?) });
+                }
+            }
+        }
+        Ok(if self.scale_only {
+            Arc::new(Int32Array::from(scales))
+        } else {
+            Arc::new(Decimal128Array::from(values).with_precision_and_scale(38, self.out)?)
+        })
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = self.take(emit_to);
+        let sums: Vec<Vec<u8>> = groups.iter().map(|(s, _, _)| s.to_signed_bytes_le()).collect();
+        let zero = BigInt::from(0).to_signed_bytes_le();
+        Ok(vec![
+            Arc::new(BinaryArray::from_iter_values(sums.iter())),
+            Arc::new(BinaryArray::from_iter_values(groups.iter().map(|_| zero.as_slice()))),
+            Arc::new(Int64Array::from_iter_values(groups.iter().map(|(_, n, _)| *n))),
+            Arc::new(Int32Array::from_iter_values(groups.iter().map(|(_, _, d)| *d as i32))),
+        ])
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
+        self.resize(total);
+        let [sum, _, n, d] = values else { return Ok(()) };
+        let (sum, n, d) = (sum.as_binary::<i32>(), n.as_primitive::<Int64Type>(), d.as_primitive::<Int32Type>());
+        for (r, g) in groups.iter().enumerate() {
+            if n.is_null(r) || skip(filter, r) {
+                continue;
+            }
+            let s = BigInt::from_signed_bytes_le(sum.value(r));
+            let small = s.to_i128();
+            self.add(*g, &s, small, n.value(r));
+            self.dscales[*g] = self.dscales[*g].max(d.value(r).max(0) as u32);
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * 16 + self.counts.capacity() * 8 + self.dscales.capacity() * 4 + self.big.len() * 64
+    }
+}
