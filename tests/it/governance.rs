@@ -283,3 +283,32 @@ async fn repeated_statements_reuse_governed_plans_with_each_literal() {
     let reused = crate::protocol::counter(&s, "lalo_cached_plans_total").await;
     assert!(reused >= 10.0, "cached plans used: {reused}");
 }
+
+/// A row filter that stays a subquery (`… OR EXISTS (…)`, behind the security barrier): the
+/// caller's predicates that can fail run only on rows the filter kept, however DataFusion plans
+/// them physically. Supplier 1 is hidden; `x / (s_suppkey - 1)` fails on it alone.
+#[tokio::test]
+async fn failing_predicates_never_run_on_rows_a_subquery_filter_hides() {
+    let pol = crate::policy::policy_copy();
+    let mut rules = std::fs::read_to_string(pol.path().join("rules.toml")).unwrap();
+    rules.push_str(
+        "\n[[row_filter]]\ntable = \"lalo.tpch.supplier\"\nsubject = \"analysts\"\n\
+         filter = \"s_suppkey > 1 OR EXISTS (SELECT 1 FROM lalo.tpch.nation n WHERE n.n_nationkey = s_nationkey AND n.n_name = 'NOWHERE')\"\n",
+    );
+    std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
+    let p = pol.path().to_path_buf();
+    let s = common::start_with(move |cfg| cfg.governance.policies = p).await;
+    let admin = s.connect("admin").await;
+    let analyst = s.connect("analyst").await;
+    let visible: i64 = admin.query_one("SELECT count(*) FROM tpch.supplier WHERE s_suppkey > 1", &[]).await.unwrap().get(0);
+    for sql in [
+        "SELECT count(*) FROM tpch.supplier WHERE 10 % (s_suppkey - 1) >= 0",
+        "SELECT count(*) FROM tpch.supplier WHERE 10 / (s_suppkey - 1) >= 0",
+        "SELECT count(*) FROM tpch.supplier WHERE 1 / (s_suppkey - 1.0) > 0",
+        "SELECT count(*) FROM tpch.supplier s JOIN tpch.nation n ON n.n_nationkey = s.s_nationkey WHERE 10 % (s.s_suppkey - 1) >= 0",
+        "SELECT count(*) FROM (SELECT * FROM tpch.supplier) s WHERE 10 % (s_suppkey - 1) >= 0",
+    ] {
+        let n: i64 = analyst.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0);
+        assert_eq!(n, visible, "{sql}");
+    }
+}
