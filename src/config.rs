@@ -11,7 +11,7 @@ use crate::error::LaloError;
 pub const DEMO_CONFIG: &str = include_str!("../lalo.toml");
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -30,7 +30,7 @@ pub struct Config {
 }
 
 /// `[server]`: listeners, TLS and per-connection limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
@@ -65,7 +65,7 @@ impl Default for ServerConfig {
 }
 
 /// `[[users]]`: who may connect, and the attributes row filters refer to.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
@@ -78,7 +78,7 @@ pub struct UserConfig {
 }
 
 /// `[catalog]`: where sources.toml, the docs and generated data live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogConfig {
     pub dir: PathBuf,
@@ -104,7 +104,7 @@ impl Default for CatalogConfig {
 }
 
 /// Which drafter turns questions into SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DrafterKind {
     /// The built-in rule-based drafter (no model).
@@ -124,7 +124,7 @@ impl DrafterKind {
 }
 
 /// `[planner]`: how questions become SQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlannerConfig {
     pub drafter: DrafterKind,
@@ -163,7 +163,7 @@ impl Default for PlannerConfig {
 }
 
 /// `[governance]`: policies, audit trail and global limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GovernanceConfig {
     /// Turn policy checks off entirely (benchmarks only): every user may read everything.
@@ -205,14 +205,14 @@ impl Default for GovernanceConfig {
 }
 
 /// `[mcp]`: bearer tokens for the HTTP MCP endpoint.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     pub tokens: Vec<McpToken>,
 }
 
 /// One bearer token (read from the environment) and the lalo user it acts as.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpToken {
     pub token_env: String,
@@ -264,59 +264,97 @@ impl Config {
     }
 }
 
-/// Scalar keys that `LALO_<SECTION>_<KEY>` may override (e.g. `LALO_SERVER_LISTEN`).
-const OVERRIDABLE: &[(&str, &str)] = &[
-    ("server", "listen"),
-    ("server", "http_listen"),
-    ("server", "flight_listen"),
-    ("server", "tls_cert"),
-    ("server", "tls_key"),
-    ("server", "tls_required"),
-    ("server", "max_connections"),
-    ("server", "statement_timeout_ms"),
-    ("server", "shutdown_grace_ms"),
-    ("catalog", "dir"),
-    ("catalog", "data_dir"),
-    ("catalog", "tpch_scale"),
-    ("planner", "drafter"),
-    ("planner", "llm_base_url"),
-    ("planner", "llm_model"),
-    ("planner", "llm_api_key_env"),
-    ("planner", "embeddings_base_url"),
-    ("planner", "embeddings_model"),
-    ("planner", "max_repairs"),
-    ("planner", "retrieval_index"),
-    ("planner", "retrieval_dir"),
-    ("planner", "llm_timeout_ms"),
-    ("planner", "llm_token_budget_per_hour"),
-    ("governance", "enabled"),
-    ("governance", "policies"),
-    ("governance", "audit_log"),
-    ("governance", "audit_key_env"),
-    ("governance", "audit_sync"),
-    ("governance", "audit_rotate_bytes"),
-    ("governance", "audit_rotate_secs"),
-    ("governance", "audit_head_log"),
-    ("governance", "max_rows"),
-    ("governance", "rate_limit_per_minute"),
-];
+/// How an override's text becomes a TOML value: by the type of the field it sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Bool,
+    Integer,
+    Float,
+    Text,
+}
+
+/// The scalar keys `LALO_<SECTION>_<KEY>` may override, each with its field's type, read off
+/// the config structs' JSON schema, so that a field is overridable the day it is added.
+fn overridable() -> &'static [(String, String, Kind)] {
+    static KEYS: std::sync::OnceLock<Vec<(String, String, Kind)>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let root = schemars::schema_for!(Config).to_value();
+        let mut keys = Vec::new();
+        let Some(sections) = root.get("properties").and_then(|p| p.as_object()) else { return keys };
+        for (section, schema) in sections {
+            let schema = resolve(&root, schema);
+            let Some(fields) = schema.get("properties").and_then(|p| p.as_object()) else { continue };
+            for (key, field) in fields {
+                if let Some(kind) = scalar_kind(&root, field) {
+                    keys.push((section.clone(), key.clone(), kind));
+                }
+            }
+        }
+        keys
+    })
+}
+
+/// Follow a `$ref` into the schema's `$defs`.
+fn resolve<'a>(root: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => root.get("$defs").and_then(|d| d.get(name)).unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// The type of a scalar field (optional or not), or `None` for lists, tables and maps.
+fn scalar_kind(root: &serde_json::Value, field: &serde_json::Value) -> Option<Kind> {
+    let field = resolve(root, field);
+    if field.get("enum").is_some() {
+        return Some(Kind::Text);
+    }
+    // `Option<T>` is `"type": ["T", "null"]`, or a `oneOf`/`anyOf` with a null member.
+    for alternatives in ["oneOf", "anyOf"] {
+        if let Some(list) = field.get(alternatives).and_then(|l| l.as_array()) {
+            let kinds: Vec<Kind> = list.iter().filter(|m| m.get("type").and_then(|t| t.as_str()) != Some("null")).filter_map(|m| scalar_kind(root, m)).collect();
+            return kinds.first().copied().filter(|k| kinds.iter().all(|o| o == k));
+        }
+    }
+    let types: Vec<&str> = match field.get("type")? {
+        serde_json::Value::String(t) => vec![t.as_str()],
+        serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).filter(|t| *t != "null").collect(),
+        _ => return None,
+    };
+    match types.as_slice() {
+        ["boolean"] => Some(Kind::Bool),
+        ["integer"] => Some(Kind::Integer),
+        ["number"] => Some(Kind::Float),
+        ["string"] => Some(Kind::Text),
+        _ => None,
+    }
+}
+
+/// The `LALO_*` variables lalo reads, with the TOML key each sets (for `lalo check` and docs).
+pub fn override_variables() -> Vec<(String, String)> {
+    overridable().iter().map(|(s, k, _)| (env_name(s, k), format!("[{s}] {k}"))).collect()
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!("LALO_{}_{}", section.to_uppercase(), key.to_uppercase())
+}
 
 fn apply_env_overrides(
     table: &mut toml::Table,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), LaloError> {
-    for (section, key) in OVERRIDABLE {
-        let var = format!("LALO_{}_{}", section.to_uppercase(), key.to_uppercase());
+    for (section, key, kind) in overridable() {
+        let var = env_name(section, key);
         let Some(raw) = env(&var) else { continue };
-        // Keep the TOML type of the default: numbers and booleans parse, the rest stays text.
-        let value = if let Ok(b) = raw.parse::<bool>() {
-            toml::Value::Boolean(b)
-        } else if let Ok(i) = raw.parse::<i64>() {
-            toml::Value::Integer(i)
-        } else if let Ok(f) = raw.parse::<f64>() {
-            toml::Value::Float(f)
-        } else {
-            toml::Value::String(raw)
+        let bad = |what: &str| LaloError::Config(format!("{var}={raw:?}: [{section}] {key} takes {what}"));
+        let value = match kind {
+            Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+                _ => return Err(bad("true or false")),
+            },
+            Kind::Integer => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("a whole number"))?),
+            Kind::Float => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+            Kind::Text => toml::Value::String(raw),
         };
         let entry = table
             .entry(section.to_string())
@@ -352,6 +390,28 @@ mod tests {
         assert_eq!(cfg.server.listen, "127.0.0.1:7000");
         assert_eq!(cfg.governance.max_rows, 10);
         assert_eq!(cfg.catalog.tpch_scale, 0.1);
+    }
+
+    #[test]
+    fn every_scalar_key_is_overridable_by_its_type() {
+        let vars: Vec<String> = override_variables().into_iter().map(|(v, _)| v).collect();
+        for v in ["LALO_SERVER_SHUTDOWN_GRACE_MS", "LALO_CATALOG_POSTGRES_LANE", "LALO_CATALOG_UPSTREAM_PIPELINED_CONNECTIONS", "LALO_PLANNER_DRAFTER", "LALO_SERVER_TLS_CERT"] {
+            assert!(vars.iter().any(|x| x == v), "{v} missing from {vars:?}");
+        }
+        assert!(!vars.iter().any(|v| v.starts_with("LALO_USERS") || v.starts_with("LALO_MCP")), "{vars:?}");
+        // A text field stays text even when it looks like a number; a number field refuses text.
+        let cfg = Config::from_toml("", ".".into(), |k| match k {
+            "LALO_GOVERNANCE_AUDIT_KEY_ENV" => Some("1234".into()),
+            "LALO_CATALOG_POSTGRES_LANE" => Some("off".into()),
+            "LALO_PLANNER_DRAFTER" => Some("llm".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.governance.audit_key_env, "1234");
+        assert!(!cfg.catalog.postgres_lane);
+        assert_eq!(cfg.planner.drafter, DrafterKind::Llm);
+        let err = Config::from_toml("", ".".into(), |k| (k == "LALO_SERVER_MAX_CONNECTIONS").then(|| "many".to_string())).unwrap_err();
+        assert!(err.to_string().contains("LALO_SERVER_MAX_CONNECTIONS") && err.to_string().contains("whole number"), "{err}");
     }
 
     #[test]

@@ -111,6 +111,15 @@ impl LaloError {
         self.sqlstate() == "42501" || matches!(self, LaloError::HiddenRelation { .. })
     }
 
+    /// For a refusal, the reason counted in `lalo_denials_total`.
+    pub fn denial_reason(&self) -> Option<&'static str> {
+        match self {
+            LaloError::HiddenRelation { .. } => Some("hidden_object"),
+            _ if self.sqlstate() == "42501" => Some("access"),
+            _ => None,
+        }
+    }
+
     /// The error as the audit record keeps it: the real reason, hidden objects named.
     pub fn audit_text(&self) -> String {
         match self {

@@ -38,6 +38,8 @@ pub struct GuardOptions {
     pub record: AuditRecord,
     pub began: Instant,
     pub entry: &'static str,
+    /// The lane that answers (for the metrics).
+    pub lane: &'static str,
     pub slot: Option<Slot>,
     /// Stop cleanly after this many rows (callers that cap their result, e.g. MCP).
     pub truncate_at: Option<u64>,
@@ -267,7 +269,7 @@ async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
             rec.decision = "failed".into();
         }
     }
-    crate::metrics::statement(outcome, st.opts.entry, st.opts.began.elapsed().as_secs_f64());
+    crate::metrics::statement(outcome, st.opts.entry, st.opts.lane, st.opts.began.elapsed().as_secs_f64());
     // An end line completes a durable start line: written before the client sees completion,
     // synced with the next group. A guard without a start line writes the whole statement.
     let wait = if rec.completes.is_some() { Wait::Written } else { Wait::Durable };
@@ -398,6 +400,7 @@ mod tests {
             record,
             began: Instant::now(),
             entry: "pgwire",
+            lane: "engine",
             slot: None,
             truncate_at: None,
         };

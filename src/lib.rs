@@ -54,6 +54,7 @@ pub mod session;
 pub mod settings;
 pub mod runtime;
 pub mod shutdown;
+pub mod telemetry;
 pub mod search;
 pub mod nl;
 pub mod eval;

@@ -89,18 +89,6 @@ enum AuditCommand {
     },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LALO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("LALO_LOG_FORMAT").map(|v| v == "json").unwrap_or(false);
-    if json {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).json().init();
-    } else {
-        // Logs go to stderr: stdout carries the MCP protocol in `lalo mcp`.
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    }
-}
-
 /// mimalloc instead of glibc's allocator: a statement on the direct lane makes a few dozen small
 /// allocations, and under many clients glibc's (arena locks, consolidation) showed as a tenth of
 /// lalo's own time in profiles of `bench/pgbench`.
@@ -109,15 +97,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
+    // Logs go to stderr (stdout carries the MCP protocol in `lalo mcp`); spans over OTLP when
+    // OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = lalo::telemetry::init();
     let cli = Cli::parse();
-    match run(cli).await {
+    let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lalo: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

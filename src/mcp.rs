@@ -148,6 +148,17 @@ impl LaloMcp {
         self.lalo.open_session(&user, "", client, EntryPoint::Mcp)
     }
 
+    /// The span of one tool call's statement, in the caller's trace when its HTTP request carried
+    /// a W3C `traceparent`.
+    fn span(&self, ctx: &RequestContext<RoleServer>, text: &str) -> tracing::Span {
+        let parts = ctx.extensions.get::<axum::http::request::Parts>();
+        let user = match &self.fixed_user {
+            Some(u) => u.clone(),
+            None => parts.and_then(|p| p.extensions.get::<McpUser>()).map(|u| u.0.clone()).unwrap_or_default(),
+        };
+        crate::telemetry::statement_span("mcp", &user, text, parts.map(|p| &p.headers))
+    }
+
     /// Run one SQL statement (or question) through the governed pipeline, capped.
     async fn run(&self, session: &Session, route: Route, input: &str, cap: u64) -> Result<Value, LaloError> {
         let sql = match &route {
@@ -254,8 +265,8 @@ impl LaloMcp {
                 Err(e) => return Err(self.lalo.refuse(&session, &args.sql, e).await),
             };
             self.run(&session, route, &args.sql, cap).await
-        }
-        .await;
+        };
+        let result = tracing::Instrument::instrument(result, self.span(&ctx, &args.sql)).await;
         Ok(reply(result))
     }
 
@@ -274,8 +285,8 @@ impl LaloMcp {
             v["decision"] = json!(a.decision);
             v["rules"] = json!(a.rules);
             Ok(v)
-        }
-        .await;
+        };
+        let result = tracing::Instrument::instrument(result, self.span(&ctx, &args.question)).await;
         Ok(reply(result))
     }
 

@@ -1,4 +1,6 @@
-//! Prometheus metrics: connections, statements by outcome, latency.
+//! Prometheus metrics (the catalog in the README's Operations section): statements by entry
+//! point, lane and outcome; latency per statement and per stage; denials; cache hits;
+//! connections; upstream pools; LLM calls; the retrieval index; audit writes.
 
 use std::sync::OnceLock;
 
@@ -24,12 +26,74 @@ pub fn render() -> String {
 }
 
 /// Record one finished statement.
-pub fn statement(outcome: &'static str, entry: &'static str, seconds: f64) {
-    metrics::counter!("lalo_statements_total", "outcome" => outcome, "entry" => entry).increment(1);
-    metrics::histogram!("lalo_statement_duration_seconds", "entry" => entry).record(seconds);
+pub fn statement(outcome: &'static str, entry: &'static str, lane: &'static str, seconds: f64) {
+    metrics::counter!("lalo_statements_total", "outcome" => outcome, "entry" => entry, "lane" => lane).increment(1);
+    metrics::histogram!("lalo_statement_duration_seconds", "entry" => entry, "lane" => lane).record(seconds);
 }
 
-/// A client connected (+1) or left (-1).
+/// One stage of a statement took `seconds` (telemetry::stage).
+pub fn stage(stage: &'static str, seconds: f64) {
+    metrics::histogram!("lalo_stage_duration_seconds", "stage" => stage).record(seconds);
+}
+
+/// A statement or login was refused, and why.
+pub fn denial(reason: &'static str) {
+    metrics::counter!("lalo_denials_total", "reason" => reason).increment(1);
+}
+
+/// A statement-cache lookup: `hit` (its executor was known) or `miss` (planned and governed).
+pub fn plan_cache(hit: bool) {
+    metrics::counter!("lalo_plan_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// An authenticated session began (+1) or ended (-1).
+pub fn session(delta: f64) {
+    metrics::gauge!("lalo_sessions").increment(delta);
+}
+
+/// An upstream's pool: connections in use and idle, breaker state.
+pub fn upstream_pool(upstream: &str, in_use: usize, idle: usize, breaker_open: bool) {
+    let name = upstream.to_string();
+    metrics::gauge!("lalo_upstream_connections", "upstream" => name.clone(), "state" => "in_use").set(in_use as f64);
+    metrics::gauge!("lalo_upstream_connections", "upstream" => name.clone(), "state" => "idle").set(idle as f64);
+    metrics::gauge!("lalo_upstream_breaker_open", "upstream" => name).set(if breaker_open { 1.0 } else { 0.0 });
+}
+
+/// A round trip to an upstream finished after `seconds`, with or without an error.
+pub fn upstream_call(upstream: &str, seconds: f64, failed: bool) {
+    metrics::histogram!("lalo_upstream_duration_seconds", "upstream" => upstream.to_string()).record(seconds);
+    if failed {
+        metrics::counter!("lalo_upstream_errors_total", "upstream" => upstream.to_string()).increment(1);
+    }
+}
+
+/// One chat completion: its outcome, latency and the tokens it spent.
+pub fn llm_call(ok: bool, seconds: f64, prompt_tokens: u64, completion_tokens: u64) {
+    metrics::counter!("lalo_llm_calls_total", "outcome" => if ok { "ok" } else { "error" }).increment(1);
+    metrics::histogram!("lalo_llm_duration_seconds").record(seconds);
+    metrics::counter!("lalo_llm_tokens_total", "kind" => "prompt").increment(prompt_tokens);
+    metrics::counter!("lalo_llm_tokens_total", "kind" => "completion").increment(completion_tokens);
+}
+
+/// The retrieval index holds `documents` and reflects the catalog as of `lag_seconds` ago.
+pub fn retrieval_index(documents: usize, lag_seconds: f64) {
+    metrics::gauge!("lalo_retrieval_index_documents").set(documents as f64);
+    metrics::gauge!("lalo_retrieval_index_lag_seconds").set(lag_seconds);
+}
+
+/// An audit line was written (and, when `synced`, made durable after `sync_seconds`).
+pub fn audit_write(sync_seconds: Option<f64>) {
+    metrics::counter!("lalo_audit_writes_total").increment(1);
+    if let Some(s) = sync_seconds {
+        metrics::histogram!("lalo_audit_sync_duration_seconds").record(s);
+    }
+}
+
+/// An audit write or sync failed.
+pub fn audit_failure() {
+    metrics::counter!("lalo_audit_failures_total").increment(1);
+}
+
 /// A statement answered on the direct lane (wholly upstream, no planning).
 pub fn direct_statement() {
     metrics::counter!("lalo_direct_statements_total").increment(1);
@@ -75,9 +139,10 @@ pub fn cached_plan() {
     metrics::counter!("lalo_cached_plans_total").increment(1);
 }
 
-pub fn connection(delta: f64) {
-    metrics::gauge!("lalo_connections").increment(delta);
+/// A client connected (+1) or left (-1) through `entry`.
+pub fn connection(entry: &'static str, delta: f64) {
+    metrics::gauge!("lalo_connections", "entry" => entry).increment(delta);
     if delta > 0.0 {
-        metrics::counter!("lalo_connections_total").increment(1);
+        metrics::counter!("lalo_connections_total", "entry" => entry).increment(1);
     }
 }

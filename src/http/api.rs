@@ -186,7 +186,8 @@ async fn sql(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
         };
         rows(&session, outcome, wants(&headers), Map::new()).await
     };
-    run.await.unwrap_or_else(|e| failure(&e))
+    let span = crate::telemetry::statement_span("http", &caller.user, &body.sql, Some(&headers));
+    tracing::Instrument::instrument(run, span).await.unwrap_or_else(|e| failure(&e))
 }
 
 /// Run a statement with `$n` parameters (pipeline/params.rs); the JSON values are read only
@@ -222,7 +223,8 @@ async fn ask(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
         extra.insert("decision".into(), json!(a.decision));
         rows(&session, a.outcome, wants(&headers), extra).await
     };
-    run.await.unwrap_or_else(|e| failure(&e))
+    let span = crate::telemetry::statement_span("http", &caller.user, &body.question, Some(&headers));
+    tracing::Instrument::instrument(run, span).await.unwrap_or_else(|e| failure(&e))
 }
 
 async fn explain(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>, body: Result<Json<ExplainBody>, JsonRejection>) -> Response {

@@ -80,7 +80,12 @@ async fn readyz(State(lalo): State<Arc<Lalo>>) -> impl IntoResponse {
     (code, axum::Json(report))
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(lalo): State<Arc<Lalo>>) -> impl IntoResponse {
+    // Pool gauges are read when scraped: they are states, not events.
+    for u in lalo.engine.upstreams().iter() {
+        let (in_use, idle) = u.direct().map(|p| p.usage()).unwrap_or((0, 0));
+        crate::metrics::upstream_pool(&u.name, in_use, idle, !u.is_up());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
 }
 

@@ -116,7 +116,7 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
     // link: rank tables by the index's fused hits (filtered for the caller), or in memory until
     // the index is ready, plus quoted sample values; cut large schemas.
     let t = Instant::now();
-    let searched = lalo.retrieval().search(lalo, session, &built, question).await;
+    let searched = crate::telemetry::stage("retrieval", None, lalo.retrieval().search(lalo, session, &built, question)).await;
     let retrieved: Retrieved = retrieve::retrieve(&built, question, searched.as_ref());
     trace.documents = retrieved.documents.clone();
     trace.given_tables = retrieved.given_tables(&built);

@@ -196,7 +196,16 @@ pub async fn draft(
         "response_format": {"type": "json_object"},
         "stream": false,
     });
-    let reply = llm.complete(&body).await?;
+    let began = std::time::Instant::now();
+    let reply = crate::telemetry::stage("llm", Some(&llm.model), async {
+        let reply = llm.complete(&body).await;
+        let usage = |k: &str| reply.as_ref().ok().and_then(|r| r.pointer(&format!("/usage/{k}"))).and_then(Value::as_u64).unwrap_or(0);
+        let (prompt, completion) = (usage("prompt_tokens"), usage("completion_tokens"));
+        crate::telemetry::record_tokens(prompt, completion);
+        crate::metrics::llm_call(reply.is_ok(), began.elapsed().as_secs_f64(), prompt, completion);
+        reply
+    })
+    .await?;
     let tokens = reply.pointer("/usage/total_tokens").and_then(Value::as_u64).unwrap_or(0);
     llm.spend(&session.user, tokens);
 

@@ -24,6 +24,8 @@ pub struct AuditScope {
     record: Option<AuditRecord>,
     began: Instant,
     entry: &'static str,
+    /// Which lane answers: `engine`, `direct`, `postgres`, `ask`, `command` (for the metrics).
+    lane: &'static str,
     /// The `start` line being written, once [`AuditScope::start`] sent it: the line number it got.
     admission: Option<tokio::task::JoinHandle<Result<u64, LaloError>>>,
 }
@@ -42,6 +44,7 @@ pub fn record(session: &Session, start: &Request, governed: Option<&GovernedPlan
         decision: governed.map(|g| g.decision.as_str()).unwrap_or("allowed").into(),
         rules: governed.map(|g| g.rules.clone()).unwrap_or_default(),
         trace: start.trace.clone(),
+        trace_id: crate::telemetry::trace_id(),
         ..Default::default()
     }
 }
@@ -50,7 +53,7 @@ impl AuditScope {
     /// Open the scope of a statement that arrived at `start.began` (now when unset).
     pub fn open(log: Arc<AuditLog>, session: &Session, start: &Request) -> AuditScope {
         let began = start.began.unwrap_or_else(Instant::now);
-        AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str(), admission: None }
+        AuditScope { log, record: Some(record(session, start, None)), began, entry: session.entry.as_str(), lane: "engine", admission: None }
     }
 
     /// The scope of a read lalo makes on the caller's behalf (`why`: samples for a question's
@@ -62,6 +65,12 @@ impl AuditScope {
         }
         scope.entry = "internal";
         scope
+    }
+
+    /// The lane that answers the statement (`engine` unless said otherwise).
+    pub fn lane(&mut self, lane: &'static str) {
+        self.lane = lane;
+        crate::telemetry::record_lane(lane);
     }
 
     /// When the statement arrived: its statement timeout counts from here.
@@ -103,7 +112,7 @@ impl AuditScope {
         let mut start = rec.clone();
         start.kind = "start".into();
         let log = self.log.clone();
-        self.admission = Some(tokio::spawn(async move { log.append(start, Wait::Durable).await }));
+        self.admission = Some(crate::telemetry::spawn(async move { log.append(start, Wait::Durable).await }));
     }
 
     /// Close the scope for a statement that failed before it produced rows; returns the error.
@@ -113,7 +122,10 @@ impl AuditScope {
         rec.error = Some(e.audit_text());
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
         let outcome = if e.is_refusal() { "denied" } else { "error" };
-        crate::metrics::statement(outcome, self.entry, self.began.elapsed().as_secs_f64());
+        if let Some(reason) = e.denial_reason() {
+            crate::metrics::denial(reason);
+        }
+        crate::metrics::statement(outcome, self.entry, self.lane, self.began.elapsed().as_secs_f64());
         if let Err(err) = close(&self.log, rec, self.admission.take()).await {
             tracing::error!(error = %err, "audit write failed");
         }
@@ -126,7 +138,7 @@ impl AuditScope {
         let Some(mut rec) = self.record.take() else { return Ok(()) };
         rec.rows = rows;
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
-        crate::metrics::statement("ok", self.entry, self.began.elapsed().as_secs_f64());
+        crate::metrics::statement("ok", self.entry, self.lane, self.began.elapsed().as_secs_f64());
         close(&self.log, rec, self.admission.take()).await
     }
 
@@ -141,7 +153,7 @@ impl AuditScope {
             Some(a) => a,
             None => {
                 let log = self.log.clone();
-                tokio::spawn(async move { log.append(start, Wait::Durable).await })
+                crate::telemetry::spawn(async move { log.append(start, Wait::Durable).await })
             }
         };
         // The end line repeats who and what (a reader need not join) but not the trace.
@@ -157,6 +169,7 @@ impl AuditScope {
             record,
             began: self.began,
             entry: self.entry,
+            lane: self.lane,
             slot,
             truncate_at: None,
         }
@@ -170,7 +183,7 @@ impl Drop for AuditScope {
         rec.decision = "failed".into();
         rec.error = Some("57014: the statement ended before it finished (canceled, or the client left)".into());
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
-        crate::metrics::statement("canceled", self.entry, self.began.elapsed().as_secs_f64());
+        crate::metrics::statement("canceled", self.entry, self.lane, self.began.elapsed().as_secs_f64());
         let log = self.log.clone();
         let admission = self.admission.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -11,7 +11,8 @@ use super::{AuditScope, Lalo, Outcome};
 
 impl Lalo {
     /// Run a session command and close its scope.
-    pub(super) async fn command(&self, session: &Session, route: Route, scope: AuditScope) -> Result<Outcome, LaloError> {
+    pub(super) async fn command(&self, session: &Session, route: Route, mut scope: AuditScope) -> Result<Outcome, LaloError> {
+        scope.lane("command");
         match self.apply_command(session, route) {
             Ok(outcome) => {
                 scope.finish(0).await?;

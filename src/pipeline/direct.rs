@@ -51,6 +51,7 @@ impl Lalo {
         };
         let governed = &dp.governed;
         scope.governed(governed);
+        scope.lane("direct");
         let slot = match self.admit(session, &governed.limits) {
             Ok(s) => s,
             Err(e) => return Direct::Done(Err(scope.fail(e).await)),
@@ -72,9 +73,9 @@ impl Lalo {
                 if let Ok(Some((columns, expect))) = described {
                     // Lookups by primary key share pipelined connections (see `shared`).
                     let rows = if dp.key_lookup && pool.pipelines() {
-                        pool.query_shared(&dp.sql, &values, &expect, codes).await
+                        upstream_call(&dp.upstream, &dp.sql, pool.query_shared(&dp.sql, &values, &expect, codes)).await
                     } else {
-                        pool.query_wire(&dp.sql, &values, &expect, codes).await
+                        upstream_call(&dp.upstream, &dp.sql, pool.query_wire(&dp.sql, &values, &expect, codes)).await
                     };
                     match rows {
                         Ok(rows) => {
@@ -98,7 +99,7 @@ impl Lalo {
                 }
             }
         }
-        let stream = match pool.query(&dp.sql, &values, dp.schema.clone()).await {
+        let stream = match upstream_call(&dp.upstream, &dp.sql, pool.query(&dp.sql, &values, dp.schema.clone())).await {
             Ok(s) => s,
             Err(DirectError::Unsupported(why)) => {
                 tracing::debug!(why, "statement leaves the direct lane");
@@ -115,6 +116,20 @@ impl Lalo {
     }
 }
 
+/// One round trip to an upstream (until its first answer): the `upstream` stage with the SQL
+/// sent, and the upstream's latency and errors. A statement the direct lane cannot take
+/// (`Unsupported`) is not the upstream's error.
+pub(super) async fn upstream_call<T>(
+    upstream: &str,
+    sql: &str,
+    call: impl std::future::Future<Output = Result<T, DirectError>>,
+) -> Result<T, DirectError> {
+    let began = std::time::Instant::now();
+    let out = crate::telemetry::stage("upstream", Some(sql), call).await;
+    let failed = matches!(out, Err(DirectError::Lost(_) | DirectError::Upstream { .. }));
+    crate::metrics::upstream_call(upstream, began.elapsed().as_secs_f64(), failed);
+    out
+}
 
 /// The client's error for a failure upstream, of the direct lane or the PostgreSQL lane (a lost
 /// upstream is 08006).

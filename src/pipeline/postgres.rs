@@ -165,6 +165,7 @@ impl Lalo {
             Err(e) => return Err(scope.fail(e).await),
         };
         scope.decided(&governed.objects, governed.decision, &governed.rules);
+        scope.lane("postgres");
         let slot = match self.admit(session, &governed.limits) {
             Ok(s) => s,
             Err(e) => return Err(scope.fail(e).await),
@@ -178,7 +179,11 @@ impl Lalo {
         let settings = output_settings(session);
         // The simple protocol's statements go as one simple Query (its constants differ every
         // time: nothing is worth preparing); the extended protocol's as prepared statements.
-        let ran = if simple { pool.query_simple(&sql, &settings).await } else { pool.query_described(&sql, params, codes, &settings).await };
+        let ran = if simple {
+            super::direct::upstream_call(&governed.upstream, &sql, pool.query_simple(&sql, &settings)).await
+        } else {
+            super::direct::upstream_call(&governed.upstream, &sql, pool.query_described(&sql, params, codes, &settings)).await
+        };
         let (fields, rows) = match ran {
             Ok(found) => found,
             Err(e) => return Err(scope.fail(upstream_error(&governed.upstream, e)).await),

@@ -98,6 +98,7 @@ impl Lalo {
     ) -> Result<Answer, LaloError> {
         let start = Request { question: Some(question.to_string()), ..start };
         let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+        scope.lane("ask");
         let stamp = self.stamp(session);
         let fresh = |d: &&Drafted| d.stamp == stamp && d.made.elapsed() < crate::governance::rewrite::FILTER_TTL;
         let planned = match drafted.filter(fresh) {
@@ -136,6 +137,7 @@ impl Lalo {
     pub async fn explain_question(&self, session: &Session, question: &str, input: &str) -> Result<Planned, LaloError> {
         let start = Request { input: input.to_string(), question: Some(question.to_string()), ..Default::default() };
         let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+        scope.lane("ask");
         let planned = match self.draft(session, question, &start, &mut scope).await {
             Ok(p) => p,
             Err(e) => return Err(scope.fail(e).await),

@@ -98,7 +98,9 @@ impl Lalo {
         sql: &Sql<'_>,
         stamp: plan_cache::Stamp,
     ) -> Result<(Arc<Executor>, Option<GovernedPlan>), LaloError> {
-        if let Some(Some(hit)) = session.statements.lock().get(stamp, &sql.key) {
+        let found = crate::telemetry::stage_sync("cache", None, || session.statements.lock().get(stamp, &sql.key));
+        crate::metrics::plan_cache(matches!(found, Some(Some(_))));
+        if let Some(Some(hit)) = found {
             return Ok((hit, None));
         }
         let plan = match &sql.source {

@@ -131,11 +131,15 @@ impl Lalo {
     /// Split text into routed statements.
     pub fn route(&self, session: &Session, text: &str) -> Result<Vec<Route>, LaloError> {
         let mode = session.settings.read().input_mode();
-        router::route_text(&self.parser, text, &mode)
+        crate::telemetry::stage_sync("parse", None, || router::route_text(&self.parser, text, &mode))
     }
 
     /// Resolve one SQL statement into a logical plan (parameters stay placeholders).
     pub async fn plan(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
+        crate::telemetry::stage("plan", None, self.plan_sql(session, stmt)).await
+    }
+
+    async fn plan_sql(&self, session: &Session, stmt: &Statement) -> Result<LogicalPlan, LaloError> {
         crate::metrics::plan_built();
         self.stages.plans_built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = session.ctx.state();
@@ -180,7 +184,8 @@ impl Lalo {
         crate::metrics::plan_governed();
         self.stages.plans_governed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let subject = self.subject(session);
-        let governed = self.governance.govern(&session.ctx, plan, &subject, &session.database).await;
+        let governed =
+            crate::telemetry::stage("govern", None, self.governance.govern(&session.ctx, plan, &subject, &session.database)).await;
         governed.map_err(|e| super::disclosure::hide_relation(self, session, e))
     }
 

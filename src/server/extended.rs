@@ -22,6 +22,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::simple::{cancel_arm, respond, route_text};
 use super::session_of;
+use crate::session::Session;
 use crate::error::LaloError;
 use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement as SqlStatement};
 use crate::router::Route;
@@ -407,6 +408,20 @@ impl ExtendedQueryHandler for ExtendedHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(&self.lalo, client)?;
+        let span = crate::telemetry::statement_span("pgwire", &session.user, &portal.statement.statement.text, None);
+        tracing::Instrument::instrument(self.execute_portal(client, session, portal), span).await
+    }
+}
+
+impl ExtendedHandler {
+    /// Execute a bound portal (the body of Execute, under the statement's span).
+    async fn execute_portal<C>(&self, client: &mut C, session: Arc<Session>, portal: &Portal<Prepared>) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let prepared = &portal.statement.statement;
         let codes = crate::pgtypes::fields::codes_of(&portal.result_column_format);
         if let Some(lane) = &prepared.lane {

@@ -147,11 +147,11 @@ impl PgServer {
                     refuse_too_many(socket).await;
                     return;
                 };
-                crate::metrics::connection(1.0);
+                crate::metrics::connection("pgwire", 1.0);
                 if let Err(e) = socket::process(socket, tls, handlers).await {
                     tracing::debug!(%addr, error = %e, "connection ended with error");
                 }
-                crate::metrics::connection(-1.0);
+                crate::metrics::connection("pgwire", -1.0);
                 drop(alive);
             });
         }

@@ -15,6 +15,7 @@ use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::{encode, session_of};
+use crate::session::Session;
 use crate::execution::CancelArm;
 use crate::router::Route;
 use crate::pipeline::{Delivery, Input, Lalo, Outcome};
@@ -90,6 +91,19 @@ impl SimpleQueryHandler for SimpleHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(&self.lalo, client)?;
+        let span = crate::telemetry::statement_span("pgwire", &session.user, query, None);
+        tracing::Instrument::instrument(self.query(client, session, query), span).await
+    }
+}
+
+impl SimpleHandler {
+    async fn query<C>(&self, client: &mut C, session: Arc<Session>, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let mut delivery = Delivery { cancel: cancel_arm(client), cap: None, wire: Some(&[]) };
         // A SELECT over the session's upstream PostgreSQL: run there as written, governed; else
         // a repeat of a statement that ran wholly upstream: no parsing (see shapes.rs).

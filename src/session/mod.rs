@@ -97,6 +97,7 @@ impl Session {
         settings: Arc<RwLock<Settings>>,
         ctx: SessionContext,
     ) -> Session {
+        crate::metrics::session(1.0);
         Session {
             user: subject.name.clone(),
             subject: parking_lot::Mutex::new((u64::MAX, Arc::new(subject))),
@@ -163,5 +164,11 @@ impl Session {
 
     pub fn bump_epoch(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        crate::metrics::session(-1.0);
     }
 }

@@ -7,8 +7,10 @@ compose-spec/compose-spec) both as written and after Compose-style variable inte
 checks what the deployment promises: lalo built from the repository's Dockerfile, a seeded
 PostgreSQL 15 upstream, health checks on both services, lalo starting only once PostgreSQL is
 healthy, lalo.toml, policies/ and catalog/ mounted, settings and secrets from the environment,
-and the upstream URL in the variable that catalog/sources.toml names. It also proves the schema
-check has teeth: broken copies of the file must be rejected.
+and the upstream URL in the variable that catalog/sources.toml names. The `monitoring` profile
+(Prometheus and Grafana) must mount files that exist, scrape lalo's HTTP listener, provision the
+dashboard, and the dashboard must chart lalo's metric series and only those. It also proves the
+schema check has teeth: broken copies of the file must be rejected.
 
 Usage: python3 tests/deploy/check_compose.py [COMPOSE_FILE]     (needs PyYAML and jsonschema)
 Prints one `ok:` or `FAIL:` line per check and a final `N passed, N failed`; exits 1 on any failure.
@@ -151,6 +153,81 @@ def errors_of(validator: jsonschema.Draft7Validator, doc) -> list[str]:
         f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
         for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     ]
+
+
+# The series lalo exports at /metrics and their labels; histograms add _bucket (le), _sum, _count.
+METRICS = {
+    "lalo_statements_total": {"entry", "lane", "outcome"},
+    "lalo_statement_duration_seconds": {"entry", "lane"},
+    "lalo_stage_duration_seconds": {"stage"},
+    "lalo_denials_total": {"reason"},
+    "lalo_plan_cache_total": {"result"},
+    "lalo_connections": {"entry"},
+    "lalo_connections_total": {"entry"},
+    "lalo_sessions": set(),
+    "lalo_upstream_connections": {"upstream", "state"},
+    "lalo_upstream_errors_total": {"upstream"},
+    "lalo_upstream_breaker_open": {"upstream"},
+    "lalo_upstream_duration_seconds": {"upstream"},
+    "lalo_llm_calls_total": {"outcome"},
+    "lalo_llm_tokens_total": {"kind"},
+    "lalo_llm_duration_seconds": set(),
+    "lalo_retrieval_index_documents": set(),
+    "lalo_retrieval_index_lag_seconds": set(),
+    "lalo_audit_writes_total": set(),
+    "lalo_audit_sync_duration_seconds": set(),
+    "lalo_audit_failures_total": set(),
+}
+HISTOGRAMS = {m for m in METRICS if m.endswith("_seconds") and "lag" not in m}
+TARGET_LABELS = {"instance", "job"}  # added by Prometheus to every scraped series
+
+
+DASHBOARD = ROOT / "deploy/grafana/lalo.json"
+
+
+def dashboard_checks(dash: dict) -> str:
+    """The dashboard parses, takes its Prometheus data source from ${datasource}, lays its panels
+    out without overlap, and every query uses only lalo's series (histograms through
+    histogram_quantile over _bucket) and their labels; every series is charted."""
+    assert 36 <= dash["schemaVersion"] <= 41, dash["schemaVersion"]
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    used, cells, queries = set(), set(), 0
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, f"{p['title']} is wider than the grid"
+        for cell in ((x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])):
+            assert cell not in cells, f"{p['title']} overlaps another panel"
+            cells.add(cell)
+        if p["type"] == "row":
+            continue
+        assert p["datasource"]["uid"] == "${datasource}", f"{p['title']}: {p['datasource']}"
+        for t in p["targets"]:
+            queries += 1
+            assert t["datasource"]["uid"] == "${datasource}", f"{p['title']}: {t['datasource']}"
+            expr = t["expr"]
+            assert expr.count("(") == expr.count(")"), f"{p['title']}: unbalanced {expr}"
+            names = re.findall(r"\b(lalo_[a-z_]+)\b", expr)
+            assert names, f"{p['title']}: no lalo series in {expr}"
+            labels = set(TARGET_LABELS)
+            for n in names:
+                base = re.sub(r"_(bucket|sum|count)$", "", n) if n not in METRICS else n
+                assert base in METRICS, f"{p['title']}: unknown series {n}"
+                if base in HISTOGRAMS:
+                    assert n == base + "_bucket" and "histogram_quantile(" in expr, \
+                        f"{p['title']}: histogram {base} used without histogram_quantile over _bucket"
+                    labels.add("le")
+                used.add(base)
+                labels |= METRICS[base]
+            for group in re.findall(r"\bby \(([^)]*)\)", expr):
+                extra = {l.strip() for l in group.split(",")} - labels
+                assert not extra, f"{p['title']}: {names} have no label {extra}"
+            for label in re.findall(r"[{,]\s*([a-z_]+)\s*[=!]~?", expr):
+                assert label in labels, f"{p['title']}: {names} have no label {label}"
+    missing = set(METRICS) - used
+    assert not missing, f"series not charted: {sorted(missing)}"
+    panels = sum(p["type"] != "row" for p in dash["panels"])
+    return f"{panels} panels, {queries} queries over {len(used)} series"
 
 
 def main() -> int:
@@ -378,6 +455,72 @@ def main() -> int:
     check("postgres has a pg_isready healthcheck", postgres_healthcheck)
     check("postgres is seeded from the sample in deploy/postgres-seed/", postgres_seed)
 
+    # -- the monitoring profile: Prometheus and Grafana ------------------------------------
+    prom = services.get("prometheus", {})
+    graf = services.get("grafana", {})
+
+    def mounted(service: dict, target: str) -> Path:
+        """The host file a service mounts at `target` (or under a mounted directory)."""
+        for s, t, _ in volume_mounts(service):
+            if target == t or target.startswith(t.rstrip("/") + "/"):
+                return (ROOT / s / target[len(t):].lstrip("/")).resolve()
+        raise AssertionError(f"nothing mounted at {target}")
+
+    def monitoring_profile():
+        for name in ("prometheus", "grafana"):
+            assert name in services, f"no service {name}"
+            assert services[name].get("profiles") == ["monitoring"], f"{name}: {services[name].get('profiles')}"
+        for name in ("lalo", "postgres"):
+            assert not services[name].get("profiles"), f"{name} must start without a profile"
+        assert prom["image"].split(":")[0] == "prom/prometheus", prom["image"]
+        assert graf["image"].split(":")[0] == "grafana/grafana", graf["image"]
+        for svc in (prom, graf):
+            for s, t, ro in volume_mounts(svc):
+                if s.startswith((".", "/")):
+                    assert (ROOT / s).exists(), f"bind source {s} (for {t}) does not exist"
+                    assert ro, f"{s} should be mounted read-only"
+        return f"{prom['image']}, {graf['image']}"
+
+    def prometheus_scrapes_lalo():
+        cmd = prom.get("command") or []
+        flag = next((c for c in cmd if c.startswith("--config.file=")), "--config.file=/etc/prometheus/prometheus.yml")
+        cfg = yaml.safe_load(mounted(prom, flag.split("=", 1)[1]).read_text())
+        http_port = lalo_env["LALO_SERVER_HTTP_LISTEN"].rsplit(":", 1)[1]
+        want = f"lalo:{http_port}"
+        jobs = [j for j in cfg["scrape_configs"]
+                if any(want in sc.get("targets", []) for sc in j.get("static_configs", []))]
+        assert jobs, f"no scrape job targets {want}"
+        assert jobs[0].get("metrics_path", "/metrics") == "/metrics", jobs[0].get("metrics_path")
+        assert jobs[0].get("scheme", "http") == "http"
+        return f"job {jobs[0]['job_name']!r} scrapes {want}/metrics"
+
+    def grafana_provisioning():
+        prov = mounted(graf, "/etc/grafana/provisioning")
+        ds = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())["datasources"]
+        prom_ds = [d for d in ds if d["type"] == "prometheus"]
+        assert prom_ds and urlsplit(prom_ds[0]["url"]).hostname == "prometheus", ds
+        assert urlsplit(prom_ds[0]["url"]).port == 9090, prom_ds[0]["url"]
+        providers = yaml.safe_load((prov / "dashboards" / "lalo.yml").read_text())["providers"]
+        path = providers[0]["options"]["path"]
+        dash = mounted(graf, f"{path}/lalo.json")
+        assert dash == (ROOT / "deploy/grafana/lalo.json").resolve(), dash
+        home = env_dict(graf).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+        assert home is None or mounted(graf, home) == dash, home
+        return f"data source {prom_ds[0]['url']}, dashboards from {path}"
+
+    def grafana_port():
+        ports = graf.get("ports") or []
+        assert ports == ["127.0.0.1:3000:3000"], f"grafana publishes {ports}"
+        assert "${" in raw["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+        return ports[0]
+
+    check("prometheus and grafana run only in the 'monitoring' profile, mounting files that exist", monitoring_profile)
+    check("prometheus scrapes lalo's HTTP listener at /metrics", prometheus_scrapes_lalo)
+    check("grafana is provisioned with the prometheus service and the dashboard", grafana_provisioning)
+    check("grafana publishes on loopback port 3000 by default, its password from the environment", grafana_port)
+    dashboard = json.loads(DASHBOARD.read_text())
+    check("deploy/grafana/lalo.json charts lalo's metric series, and only those", lambda: dashboard_checks(dashboard))
+
     # -- negative checks: the schema must reject broken files ------------------------------
     def rejected(mutate, expect_path: str):
         def run():
@@ -409,6 +552,35 @@ def main() -> int:
     check("rejected: healthcheck interval as a number", rejected(interval_number, "services/postgres"))
     check("rejected: misspelt service key 'helthcheck'", rejected(unknown_service_key, "services/lalo"))
     check("rejected: top-level 'service' instead of 'services'", rejected(unknown_top_level, "<root>"))
+
+    def profiles_string(d):
+        d["services"]["grafana"]["profiles"] = "monitoring"
+
+    check("rejected: profiles as a string, not a list", rejected(profiles_string, "services/grafana"))
+
+    # -- negative checks: the dashboard check must reject broken dashboards ----------------
+    def dashboard_rejected(old: str, new: str, expect: str):
+        def run():
+            broken = copy.deepcopy(dashboard)
+            hits = [t for p in broken["panels"] for t in p.get("targets", []) if old in t["expr"]]
+            assert hits, f"no query contains {old!r}"
+            hits[0]["expr"] = hits[0]["expr"].replace(old, new)
+            try:
+                dashboard_checks(broken)
+            except AssertionError as e:
+                assert expect in str(e), f"rejected for another reason: {e}"
+                return str(e)[:100]
+            raise AssertionError("the broken dashboard passed")
+        return run
+
+    check("rejected: a dashboard query of a series lalo does not export",
+          dashboard_rejected("lalo_denials_total", "lalo_denial_total", "unknown series"))
+    check("rejected: a histogram charted without histogram_quantile",
+          dashboard_rejected("histogram_quantile(0.5, sum by (le) (rate(lalo_statement_duration_seconds_bucket",
+                             "(sum by (le) (rate(lalo_statement_duration_seconds_bucket", "histogram_quantile"))
+    check("rejected: grouping by a label the series does not have",
+          dashboard_rejected("sum by (reason) (rate(lalo_denials_total", "sum by (upstream) (rate(lalo_denials_total",
+                             "have no label"))
 
     def interpolation_understood():
         m: list[str] = []

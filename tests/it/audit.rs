@@ -23,7 +23,6 @@ fn spawn_lalo(audit: &Path, port: u16) -> tokio::process::Child {
 /// A `lalo serve` child process on `port` writing its trail to `audit`, with more settings.
 pub(crate) fn spawn_lalo_with(audit: &Path, port: u16, env: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
-        .envs(env.iter().copied())
         .args(["serve", "--config"])
         .arg(common::repo().join("lalo.toml"))
         .env("LALO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
@@ -34,6 +33,8 @@ pub(crate) fn spawn_lalo_with(audit: &Path, port: u16, env: &[(&str, &str)]) -> 
         .env(KEY_VAR, KEY)
         .env("LALO_PLANNER_RETRIEVAL_INDEX", "false")
         .env("LALO_LOG", "warn")
+        // The caller's settings last: they may replace the ones above.
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .spawn()
         .expect("lalo starts")

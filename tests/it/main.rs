@@ -29,3 +29,4 @@ mod audit;
 mod http_api;
 mod flight;
 mod shutdown;
+mod telemetry;

@@ -91,7 +91,7 @@ async fn lalo_check_names_file_and_line_of_bad_rules() {
     rules.push_str("\n[[row_filter]]\ntable = \"lalo.tpch.orders\"\nsubject = \"interns\"\nfilter = \"o_nope > ${user.nation}\"\n");
     std::fs::write(pol.path().join("rules.toml"), &rules).unwrap();
     let config = format!(
-        "[catalog]\ndir = \"{}\"\ndata_dir = \"{}\"\n[governance]\npolicies = \"{}\"\naudit_log = \"{}\"\n[[users]]\nname = \"admin\"\npassword = \"x\"\n",
+        "[server]\ntls_cert = \"/nonexistent/lalo.crt\"\ntls_key = \"/nonexistent/lalo.key\"\n[catalog]\ndir = \"{}\"\ndata_dir = \"{}\"\n[governance]\npolicies = \"{}\"\naudit_log = \"{}\"\n[[users]]\nname = \"admin\"\npassword = \"x\"\n[[mcp.tokens]]\ntoken_env = \"LALO_TEST_CHECK_TOKEN\"\nuser = \"nobody\"\n",
         common::repo().join("catalog").display(),
         common::shared_data_dir().display(),
         pol.path().display(),
@@ -110,6 +110,10 @@ async fn lalo_check_names_file_and_line_of_bad_rules() {
     assert!(text.contains(&format!("rules.toml:{}", good_lines + 2)) && text.contains("c_nope"), "{text}");
     assert!(text.contains("lalo.tpch.nowhere"), "{text}");
     assert!(text.contains("o_nope"), "{text}");
+    // Settings that would fail only once used: unreadable TLS files, a token for nobody.
+    assert!(text.contains("tls_cert /nonexistent/lalo.crt cannot be read"), "{text}");
+    assert!(text.contains("acts as user \"nobody\", who is not in [[users]]"), "{text}");
+    assert!(text.contains("token_env names LALO_TEST_CHECK_TOKEN, which is not set"), "{text}");
     // The shipped policies are clean.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
         .current_dir(common::repo())

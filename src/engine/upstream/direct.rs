@@ -64,6 +64,8 @@ pub struct DirectPool {
     /// Pipelined connections for primary-key lookups (see `shared`), at most `pipelined`.
     shared: Mutex<Vec<Arc<SharedConn>>>,
     pipelined: usize,
+    /// The pool's slots in all (for the metrics: `size - available` are in use).
+    size: usize,
 }
 
 /// A connection on loan; it goes back to the pool when dropped, unless it broke.
@@ -100,7 +102,14 @@ impl DirectPool {
             breaker,
             shared: Mutex::new(Vec::new()),
             pipelined,
+            size: size.max(1) as usize,
         }
+    }
+
+    /// Connections on loan and connections idle (decoded and forwarded lanes together).
+    pub fn usage(&self) -> (usize, usize) {
+        let in_use = self.size.saturating_sub(self.slots.available_permits());
+        (in_use, self.idle.lock().len() + self.wire_idle.lock().len())
     }
 
     pub fn available(&self) -> bool {

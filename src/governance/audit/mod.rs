@@ -64,6 +64,9 @@ pub struct AuditRecord {
     /// For questions: the planner trace (nodes, retrieved context, drafts, repairs) as JSON text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The W3C trace id of the statement's span, when lalo exports traces (OTLP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// `hmac-sha256` on a keyed chain; absent on a SHA-256 chain.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub chain: String,

@@ -199,9 +199,16 @@ impl AuditLog {
             (chain.ticket, chain.line)
         };
         let this = self.clone();
-        tokio::spawn(async move { this.write_through(ticket, durable).await })
-            .await
-            .map_err(|e| io_err("writer", e))??;
+        let began = std::time::Instant::now();
+        let written = crate::telemetry::stage("audit", None, async {
+            tokio::spawn(async move { this.write_through(ticket, durable).await }).await.map_err(|e| io_err("writer", e))?
+        })
+        .await;
+        match &written {
+            Ok(()) => crate::metrics::audit_write(durable.then(|| began.elapsed().as_secs_f64())),
+            Err(_) => crate::metrics::audit_failure(),
+        }
+        written?;
         Ok(line)
     }
 

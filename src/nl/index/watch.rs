@@ -67,7 +67,8 @@ fn hex_digest(s: &str) -> String {
 }
 
 /// One update; a failure of the endpoint switches to a local-only store and updates that.
-async fn refresh(lalo: &dyn Host, ready: &mut Ready, dir: &Path, cache: &mut ValueCache) {
+/// `since`: when the change it indexes was seen (the lag the metrics report).
+async fn refresh(lalo: &dyn Host, ready: &mut Ready, dir: &Path, cache: &mut ValueCache, since: std::time::Instant) {
     let result = update::update(lalo, &ready.store, ready.remote.as_deref(), cache).await;
     let result = match result {
         Err(crate::nl::index::IndexError::Embedding(e)) => {
@@ -86,6 +87,7 @@ async fn refresh(lalo: &dyn Host, ready: &mut Ready, dir: &Path, cache: &mut Val
         Ok(s) => {
             lalo.retrieval().set(Some(ready.clone()));
             *lalo.retrieval().last.lock() = Some(s);
+            crate::metrics::retrieval_index(s.documents, since.elapsed().as_secs_f64());
             tracing::info!(
                 "retrieval index: {} documents ({} written, {} removed) in {:.0} ms",
                 s.documents,
@@ -102,6 +104,7 @@ async fn refresh(lalo: &dyn Host, ready: &mut Ready, dir: &Path, cache: &mut Val
 /// The task body.
 pub async fn run(lalo: Weak<dyn Host>) {
     let Some(strong) = lalo.upgrade() else { return };
+    let began = std::time::Instant::now();
     let dir = dir(strong.as_ref());
     let docs_dir = strong.config().resolve(&strong.config().catalog.dir).join("docs");
     let Some(mut ready) = open(&dir, Remote::from_config(&strong.config().planner)).await else {
@@ -116,11 +119,12 @@ pub async fn run(lalo: Weak<dyn Host>) {
     let mut cache = ValueCache::default();
     let mut docs_stamp = stamp(&docs_dir);
     let mut generation = strong.engine().upstreams().generation();
-    refresh(strong.as_ref(), &mut ready, &dir, &mut cache).await;
+    refresh(strong.as_ref(), &mut ready, &dir, &mut cache, began).await;
     drop(strong);
     loop {
         tokio::time::sleep(POLL).await;
         let Some(lalo) = lalo.upgrade() else { return };
+        let seen = std::time::Instant::now();
         let mut changed = false;
         let now = stamp(&docs_dir);
         if now != docs_stamp {
@@ -136,7 +140,7 @@ pub async fn run(lalo: Weak<dyn Host>) {
             changed = true;
         }
         if changed {
-            refresh(lalo.as_ref(), &mut ready, &dir, &mut cache).await;
+            refresh(lalo.as_ref(), &mut ready, &dir, &mut cache, seen).await;
         }
     }
 }
