@@ -269,6 +269,8 @@ impl Config {
 enum Kind {
     Bool,
     Integer,
+    /// An integer field of an unsigned type (its schema's `minimum` is 0).
+    Unsigned,
     Float,
     Text,
 }
@@ -322,6 +324,7 @@ fn scalar_kind(root: &serde_json::Value, field: &serde_json::Value) -> Option<Ki
     };
     match types.as_slice() {
         ["boolean"] => Some(Kind::Bool),
+        ["integer"] if field.get("minimum").and_then(|m| m.as_f64()).is_some_and(|m| m >= 0.0) => Some(Kind::Unsigned),
         ["integer"] => Some(Kind::Integer),
         ["number"] => Some(Kind::Float),
         ["string"] => Some(Kind::Text),
@@ -329,7 +332,7 @@ fn scalar_kind(root: &serde_json::Value, field: &serde_json::Value) -> Option<Ki
     }
 }
 
-/// The `LALO_*` variables lalo reads, with the TOML key each sets (for `lalo check` and docs).
+/// The `LALO_*` variables lalo reads, with the TOML key each sets.
 pub fn override_variables() -> Vec<(String, String)> {
     overridable().iter().map(|(s, k, _)| (env_name(s, k), format!("[{s}] {k}"))).collect()
 }
@@ -353,6 +356,10 @@ fn apply_env_overrides(
                 _ => return Err(bad("true or false")),
             },
             Kind::Integer => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("a whole number"))?),
+            Kind::Unsigned => match raw.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => toml::Value::Integer(n),
+                _ => return Err(bad("a whole number, 0 or more")),
+            },
             Kind::Float => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
             Kind::Text => toml::Value::String(raw),
         };
@@ -412,6 +419,8 @@ mod tests {
         assert_eq!(cfg.planner.drafter, DrafterKind::Llm);
         let err = Config::from_toml("", ".".into(), |k| (k == "LALO_SERVER_MAX_CONNECTIONS").then(|| "many".to_string())).unwrap_err();
         assert!(err.to_string().contains("LALO_SERVER_MAX_CONNECTIONS") && err.to_string().contains("whole number"), "{err}");
+        let err = Config::from_toml("", ".".into(), |k| (k == "LALO_GOVERNANCE_MAX_ROWS").then(|| "-5".to_string())).unwrap_err();
+        assert!(err.to_string().contains("LALO_GOVERNANCE_MAX_ROWS") && err.to_string().contains("0 or more"), "{err}");
     }
 
     #[test]

@@ -111,11 +111,16 @@ impl LaloError {
         self.sqlstate() == "42501" || matches!(self, LaloError::HiddenRelation { .. })
     }
 
-    /// For a refusal, the reason counted in `lalo_denials_total`.
+    /// For a refusal, the reason counted in `lalo_denials_total` (`None`: counted as an error).
     pub fn denial_reason(&self) -> Option<&'static str> {
         match self {
-            LaloError::HiddenRelation { .. } => Some("hidden_object"),
-            _ if self.sqlstate() == "42501" => Some("access"),
+            // The client was told the relation does not exist; so are the metrics.
+            LaloError::HiddenRelation { .. } => None,
+            LaloError::PermissionDenied { .. } => Some("access"),
+            LaloError::NoAccess(_) => Some("login"),
+            // The upstream's own privileges refused it.
+            LaloError::Upstream { code, .. } if code == "42501" => Some("upstream"),
+            _ if self.sqlstate() == "42501" => Some("policy"),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::engine::interrupt::Interrupt;
 use crate::error::LaloError;
@@ -40,6 +41,9 @@ pub struct GuardOptions {
     pub entry: &'static str,
     /// The lane that answers (for the metrics).
     pub lane: &'static str,
+    /// The statement's span (disabled unless tracing): the stream runs after the entry point's
+    /// span has closed, so its end and its audit line are recorded under this one.
+    pub span: tracing::Span,
     pub slot: Option<Slot>,
     /// Stop cleanly after this many rows (callers that cap their result, e.g. MCP).
     pub truncate_at: Option<u64>,
@@ -206,8 +210,11 @@ impl<T> Drop for State<T> {
         rec.rows = self.rows;
         rec.duration_ms = self.opts.began.elapsed().as_secs_f64() * 1000.0;
         rec.error = Some("08006: the client stopped reading before the result ended".into());
+        crate::metrics::statement("canceled", self.opts.entry, self.opts.lane, self.opts.began.elapsed().as_secs_f64());
+        self.opts.span.record("lalo.outcome", "canceled");
         let audit = self.opts.audit.clone();
         let admission = self.opts.admission.take();
+        let span = self.opts.span.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Some(a) = admission {
@@ -223,7 +230,7 @@ impl<T> Drop for State<T> {
                 if let Err(e) = audit.append(rec, wait).await {
                     tracing::error!(error = %e, "audit write failed");
                 }
-            });
+            }.instrument(span));
         }
     }
 }
@@ -240,7 +247,9 @@ async fn record_whole<T>(st: &mut State<T>, e: &LaloError) {
     rec.duration_ms = st.opts.began.elapsed().as_secs_f64() * 1000.0;
     rec.decision = "failed".into();
     rec.error = Some(format!("{}: {e}", e.sqlstate()));
-    if let Err(e) = st.opts.audit.append(rec, Wait::Durable).await {
+    crate::metrics::statement("error", st.opts.entry, st.opts.lane, st.opts.began.elapsed().as_secs_f64());
+    st.opts.span.record("lalo.outcome", "error");
+    if let Err(e) = st.opts.audit.append(rec, Wait::Durable).instrument(st.opts.span.clone()).await {
         tracing::error!(error = %e, "audit write failed");
     }
 }
@@ -269,11 +278,15 @@ async fn finish<T>(st: &mut State<T>, err: Option<&LaloError>) {
             rec.decision = "failed".into();
         }
     }
+    if let Some(reason) = err.and_then(LaloError::denial_reason) {
+        crate::metrics::denial(reason);
+    }
     crate::metrics::statement(outcome, st.opts.entry, st.opts.lane, st.opts.began.elapsed().as_secs_f64());
+    st.opts.span.record("lalo.outcome", outcome);
     // An end line completes a durable start line: written before the client sees completion,
     // synced with the next group. A guard without a start line writes the whole statement.
     let wait = if rec.completes.is_some() { Wait::Written } else { Wait::Durable };
-    if let Err(e) = st.opts.audit.append(rec, wait).await {
+    if let Err(e) = st.opts.audit.append(rec, wait).instrument(st.opts.span.clone()).await {
         tracing::error!(error = %e, "audit write failed");
     }
 }
@@ -401,6 +414,7 @@ mod tests {
             began: Instant::now(),
             entry: "pgwire",
             lane: "engine",
+            span: tracing::Span::none(),
             slot: None,
             truncate_at: None,
         };

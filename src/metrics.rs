@@ -2,9 +2,12 @@
 //! point, lane and outcome; latency per statement and per stage; denials; cache hits;
 //! connections; upstream pools; LLM calls; the retrieval index; audit writes.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, OnceLock};
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parking_lot::RwLock;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -12,10 +15,23 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
                 .ok()
-                .and_then(|b| b.install_recorder().ok())
+                .and_then(|b| b.install_recorder().ok())?;
+            // Histogram samples wait in memory until they are folded into buckets: at every
+            // scrape, and (so that memory stays flat when nobody scrapes) every few seconds.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let h = handle.clone();
+                rt.spawn(async move {
+                    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                    loop {
+                        every.tick().await;
+                        h.run_upkeep();
+                    }
+                });
+            }
+            Some(handle)
         })
         .clone()
 }
@@ -25,15 +41,51 @@ pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
 
+/// Handles looked up once per label set: the macros build their key (a vector of labels) and
+/// search the registry on every call, which the statement path would pay several times per
+/// statement.
+struct Handles<K, V> {
+    map: RwLock<HashMap<K, V>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Handles<K, V> {
+    fn new() -> Self {
+        install();
+        Handles { map: RwLock::new(HashMap::new()) }
+    }
+
+    fn get<Q>(&self, key: &Q, make: impl FnOnce() -> (K, V)) -> V
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.map.read().get(key) {
+            return v.clone();
+        }
+        let (k, v) = make();
+        self.map.write().entry(k).or_insert(v).clone()
+    }
+}
+
+type StatementKey = (&'static str, &'static str, &'static str);
+static STATEMENTS: LazyLock<Handles<StatementKey, (Counter, Histogram)>> = LazyLock::new(Handles::new);
+static STAGES: LazyLock<Handles<&'static str, Histogram>> = LazyLock::new(Handles::new);
+static UPSTREAMS: LazyLock<Handles<Arc<str>, (Histogram, Counter)>> = LazyLock::new(Handles::new);
+
 /// Record one finished statement.
 pub fn statement(outcome: &'static str, entry: &'static str, lane: &'static str, seconds: f64) {
-    metrics::counter!("lalo_statements_total", "outcome" => outcome, "entry" => entry, "lane" => lane).increment(1);
-    metrics::histogram!("lalo_statement_duration_seconds", "entry" => entry, "lane" => lane).record(seconds);
+    let (count, time) = STATEMENTS.get(&(outcome, entry, lane), || {
+        let c = metrics::counter!("lalo_statements_total", "outcome" => outcome, "entry" => entry, "lane" => lane);
+        let h = metrics::histogram!("lalo_statement_duration_seconds", "entry" => entry, "lane" => lane);
+        ((outcome, entry, lane), (c, h))
+    });
+    count.increment(1);
+    time.record(seconds);
 }
 
 /// One stage of a statement took `seconds` (telemetry::stage).
 pub fn stage(stage: &'static str, seconds: f64) {
-    metrics::histogram!("lalo_stage_duration_seconds", "stage" => stage).record(seconds);
+    STAGES.get(stage, || (stage, metrics::histogram!("lalo_stage_duration_seconds", "stage" => stage))).record(seconds);
 }
 
 /// A statement or login was refused, and why.
@@ -43,7 +95,15 @@ pub fn denial(reason: &'static str) {
 
 /// A statement-cache lookup: `hit` (its executor was known) or `miss` (planned and governed).
 pub fn plan_cache(hit: bool) {
-    metrics::counter!("lalo_plan_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+    static HIT: LazyLock<Counter> = LazyLock::new(|| {
+        install();
+        metrics::counter!("lalo_plan_cache_total", "result" => "hit")
+    });
+    static MISS: LazyLock<Counter> = LazyLock::new(|| {
+        install();
+        metrics::counter!("lalo_plan_cache_total", "result" => "miss")
+    });
+    if hit { &HIT } else { &MISS }.increment(1);
 }
 
 /// An authenticated session began (+1) or ended (-1).
@@ -59,11 +119,18 @@ pub fn upstream_pool(upstream: &str, in_use: usize, idle: usize, breaker_open: b
     metrics::gauge!("lalo_upstream_breaker_open", "upstream" => name).set(if breaker_open { 1.0 } else { 0.0 });
 }
 
-/// A round trip to an upstream finished after `seconds`, with or without an error.
-pub fn upstream_call(upstream: &str, seconds: f64, failed: bool) {
-    metrics::histogram!("lalo_upstream_duration_seconds", "upstream" => upstream.to_string()).record(seconds);
-    if failed {
-        metrics::counter!("lalo_upstream_errors_total", "upstream" => upstream.to_string()).increment(1);
+/// A round trip to an upstream finished after `seconds`; `lost` when the connection failed (an
+/// error of the statement itself is the client's, not the upstream's).
+pub fn upstream_call(upstream: &str, seconds: f64, lost: bool) {
+    let (time, errors) = UPSTREAMS.get(upstream, || {
+        let name: Arc<str> = upstream.into();
+        let h = metrics::histogram!("lalo_upstream_duration_seconds", "upstream" => name.to_string());
+        let c = metrics::counter!("lalo_upstream_errors_total", "upstream" => name.to_string());
+        (name, (h, c))
+    });
+    time.record(seconds);
+    if lost {
+        errors.increment(1);
     }
 }
 

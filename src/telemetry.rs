@@ -35,7 +35,10 @@ impl Telemetry {
         if let Some(provider) = self.provider {
             // The batch processor's shutdown blocks until its task has exported: off the runtime's
             // workers, or it could wait on itself.
-            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            // Bounded: a collector that does not answer must not hold the exit past the
+            // orchestrator's grace period.
+            let flush = tokio::task::spawn_blocking(move || provider.shutdown());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), flush).await;
         }
     }
 }
@@ -63,6 +66,12 @@ pub fn init() -> Telemetry {
             .with_tracer(p.tracer("lalo"))
             .with_filter(tracing_subscriber::filter::Targets::new().with_target("lalo", tracing::Level::INFO))
     });
+    // The statement and stage spans are for the exporter: log lines would otherwise carry the
+    // statement text and user in every span context they print.
+    let filter = ["lalo::statement=off", "lalo::stage=off"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
     tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).init();
     if let Some(e) = exporter_error {
         tracing::error!("OTLP exporter not started: {e}");
@@ -115,7 +124,7 @@ pub fn statement_span(entry: &'static str, user: &str, text: &str, parent: Optio
         lalo.entry = entry,
         enduser.id = user,
         db.system = "postgresql",
-        db.query.text = text,
+        db.query.text = bounded(text),
         lalo.lane = tracing::field::Empty,
         lalo.outcome = tracing::field::Empty,
     );
@@ -127,6 +136,21 @@ pub fn statement_span(entry: &'static str, user: &str, text: &str, parent: Optio
     }
     span
 }
+
+/// Statement text as spans carry it: at most [`TEXT_LIMIT`] bytes (spans wait in the exporter's
+/// queue; a statement can be megabytes).
+fn bounded(text: &str) -> &str {
+    if text.len() <= TEXT_LIMIT {
+        return text;
+    }
+    let mut end = TEXT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+const TEXT_LIMIT: usize = 4096;
 
 /// Note on the current statement span which lane answered it.
 pub fn record_lane(lane: &'static str) {
@@ -149,9 +173,14 @@ pub fn trace_id() -> Option<String> {
     if !enabled() {
         return None;
     }
-    let cx = tracing::Span::current().context();
+    let current = tracing::Span::current();
+    if current.is_none() {
+        return None;
+    }
+    let cx = current.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    // A trace that is not exported (the caller's unsampled traceparent) is not named.
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 /// `tokio::spawn` that keeps the task in the current statement's trace when tracing.
@@ -171,7 +200,7 @@ where
 /// tracing, under a span of its own (`detail` is recorded on it, e.g. the SQL sent upstream).
 pub async fn stage<F: Future>(name: &'static str, detail: Option<&str>, fut: F) -> F::Output {
     let began = Instant::now();
-    let out = if enabled() { fut.instrument(stage_span(name, detail)).await } else { fut.await };
+    let out = if in_statement() { fut.instrument(stage_span(name, detail)).await } else { fut.await };
     crate::metrics::stage(name, began.elapsed().as_secs_f64());
     out
 }
@@ -179,9 +208,15 @@ pub async fn stage<F: Future>(name: &'static str, detail: Option<&str>, fut: F) 
 /// [`stage`] for work that does not wait.
 pub fn stage_sync<R>(name: &'static str, detail: Option<&str>, f: impl FnOnce() -> R) -> R {
     let began = Instant::now();
-    let out = if enabled() { stage_span(name, detail).in_scope(f) } else { f() };
+    let out = if in_statement() { stage_span(name, detail).in_scope(f) } else { f() };
     crate::metrics::stage(name, began.elapsed().as_secs_f64());
     out
+}
+
+/// Stage spans belong to a statement's trace: work outside one (a background refresh, a
+/// statement of an entry point without a span) is timed but not traced.
+fn in_statement() -> bool {
+    enabled() && !tracing::Span::current().is_none()
 }
 
 fn stage_span(name: &'static str, detail: Option<&str>) -> tracing::Span {
@@ -194,7 +229,7 @@ fn stage_span(name: &'static str, detail: Option<&str>) -> tracing::Span {
         gen_ai.usage.output_tokens = tracing::field::Empty,
     );
     if let Some(d) = detail {
-        span.record("lalo.detail", d);
+        span.record("lalo.detail", bounded(d));
     }
     span
 }

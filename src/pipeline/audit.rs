@@ -121,10 +121,15 @@ impl AuditScope {
         rec.decision = if e.is_refusal() { "denied".into() } else { "failed".into() };
         rec.error = Some(e.audit_text());
         rec.duration_ms = self.began.elapsed().as_secs_f64() * 1000.0;
-        let outcome = if e.is_refusal() { "denied" } else { "error" };
-        if let Some(reason) = e.denial_reason() {
-            crate::metrics::denial(reason);
-        }
+        // A relation hidden from the caller counts as the missing one the client was told of:
+        // `/metrics` is no oracle for what exists (the audit line keeps the truth).
+        let outcome = match e.denial_reason() {
+            Some(reason) => {
+                crate::metrics::denial(reason);
+                "denied"
+            }
+            None => "error",
+        };
         crate::metrics::statement(outcome, self.entry, self.lane, self.began.elapsed().as_secs_f64());
         if let Err(err) = close(&self.log, rec, self.admission.take()).await {
             tracing::error!(error = %err, "audit write failed");
@@ -170,6 +175,7 @@ impl AuditScope {
             began: self.began,
             entry: self.entry,
             lane: self.lane,
+            span: if crate::telemetry::enabled() { tracing::Span::current() } else { tracing::Span::none() },
             slot,
             truncate_at: None,
         }
@@ -187,11 +193,11 @@ impl Drop for AuditScope {
         let log = self.log.clone();
         let admission = self.admission.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+            handle.spawn(tracing::Instrument::in_current_span(async move {
                 if let Err(e) = close(&log, rec, admission).await {
                     tracing::error!(error = %e, "audit write failed");
                 }
-            });
+            }));
         }
     }
 }

@@ -106,6 +106,7 @@ impl Lalo {
                 let (stamp, key) = cached;
                 session.statements.lock().put(stamp, key.to_string(), Some(Arc::new(Executor::planned())));
                 delivery.wire = None;
+                scope.lane("engine");
                 return Direct::FellOut { scope, slot: Some(slot), delivery };
             }
             Err(e) => return Direct::Done(Err(scope.fail(direct_error(&dp.upstream, e)).await)),
@@ -117,8 +118,7 @@ impl Lalo {
 }
 
 /// One round trip to an upstream (until its first answer): the `upstream` stage with the SQL
-/// sent, and the upstream's latency and errors. A statement the direct lane cannot take
-/// (`Unsupported`) is not the upstream's error.
+/// sent, and the upstream's latency and lost connections.
 pub(super) async fn upstream_call<T>(
     upstream: &str,
     sql: &str,
@@ -126,8 +126,10 @@ pub(super) async fn upstream_call<T>(
 ) -> Result<T, DirectError> {
     let began = std::time::Instant::now();
     let out = crate::telemetry::stage("upstream", Some(sql), call).await;
-    let failed = matches!(out, Err(DirectError::Lost(_) | DirectError::Upstream { .. }));
-    crate::metrics::upstream_call(upstream, began.elapsed().as_secs_f64(), failed);
+    // An attempt the lane could not make (it falls back) is no round trip of the upstream's.
+    if !matches!(out, Err(DirectError::Unsupported(_))) {
+        crate::metrics::upstream_call(upstream, began.elapsed().as_secs_f64(), matches!(out, Err(DirectError::Lost(_))));
+    }
     out
 }
 

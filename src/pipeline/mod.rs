@@ -128,11 +128,13 @@ impl Lalo {
             Route::Execute { name, params } => self.execute_prepared(session, name, &params, start, delivery).await,
             Route::Prepare { name, statement } => {
                 let start = Request { sql: Some(statement.to_string()), ..start };
-                let scope = AuditScope::open(self.audit.clone(), session, &start);
+                let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+                scope.lane("command");
                 self.prepare(session, name, statement, scope).await
             }
             other => {
-                let scope = AuditScope::open(self.audit.clone(), session, &start);
+                let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+                scope.lane("command");
                 match other {
                     Route::Fetch { name, count } => self.fetch(session, &name, count, scope).await,
                     Route::Close(name) => self.close(session, name, scope).await,

@@ -160,12 +160,12 @@ impl Lalo {
     ) -> Result<Outcome, LaloError> {
         let start = Request { input: text.to_string(), sql: Some(text.to_string()), began: Some(Instant::now()), ..Default::default() };
         let mut scope = AuditScope::open(self.audit.clone(), session, &start);
+        scope.lane("postgres");
         let (governed, sql) = match found {
             Ok(g) => g,
             Err(e) => return Err(scope.fail(e).await),
         };
         scope.decided(&governed.objects, governed.decision, &governed.rules);
-        scope.lane("postgres");
         let slot = match self.admit(session, &governed.limits) {
             Ok(s) => s,
             Err(e) => return Err(scope.fail(e).await),

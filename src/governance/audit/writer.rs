@@ -180,7 +180,15 @@ impl AuditLog {
     /// Chain one record and return its line number once the line is in the file and, for
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
     /// fails its statement, and so does every line chained after it in the same write.
-    pub async fn append(self: &Arc<Self>, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
+    pub async fn append(self: &Arc<Self>, rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
+        let appended = self.append_line(rec, wait).await;
+        if appended.is_err() {
+            crate::metrics::audit_failure();
+        }
+        appended
+    }
+
+    async fn append_line(self: &Arc<Self>, mut rec: AuditRecord, wait: Wait) -> Result<u64, LaloError> {
         self.check_poisoned()?;
         let durable = wait == Wait::Durable && self.opts.sync == SyncMode::Always;
         if rec.kind.is_empty() {
@@ -204,11 +212,8 @@ impl AuditLog {
             tokio::spawn(async move { this.write_through(ticket, durable).await }).await.map_err(|e| io_err("writer", e))?
         })
         .await;
-        match &written {
-            Ok(()) => crate::metrics::audit_write(durable.then(|| began.elapsed().as_secs_f64())),
-            Err(_) => crate::metrics::audit_failure(),
-        }
         written?;
+        crate::metrics::audit_write(durable.then(|| began.elapsed().as_secs_f64()));
         Ok(line)
     }
 
