@@ -164,9 +164,12 @@ impl FlightSqlService for LaloFlight {
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(&request).await?;
         let sql = String::from_utf8(ticket.statement_handle.to_vec()).map_err(|_| Status::invalid_argument("22021: the ticket is not UTF-8"))?;
-        let stmt = self.statement(&session, &sql).await?;
-        let input = Input::Routed { route: Route::Query(stmt), text: &sql };
-        let outcome = self.lalo.run(&session, input, Delivery::default()).await.map_err(|e| status(&e))?;
+        let run = async {
+            let stmt = self.statement(&session, &sql).await?;
+            let input = Input::Routed { route: Route::Query(stmt), text: &sql };
+            self.lalo.run(&session, input, Delivery::default()).await.map_err(|e| status(&e))
+        };
+        let outcome = tracing::Instrument::instrument(run, span(&request, &session.user, &sql)).await?;
         Ok(Response::new(Self::stream(outcome)?))
     }
 
@@ -245,12 +248,16 @@ impl FlightSqlService for LaloFlight {
     async fn do_get_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(&request).await?;
         let (sql, values) = self.prepared_of(&cmd.prepared_statement_handle, &session.user)?;
-        let stmt = self.statement(&session, &sql).await?;
-        let outcome = match values {
-            Some(values) if !values.is_empty() => self.lalo.run_with_params(&session, &sql, &stmt, Ok(values), Delivery::default()).await,
-            _ => self.lalo.run(&session, Input::Routed { route: Route::Query(stmt), text: &sql }, Delivery::default()).await,
+        let run = async {
+            let stmt = self.statement(&session, &sql).await?;
+            let outcome = match values {
+                Some(values) if !values.is_empty() => self.lalo.run_with_params(&session, &sql, &stmt, Ok(values), Delivery::default()).await,
+                _ => self.lalo.run(&session, Input::Routed { route: Route::Query(stmt), text: &sql }, Delivery::default()).await,
+            };
+            outcome.map_err(|e| status(&e))
         };
-        Ok(Response::new(Self::stream(outcome.map_err(|e| status(&e))?)?))
+        let outcome = tracing::Instrument::instrument(run, span(&request, &session.user, &sql)).await?;
+        Ok(Response::new(Self::stream(outcome)?))
     }
 
     async fn do_action_close_prepared_statement(
@@ -326,4 +333,14 @@ impl FlightSqlService for LaloFlight {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The span of a Flight SQL statement, in the caller's trace when its gRPC metadata carries a
+/// W3C `traceparent`.
+fn span<T>(request: &Request<T>, user: &str, sql: &str) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let headers = request.metadata().clone().into_headers();
+    crate::telemetry::statement_span("flight", user, sql, Some(&headers))
 }

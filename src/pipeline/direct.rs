@@ -125,7 +125,7 @@ pub(super) async fn upstream_call<T>(
     call: impl std::future::Future<Output = Result<T, DirectError>>,
 ) -> Result<T, DirectError> {
     let began = std::time::Instant::now();
-    let out = crate::telemetry::stage("upstream", Some(sql), call).await;
+    let out = crate::telemetry::traced("upstream", Some(sql), call).await;
     // An attempt the lane could not make (it falls back) is no round trip of the upstream's.
     if !matches!(out, Err(DirectError::Unsupported(_))) {
         crate::metrics::upstream_call(upstream, began.elapsed().as_secs_f64(), matches!(out, Err(DirectError::Lost(_))));

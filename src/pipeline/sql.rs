@@ -98,7 +98,7 @@ impl Lalo {
         sql: &Sql<'_>,
         stamp: plan_cache::Stamp,
     ) -> Result<(Arc<Executor>, Option<GovernedPlan>), LaloError> {
-        let found = crate::telemetry::stage_sync("cache", None, || session.statements.lock().get(stamp, &sql.key));
+        let found = crate::telemetry::traced_sync("cache", None, || session.statements.lock().get(stamp, &sql.key));
         crate::metrics::plan_cache(matches!(found, Some(Some(_))));
         if let Some(Some(hit)) = found {
             return Ok((hit, None));

@@ -35,21 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
 
-passed = 0
-failed = 0
-
-
-def check(name: str, fn) -> None:
-    """Run one check; an AssertionError (or any exception) counts as a failure."""
-    global passed, failed
-    try:
-        detail = fn()
-    except Exception as e:  # noqa: BLE001 - every problem is a failed check
-        failed += 1
-        print(f"FAIL: {name}: {type(e).__name__}: {e}")
-        return
-    passed += 1
-    print(f"ok: {name}" + (f" ({detail})" if detail else ""))
+from checklist import check, summary  # noqa: E402 - beside this file
 
 
 # --- Compose-style interpolation ----------------------------------------------------------
@@ -591,8 +577,7 @@ def main() -> int:
 
     check("the interpolation used above follows Compose's rules", interpolation_understood)
 
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return summary()
 
 
 if __name__ == "__main__":

@@ -46,21 +46,7 @@ NAMESPACE = "lalo"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with schemas here.
 KUBE_VERSIONS = ("1.27", ".".join(kubernetes_validate.latest_version().split(".")[:2]))
 
-passed = 0
-failed = 0
-
-
-def check(name: str, fn) -> None:
-    """Run one check; an AssertionError (or any exception) counts as a failure."""
-    global passed, failed
-    try:
-        detail = fn()
-    except Exception as e:  # noqa: BLE001 - every problem is a failed check
-        failed += 1
-        print(f"FAIL: {name}: {type(e).__name__}: {e}")
-        return
-    passed += 1
-    print(f"ok: {name}" + (f" ({detail})" if detail else ""))
+from checklist import check, summary  # noqa: E402 - beside this file
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -263,8 +249,7 @@ def main() -> int:
 
     check("helm template refuses to render without passwords or an existing Secret", refuses_missing_passwords)
     if len(rendered) < len(scenarios):
-        print(f"{passed} passed, {failed + 1} failed")
-        return 1
+        return summary(extra_failures=1)
     test = rendered["ci/test-values.yaml"]
     plain = rendered["defaults with passwords"]
 
@@ -525,8 +510,7 @@ def main() -> int:
     check("caught: a lalo.toml section lalo does not know", caught(lalo_toml, unknown_key, "audit"))
     check("caught: an HTTP listener on loopback only", caught(lalo_toml, loopback_listener, "http_listen"))
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

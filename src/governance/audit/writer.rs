@@ -208,7 +208,7 @@ impl AuditLog {
         };
         let this = self.clone();
         let began = std::time::Instant::now();
-        let written = crate::telemetry::stage("audit", None, async {
+        let written = crate::telemetry::traced("audit", None, async {
             tokio::spawn(async move { this.write_through(ticket, durable).await }).await.map_err(|e| io_err("writer", e))?
         })
         .await;
