@@ -215,6 +215,8 @@ fn classify_message(m: &str) -> LaloError {
         LaloError::Syntax(strip_df_prefix(&msg))
     } else if lower.contains("divide by zero") {
         LaloError::Data { code: "22012", message: "division by zero".into() }
+    } else if lower.contains("scalar subquery returned more than one row") {
+        LaloError::Data { code: "21000", message: "more than one row returned by a subquery used as an expression".into() }
     } else if lower.contains("overflow") {
         // Not the operands: they may come from a row filter or mask evaluated on rows the
         // caller cannot see.

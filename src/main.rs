@@ -65,6 +65,12 @@ enum Command {
         /// Per-question results as JSON lines.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Databases held out from development, reported apart from the others (a,b,c).
+        #[arg(long, value_delimiter = ',')]
+        holdout_dbs: Vec<String>,
+        /// Ask the held-out databases' questions of renamed copies (other naming habits, schema app).
+        #[arg(long)]
+        holdout_restyle: bool,
     },
     /// Audit trail tools.
     Audit {
@@ -139,8 +145,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = lalo::Config::load(config.as_deref())?;
             ask::run(cfg, user, &database, &question).await
         }
-        Command::Eval { questions, data, unanswerable, pg_url, drafter, out } => {
-            let opts = lalo::eval::EvalOptions { questions, data, unanswerable, pg_url, drafter, out };
+        Command::Eval { questions, data, unanswerable, pg_url, drafter, out, holdout_dbs, holdout_restyle } => {
+            let opts =
+                lalo::eval::EvalOptions { questions, data, unanswerable, pg_url, drafter, out, holdout: holdout_dbs, restyle: holdout_restyle };
             let report = lalo::eval::run(&opts).await?;
             println!("{report}");
             Ok(ExitCode::SUCCESS)

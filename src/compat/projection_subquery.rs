@@ -60,10 +60,19 @@ fn protect(stmt: &mut Statement) -> bool {
             for item in &mut select.projection {
                 let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else { continue };
                 let Expr::Subquery(sub) = e else { continue };
-                let Some(refs) = outside_refs(sub) else { continue };
-                // Only parameters from outside: an uncorrelated scalar, which the library would
-                // have capped at one row; keep that.
-                if !refs.columns && sub.limit_clause.is_none() && sub.fetch.is_none() {
+                let capped = sub.limit_clause.is_some() || sub.fetch.is_some();
+                let catalog = matches!(sub.body.as_ref(), SetExpr::Select(s) if reads_only_catalog(s));
+                match outside_refs(sub) {
+                    true => {}
+                    // The library caps what it takes for uncorrelated at one row. Over user
+                    // tables that answers where PostgreSQL raises 21000 (two rows), and a
+                    // subquery correlated through unqualified names (`WHERE k = outer_k`, which
+                    // the text cannot tell from uncorrelated) is no longer one DataFusion can
+                    // decorrelate: so only catalog subqueries keep the cap.
+                    false if !capped && !catalog => {}
+                    false => continue,
+                }
+                if catalog && !capped {
                     sub.limit_clause = Some(LimitClause::LimitOffset {
                         limit: Some(Expr::value(Value::Number("1".into(), false))),
                         offset: None,
@@ -79,12 +88,6 @@ fn protect(stmt: &mut Statement) -> bool {
     let mut v = Protect(false);
     let _ = stmt.visit(&mut v);
     v.0
-}
-
-/// What a subquery refers to outside its FROM aliases, judged as the library's rule judges it.
-struct OutsideRefs {
-    /// A qualified column whose qualifier is not an alias of the subquery's FROM.
-    columns: bool,
 }
 
 /// The subquery's FROM: aliases, and the name parts of unaliased tables.
@@ -214,9 +217,11 @@ impl<T: Visit> VisitNode for T {
     }
 }
 
-/// None when the rule would leave the subquery alone, or when lalo would not plan it either.
-fn outside_refs(q: &Query) -> Option<OutsideRefs> {
-    let SetExpr::Select(select) = q.body.as_ref() else { return None };
+/// Whether the subquery refers to something outside its FROM as the library's rule judges it
+/// (which would replace it by NULL) and lalo plans it; false when the rule leaves it alone or
+/// lalo would not plan it either.
+fn outside_refs(q: &Query) -> bool {
+    let SetExpr::Select(select) = q.body.as_ref() else { return false };
     let from = From::of(select);
     struct Check<'a> {
         from: &'a From,
@@ -239,10 +244,7 @@ fn outside_refs(q: &Query) -> Option<OutsideRefs> {
     // The library's NULL is kept only for catalog introspection (client catalog queries expect
     // it there); over user tables a NULL in place of a value is a silent wrong answer, so the
     // subquery goes to DataFusion, which answers it or says it cannot.
-    if !(c.columns || c.params) || (c.columns && !plannable(q, select, &from) && reads_only_catalog(select)) {
-        return None;
-    }
-    Some(OutsideRefs { columns: c.columns })
+    (c.columns || c.params) && !(c.columns && !plannable(q, select, &from) && reads_only_catalog(select))
 }
 
 /// True when every relation in the FROM clause is a pg_catalog or information_schema table.
@@ -281,10 +283,17 @@ mod tests {
     }
 
     #[test]
-    fn parameter_only_subquery_is_capped_at_one_row() {
-        let out = sql("SELECT (SELECT c.c_name FROM tpch.customer c WHERE c.c_custkey = $1) AS n");
-        assert!(out.contains("LIMIT 1"), "{out}");
-        assert!(out.contains("$1"), "{out}");
+    fn subqueries_over_user_tables_are_not_capped_at_one_row() {
+        // PostgreSQL raises 21000 on a second row; a cap would answer the first.
+        for q in [
+            "SELECT (SELECT c.c_name FROM tpch.customer c WHERE c.c_custkey = $1) AS n",
+            "SELECT (SELECT max(l_quantity) FROM tpch.lineitem WHERE l_orderkey = o_orderkey) FROM tpch.orders",
+            "SELECT (SELECT n_name FROM tpch.nation) AS n",
+        ] {
+            let out = sql(q);
+            assert!(!out.contains("LIMIT 1"), "{out}");
+        }
+        assert!(sql("SELECT (SELECT c.c_name FROM tpch.customer c WHERE c.c_custkey = $1) AS n").contains("$1"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod report;
+pub mod restyle;
 pub mod score;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,10 @@ pub struct EvalOptions {
     pub pg_url: Option<String>,
     pub drafter: String,
     pub out: Option<PathBuf>,
+    /// Databases reported apart as held out from development (`--holdout-dbs`).
+    pub holdout: Vec<String>,
+    /// Ask the held-out databases' questions of renamed copies ([`restyle`]).
+    pub restyle: bool,
 }
 
 /// The user questions are asked as: the demo policies give admins everything.
@@ -64,16 +69,28 @@ pub async fn run(opts: &EvalOptions) -> Result<Report, LaloError> {
     };
     let prefix = if cluster.is_some() { String::new() } else { format!("lalo_eval_{}_", std::process::id()) };
     let mut urls = BTreeMap::new();
+    let mut served = BTreeMap::new();
+    let mut loaded = vec![];
     for db in &dbs {
         let dir = opts.data.join(db);
         let name = format!("{prefix}{db}");
         let url = pgcluster::load_corpus_db(&server, &name, &dir, db, &scratch).await?;
-        urls.insert(db.clone(), url);
+        loaded.push(name);
+        urls.insert(db.clone(), url.clone());
+        if opts.restyle && opts.holdout.contains(db) {
+            let name = format!("{prefix}{db}_restyled");
+            let copy = pgcluster::load_corpus_db(&server, &name, &dir, db, &scratch).await?;
+            loaded.push(name);
+            restyle::restyle(&copy).await?;
+            served.insert(db.clone(), Served { url: copy, schema: restyle::SCHEMA.into(), restyled: true });
+        } else {
+            served.insert(db.clone(), Served { url, schema: "public".into(), restyled: false });
+        }
     }
-    let result = evaluate(opts, &questions, &urls, &scratch).await;
+    let result = evaluate(opts, &questions, &urls, &served, &scratch).await;
     if cluster.is_none() {
-        for db in &dbs {
-            let drop = format!("DROP DATABASE IF EXISTS \"{prefix}{db}\" WITH (FORCE)");
+        for name in &loaded {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
             if let Err(e) = pgcluster::psql(&pgcluster::with_database(&server, "postgres"), &drop).await {
                 tracing::warn!(error = %e, "could not drop an eval database");
             }
@@ -84,15 +101,25 @@ pub async fn run(opts: &EvalOptions) -> Result<Report, LaloError> {
     result
 }
 
-/// Start lalo over the loaded databases and score every question.
+/// What lalo serves as one corpus database.
+struct Served {
+    url: String,
+    /// The schema its tables are in.
+    schema: String,
+    /// A renamed copy ([`restyle`]): the gold names say nothing about its columns.
+    restyled: bool,
+}
+
+/// Start lalo over the loaded databases and score every question; gold SQL runs on `urls`.
 async fn evaluate(
     opts: &EvalOptions,
     questions: &[Question],
     urls: &BTreeMap<String, String>,
+    served: &BTreeMap<String, Served>,
     scratch: &std::path::Path,
 ) -> Result<Report, LaloError> {
-    let lalo = start_lalo(urls, scratch).await?;
-    let mut report = Report::default();
+    let lalo = start_lalo(served, scratch).await?;
+    let mut report = Report { holdout: opts.holdout.iter().cloned().collect(), restyled: opts.restyle, ..Report::default() };
     let mut out = match &opts.out {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| LaloError::Config(format!("{}: {e}", p.display())))?,
@@ -101,7 +128,8 @@ async fn evaluate(
     };
     for (db, url) in urls {
         let pg = pgcluster::client(url).await?;
-        let schema = upstream_schema(&pg).await?;
+        // Linking recall compares the gold's names with the context's: not on a renamed copy.
+        let schema = if served.get(db).is_some_and(|s| s.restyled) { BTreeMap::new() } else { upstream_schema(&pg).await? };
         let session = lalo.open_session(EVAL_USER, db, "eval", EntryPoint::Cli)?;
         // Build the context once before timing: questions are timed on the steady (cached) path.
         let began = Instant::now();
@@ -125,12 +153,13 @@ async fn evaluate(
 }
 
 /// lalo with one upstream per database, demo policies, no TPC-H, audit in the scratch dir.
-async fn start_lalo(urls: &BTreeMap<String, String>, scratch: &std::path::Path) -> Result<Arc<Lalo>, LaloError> {
+async fn start_lalo(served: &BTreeMap<String, Served>, scratch: &std::path::Path) -> Result<Arc<Lalo>, LaloError> {
     let catalog = scratch.join("catalog");
     std::fs::create_dir_all(&catalog).map_err(|e| LaloError::Internal(format!("catalog dir: {e}")))?;
     let mut sources = String::new();
-    for (db, url) in urls {
-        sources.push_str(&format!("[[upstream]]\nname = \"{db}\"\nkind = \"postgres\"\nurl = \"{url}\"\nschemas = [\"public\"]\n\n"));
+    for (db, s) in served {
+        let (url, schema) = (&s.url, &s.schema);
+        sources.push_str(&format!("[[upstream]]\nname = \"{db}\"\nkind = \"postgres\"\nurl = \"{url}\"\nschemas = [\"{schema}\"]\n\n"));
     }
     std::fs::write(catalog.join("sources.toml"), sources).map_err(|e| LaloError::Internal(format!("sources.toml: {e}")))?;
     let mut cfg = Config::from_toml(DEMO_CONFIG, scratch.to_path_buf(), |_| None)?;

@@ -101,6 +101,10 @@ pub struct Report {
     pub scored: Vec<Scored>,
     /// Time to build each database's context (samples read through lalo), ms.
     pub context_ms: Vec<(String, f64)>,
+    /// Databases held out from development: reported apart from the seen ones.
+    pub holdout: BTreeSet<String>,
+    /// The held-out databases were asked as renamed copies (`--holdout-restyle`).
+    pub restyled: bool,
 }
 
 fn pct(n: usize, d: usize) -> f64 {
@@ -182,6 +186,28 @@ impl fmt::Display for Report {
         let correct = self.answerable().filter(|s| s.correct).count();
         let drafted = self.answerable().filter(|s| s.sql.is_some()).count();
         writeln!(f, "execution accuracy: {correct}/{total} = {:.1}% (answered {drafted})", 100.0 * self.accuracy())?;
+        if !self.holdout.is_empty() {
+            // Generalization: the same measures on databases the drafter was not developed on.
+            for (label, held) in [("seen", false), ("held-out", true)] {
+                let part: Vec<&Scored> = self.scored.iter().filter(|s| self.holdout.contains(&s.db) == held).collect();
+                let ans: Vec<&&Scored> = part.iter().filter(|s| s.answerable).collect();
+                let un: Vec<&&Scored> = part.iter().filter(|s| !s.answerable).collect();
+                let (c, d) = (ans.iter().filter(|s| s.correct).count(), un.iter().filter(|s| s.declined).count());
+                let mut dbs: BTreeSet<String> = part.iter().map(|s| s.db.clone()).collect();
+                if held && self.restyled {
+                    dbs = dbs.into_iter().map(|d| format!("{d} renamed")).collect();
+                }
+                writeln!(
+                    f,
+                    "  {label:9} {c:3}/{:3} = {:5.1}%  unanswerable declined {d}/{} = {:5.1}%  ({})",
+                    ans.len(),
+                    100.0 * pct(c, ans.len()),
+                    un.len(),
+                    100.0 * pct(d, un.len()),
+                    dbs.into_iter().collect::<Vec<_>>().join(", ")
+                )?;
+            }
+        }
         writeln!(f, "per category:")?;
         for (k, (c, d, t)) in self.group(|s| s.category.clone()) {
             writeln!(f, "  {k:16} {c:3}/{t:3} = {:5.1}%  answered {d}", 100.0 * pct(c, t))?;

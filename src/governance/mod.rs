@@ -354,6 +354,8 @@ fn is_cast(f: &dyn datafusion::logical_expr::ScalarUDFImpl) -> bool {
         // NUMERIC is shown with (sqrt, exp, ln and log are checked by their names).
         || (f as &dyn Any).downcast_ref::<crate::engine::pg_numeric::scalar::PgNumericFn>().is_some_and(|n| n.is_operator())
         || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericText>()
+        // A scalar subquery the statement wrote, with its value's display scale.
+        || id == std::any::TypeId::of::<crate::engine::pg_numeric::carry::PgScaled>()
 }
 
 /// Every function a statement calls must pass `[functions]` in rules.toml (42501 otherwise).

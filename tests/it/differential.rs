@@ -263,6 +263,9 @@ async fn the_engine_answers_as_postgres_does() {
         ("select x * 2 from (values (5000000000000000000)) t(x)", "22003"),
         ("select x from (values (1), (2)) t(x) where x * 9223372036854775807 > 0", "22003"),
         ("select 1 / x from (values (0)) t(x)", "22012"),
+        // a scalar subquery with two rows is an error, not its first row
+        ("select (select x from (values (1), (2)) t(x))", "21000"),
+        ("select (select x from (values (1), (2)) t(x)) as a", "21000"),
         // integer (int4) arithmetic overflows at int4's bounds, constants folded or not.
         ("select x + 1 from (values (2147483647)) t(x)", "22003"),
         ("select 2147483647 + 1", "22003"),

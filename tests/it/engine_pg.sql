@@ -128,3 +128,13 @@ select x, avg(x) over (order by x), count(x) over (order by x desc), avg(x) over
 select max(x / 3), min(x / 3), coalesce(x / 3, 0), case when x > 3 then x / 3 else 0 end from (values (3.0), (4)) t(x) group by x order by 1
 select 6 / 4.0, 100 * 7 / 3.0, (x / 3)::numeric, abs(-x / 3), -(x / 3) from (values (2.0)) t(x)
 select power(2.0, 3), power(x, 2), power(2::numeric, -2), power(-0.3, 3.0), power(x, 0) from (values (1.5), (12345.6789)) t(x)
+-- display scales carried through UNION, DISTINCT, INTERSECT/EXCEPT, DISTINCT ON and scalar subqueries
+select * from (select 6/5.0 as v union all select 1/3.0 union all select 1.20 union all select 7) s order by v
+select distinct x/5.0 from (values (6), (6), (5), (1)) t(x) order by 1
+select 6/5.0 intersect select 12/10.0
+select 1/3.0 except select 2
+select v from (select x/4.0 as v from (values (1), (2)) t(x) union select 3) s order by v
+select (select avg(x) from (values (1.0), (2.0)) t(x)) + 0, (select 1/3.0), (select sum(x/3.0) from (values (1), (2)) t(x))
+select distinct on (g) g, x/3.0 from (values (1, 1.0), (1, 2.0), (2, 3.0)) t(g, x) order by g, x desc
+select x, (select avg(y/3.0) from (values (1), (2)) u(y) where u.y = t.x) from (values (1), (2)) t(x) order by x
+select o.x, (select max(y) from (values (1), (2)) u(y) where y = o.x) from (values (1), (2)) o(x) order by 1

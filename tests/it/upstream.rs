@@ -565,6 +565,17 @@ async fn key_lookups_share_pipelined_connections() {
         assert_eq!(r[0].get::<_, String>(0), format!("loose-{id}"));
     }
     assert_eq!(crate::protocol::counter(&s, "lalo_pipelined_statements_total").await, after, "no key, no pipeline");
+    // An aggregate the engine sends upstream comes back in PostgreSQL's type (sum(bigint) is
+    // numeric) and is cast to the plan's: the answer, not a crashed task.
+    for (sql, want) in [
+        ("SELECT sum(id::bigint), count(*) FROM item", vec![vec![Some("500500".to_string()), Some("1000".to_string())]]),
+        (
+            "SELECT id % 2 AS odd, sum(id::bigint) FROM item GROUP BY 1 ORDER BY 1",
+            vec![vec![Some("0".to_string()), Some("250500".to_string())], vec![Some("1".to_string()), Some("250000".to_string())]],
+        ),
+    ] {
+        assert_eq!(rows(&c, sql).await.expect(sql), want, "{sql}");
+    }
 
     // The upstream dies under queued lookups: every client hears 08006 (none hangs) and keeps
     // its connection to lalo.

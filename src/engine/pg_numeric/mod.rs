@@ -16,6 +16,7 @@
 
 pub mod aggregate;
 pub mod arith;
+pub mod carry;
 pub mod groups;
 pub mod scalar;
 pub mod scales;

@@ -5,10 +5,10 @@
 //! root with its own (`5/5.0` is `1.00000000000000000000`, `6/5.0` is `1.2000000000000000`).
 //! So a column holding such values gets a companion Int32 column, `__lalo_dscale:<name>`,
 //! computed where the value is and passed along by the nodes that pass columns along
-//! (filters, sorts, limits, joins, windows, aliases). Nodes that would treat it as data
-//! (DISTINCT, UNION, a subquery's result) get their input without companions; a value read
-//! back above them is shown with trailing zeros dropped, its display scale not being known
-//! there. At the top the value is written as PostgreSQL's text and the companions dropped.
+//! (filters, sorts, limits, joins, windows, aliases); UNION, DISTINCT and scalar subqueries
+//! carry it too ([`super::carry`]). Other nodes get their input without companions; a value
+//! read back above them is shown with trailing zeros dropped, its display scale not being
+//! known there. At the top the value is written as PostgreSQL's text and the companions dropped.
 
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ pub fn plan(plan: LogicalPlan) -> Result<LogicalPlan> {
     render(plan)
 }
 
-fn is_companion(name: &str) -> bool {
+pub(super) fn is_companion(name: &str) -> bool {
     name.starts_with(COMPANION)
 }
 
@@ -41,7 +41,7 @@ fn has_companions(schema: &DFSchema) -> bool {
 }
 
 /// The plan without its companion columns.
-fn strip(plan: LogicalPlan) -> Result<LogicalPlan> {
+pub(super) fn strip(plan: LogicalPlan) -> Result<LogicalPlan> {
     if !has_companions(plan.schema()) {
         return Ok(plan);
     }
@@ -83,11 +83,12 @@ fn render(plan: LogicalPlan) -> Result<LogicalPlan> {
     Ok(LogicalPlan::Projection(Projection::try_new(cols, Arc::new(plan))?))
 }
 
-fn walk(plan: LogicalPlan) -> Result<LogicalPlan> {
+pub(super) fn walk(plan: LogicalPlan) -> Result<LogicalPlan> {
     // Inputs first, then the subqueries inside this node's expressions (their results must
-    // stay one column each: no companions leave them).
+    // stay one column each: no companions leave them; a scalar subquery's scale is carried
+    // by a second one).
     let plan = plan.map_children(|c| walk(c).map(Transformed::yes))?.data;
-    let plan = plan.map_subqueries(|sub| walk(sub).and_then(strip).map(Transformed::yes))?.data;
+    let plan = super::carry::subqueries(plan)?;
     match plan {
         LogicalPlan::Projection(p) => project(p),
         LogicalPlan::Aggregate(a) => aggregate(a),
@@ -98,15 +99,15 @@ fn walk(plan: LogicalPlan) -> Result<LogicalPlan> {
         | LogicalPlan::Join(_)
         | LogicalPlan::SubqueryAlias(_)
         | LogicalPlan::Repartition(_) => rewrite_exprs(plan)?.recompute_schema(),
+        LogicalPlan::Union(u) => super::carry::union(u),
+        LogicalPlan::Distinct(d) => match rewrite_exprs(LogicalPlan::Distinct(d))? {
+            LogicalPlan::Distinct(d) => super::carry::distinct(d),
+            other => Ok(other),
+        },
         other => {
             // Everything else sees its inputs as they were written.
             let other = other.map_children(|c| strip(c).map(Transformed::yes))?.data;
-            let other = match other {
-                // Its schema again from its (rewritten) inputs; the types are coerced later.
-                LogicalPlan::Union(u) => LogicalPlan::Union(datafusion::logical_expr::Union::try_new_with_loose_types(u.inputs)?),
-                other => other.recompute_schema()?,
-            };
-            rewrite_exprs(other)
+            rewrite_exprs(other.recompute_schema()?)
         }
     }
 }
@@ -142,6 +143,23 @@ fn unaliased(e: &Expr) -> &Expr {
     }
 }
 
+/// The companion a projected (rewritten) expression needs: its per-row display scale, or a
+/// fixed one its type does not say.
+pub(super) fn companion_for(e: &Expr, schema: &DFSchema) -> Option<Expr> {
+    // A value marked row-scaled whose scale is fixed here (`avg(x)::numeric(10,2)`: a cast
+    // keeps its input's field metadata) gets its fixed scale as companion.
+    let marked = e.to_field(schema).is_ok_and(|(_, f)| super::scalar::row_scaled(&f));
+    match e.get_type(schema) {
+        Ok(DataType::Decimal128(_, s)) => values::ds(e, schema).and_then(|d| match d {
+            Ds::Row(x) => Some(x),
+            Ds::Fixed(k) if k >= UNKNOWN_SCALE => Some(lit(UNKNOWN_SCALE)),
+            Ds::Fixed(k) if k >= 0 && (k != s as i32 || marked) => Some(lit(k)),
+            Ds::Fixed(_) => None,
+        }),
+        _ => None,
+    }
+}
+
 fn project(p: Projection) -> Result<LogicalPlan> {
     let schema = p.input.schema().clone();
     let mut exprs = Vec::with_capacity(p.expr.len());
@@ -149,19 +167,7 @@ fn project(p: Projection) -> Result<LogicalPlan> {
     for (e, (q, f)) in p.expr.into_iter().zip(p.schema.iter()) {
         let rewritten = values::rewrite(e.clone(), &schema)?;
         let e = if rewritten.transformed { named(rewritten.data, q, f.name()) } else { e };
-        // A value marked row-scaled whose scale is fixed here (`avg(x)::numeric(10,2)`: a cast
-        // keeps its input's field metadata) gets its fixed scale as companion.
-        let marked = e.to_field(&schema).is_ok_and(|(_, f)| super::scalar::row_scaled(&f));
-        let scale = match e.get_type(&schema) {
-            Ok(DataType::Decimal128(_, s)) => values::ds(&e, &schema).and_then(|d| match d {
-                Ds::Row(x) => Some(x),
-                Ds::Fixed(k) if k >= UNKNOWN_SCALE => Some(lit(UNKNOWN_SCALE)),
-                Ds::Fixed(k) if k >= 0 && (k != s as i32 || marked) => Some(lit(k)),
-                Ds::Fixed(_) => None,
-            }),
-            _ => None,
-        };
-        match scale {
+        match companion_for(&e, &schema) {
             Some(x) => {
                 companions.push(x.alias_qualified(q.cloned(), companion_name(f.name())));
                 let marked = match e {

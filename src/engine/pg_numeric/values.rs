@@ -88,6 +88,7 @@ pub fn ds(e: &Expr, schema: &DFSchema) -> Option<Ds> {
             None if schema.field_from_column(c).is_ok_and(|f| row_scaled(f)) => Ds::Fixed(UNKNOWN_SCALE),
             None => by_type(&ty)?,
         },
+        Expr::ScalarFunction(f) if super::carry::is_scaled(f) => Ds::Row(f.args.get(1)?.clone()),
         Expr::ScalarFunction(f) => match udf(f).and_then(|pg| pg.scale_twin()) {
             Some(twin) => Ds::Row(call(twin, f.args.clone())),
             None if f.name() == "abs" => return f.args.first().and_then(|a| ds(a, schema)),

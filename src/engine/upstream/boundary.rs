@@ -55,6 +55,18 @@ impl ExecutionPlan for Boundary {
         vec![&self.input]
     }
 
+    // No repartitioning under it: above an upstream's part sits federation's schema cast, which
+    // turns the upstream's column types into the plan's (PostgreSQL's `sum(bigint)` is numeric
+    // where the plan says bigint); a repartition between them coalesced batches of the wrong
+    // type and panicked.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         match children.into_iter().next() {
             Some(input) => Ok(Arc::new(Boundary { input, label: self.label })),

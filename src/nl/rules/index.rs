@@ -74,15 +74,16 @@ impl Index {
     pub fn new(ctx: &SchemaContext) -> Index {
         let mut vocab: HashSet<String> = BASE_WORDS.iter().map(|w| w.to_string()).collect();
         for t in &ctx.tables {
-            vocab.extend(t.name.split('_').filter(|w| w.len() > 2).map(str::to_lowercase));
+            vocab.extend(split_identifier(&t.name).into_iter().filter(|w| w.len() > 2));
             for text in t.description.iter().chain(t.columns.iter().filter_map(|c| c.description.as_ref())) {
                 vocab.extend(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2).map(str::to_lowercase));
             }
             for c in &t.columns {
-                vocab.extend(c.name.split('_').filter(|w| w.len() > 2 && w.contains(char::is_alphabetic)).map(str::to_lowercase));
+                vocab.extend(split_identifier(&c.name).into_iter().filter(|w| w.len() > 2 && w.contains(char::is_alphabetic)));
             }
         }
         let mut tables: Vec<TableIx> = ctx.tables.iter().map(|t| table_ix(t, &vocab)).collect();
+        strip_shared_table_prefix(&mut tables);
         // Stop words of descriptions must not make a question word "known".
         let mut known: HashSet<String> = HashSet::new();
         for (t, info) in tables.iter_mut().zip(&ctx.tables) {
@@ -106,11 +107,26 @@ impl Index {
     }
 }
 
+/// A word every table name starts with (`sb` in `sbCustomer`, `sbTransaction`; `tbl_`) says
+/// nothing about any one table: it is dropped from their words.
+fn strip_shared_table_prefix(tables: &mut [TableIx]) {
+    if tables.len() < 2 || tables.iter().any(|t| t.words.len() < 2) {
+        return;
+    }
+    let first = tables[0].words[0].clone();
+    if tables.iter().all(|t| t.words[0] == first) {
+        for t in tables.iter_mut() {
+            t.words.remove(0);
+        }
+    }
+}
+
 fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
     let words: Vec<String> = identifier_words(&t.name, vocab);
     let synonyms = t.description.as_deref().map(synonyms).unwrap_or_default();
-    let prefix = common_prefix(&t.columns);
-    let columns: Vec<ColIx> = t.columns.iter().map(|c| col_ix(c, &prefix, vocab)).collect();
+    let names: Vec<Vec<String>> = t.columns.iter().map(|c| identifier_words(&c.name, vocab)).collect();
+    let shared = shared_leading_words(&names);
+    let columns: Vec<ColIx> = t.columns.iter().zip(names).map(|(c, w)| col_ix(c, w[shared..].to_vec())).collect();
     let key = columns
         .iter()
         .position(|c| c.words == ["id"])
@@ -133,9 +149,7 @@ fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
     TableIx { qualified: t.qualified(), name: t.name.clone(), words, synonyms, columns, key, labels }
 }
 
-fn col_ix(c: &ColumnInfo, prefix: &str, vocab: &HashSet<String>) -> ColIx {
-    let bare = c.name.strip_prefix(prefix).unwrap_or(&c.name);
-    let mut words = identifier_words(bare, vocab);
+fn col_ix(c: &ColumnInfo, mut words: Vec<String>) -> ColIx {
     let expanded: Vec<String> = words.iter().filter_map(|w| expand_abbreviation(w)).map(str::to_string).collect();
     for e in expanded {
         if !words.contains(&e) {
@@ -155,24 +169,55 @@ fn col_ix(c: &ColumnInfo, prefix: &str, vocab: &HashSet<String>) -> ColIx {
     }
 }
 
-/// "c_custkey", "c_name": the `c_` every column of TPC-H's customer starts with.
-fn common_prefix(columns: &[ColumnInfo]) -> String {
-    let Some(first) = columns.first() else { return String::new() };
-    let Some((p, _)) = first.name.split_once('_') else { return String::new() };
-    let prefix = format!("{p}_");
-    if columns.len() > 1 && p.len() <= 3 && columns.iter().all(|c| c.name.starts_with(&prefix)) {
-        prefix
-    } else {
-        String::new()
+/// How many leading words every column of a table shares (`c` in `c_custkey`, `c_name`;
+/// `cust` in `custId`, `custName`): at most two, and never a column's last word.
+fn shared_leading_words(names: &[Vec<String>]) -> usize {
+    if names.len() < 2 {
+        return 0;
     }
+    let mut n = 0;
+    while n < 2 && names.iter().all(|w| w.len() > n + 1 && w[n] == names[0][n]) {
+        n += 1;
+    }
+    n
+}
+
+/// An identifier's words, lower-case: split at `_` and other separators, at camelCase humps
+/// (`sbCustName` → sb, cust, name; `HTTPServer` → http, server) and between letters and digits.
+pub fn split_identifier(ident: &str) -> Vec<String> {
+    let chars: Vec<char> = ident.chars().collect();
+    let mut out = vec![];
+    let mut cur = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur).to_lowercase());
+            }
+            continue;
+        }
+        if let Some(&prev) = i.checked_sub(1).and_then(|p| chars.get(p)) {
+            let next = chars.get(i + 1).copied();
+            let hump = prev.is_lowercase() && c.is_uppercase();
+            let acronym_end = prev.is_uppercase() && c.is_uppercase() && next.is_some_and(char::is_lowercase);
+            let digits = prev.is_ascii_digit() != c.is_ascii_digit() && prev.is_alphanumeric();
+            if (hump || acronym_end || digits) && !cur.is_empty() {
+                out.push(std::mem::take(&mut cur).to_lowercase());
+            }
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur.to_lowercase());
+    }
+    out
 }
 
 /// Split an identifier into stemmed words: on `_`, then run-together words by the vocabulary
 /// ("authorname" → author, name; "numcitedby" → num, cited, by).
 pub fn identifier_words(ident: &str, vocab: &HashSet<String>) -> Vec<String> {
     let mut out = vec![];
-    for part in ident.to_lowercase().split('_').filter(|p| !p.is_empty()) {
-        for w in segment(part, vocab) {
+    for part in split_identifier(ident) {
+        for w in segment(&part, vocab) {
             out.push(stem(&w));
         }
     }
@@ -213,10 +258,19 @@ fn segment(word: &str, vocab: &HashSet<String>) -> Vec<String> {
 
 const SHORT: &[&str] = &["id", "by", "no", "in", "of", "to"];
 
-/// Words every schema may use in names even if its docs never spell them out.
+/// Everyday words of data models, for splitting run-together names (`homepage`, `numitems`)
+/// whose schema never spells the parts out: general English, not any one database's.
 const BASE_WORDS: &[&str] = &[
-    "name", "num", "number", "count", "total", "paper", "author", "key", "phrase", "venue", "journal", "cited", "citing",
-    "cite", "dataset", "year", "date", "time", "type", "code", "first", "last", "min", "max", "avg", "sum", "citation",
+    "name", "num", "number", "count", "total", "key", "year", "date", "time", "type", "code", "first", "last", "min", "max",
+    "avg", "sum", "start", "end", "created", "updated", "status", "price", "amount", "quantity", "rate", "balance", "account",
+    "customer", "order", "product", "item", "user", "address", "city", "state", "country", "zip", "postal", "phone", "email",
+    "street", "region", "category", "description", "title", "value", "score", "rating", "level", "group", "class", "owner",
+    "company", "employee", "department", "manager", "salary", "age", "birth", "gender", "height", "weight", "size", "length",
+    "width", "area", "population", "location", "home", "page", "link", "text", "note", "comment", "review", "active", "open",
+    "close", "high", "low", "volume", "market", "trade", "payment", "fee", "tax", "discount", "cost", "revenue", "sale",
+    "profit", "currency", "unit", "event", "visit", "day", "week", "month", "hour", "minute", "second", "duration",
+    "distance", "source", "target", "parent", "child", "member", "person", "student", "course", "teacher", "school", "book",
+    "word", "phrase", "web", "site",
 ];
 
 /// Stems of the content words of a description.
