@@ -27,7 +27,7 @@ fn capitalized(w: &str) -> String {
     }
 }
 
-/// A word as a column name abbreviates it: words of eight letters or more cut to four.
+/// A word of a several-word column name as it is abbreviated: eight letters or more cut to four.
 fn short(w: &str) -> String {
     if w.chars().count() > 7 {
         w.chars().take(4).collect()
@@ -57,9 +57,15 @@ fn table_abbreviation(table: &str) -> String {
 
 /// `citation_num` of `publication` → `pubCitaNum`.
 pub fn column_name(table: &str, column: &str) -> String {
+    spelled(table, column, true)
+}
+
+fn spelled(table: &str, column: &str, clip: bool) -> String {
     let mut out = table_abbreviation(table);
+    // A one-word name is kept whole (`authorid`): its parts are not known here.
+    let clip = clip && words(column).len() > 1;
     for w in words(column) {
-        out.push_str(&capitalized(&short(&w)));
+        out.push_str(&capitalized(&if clip { short(&w) } else { w }));
     }
     out
 }
@@ -80,18 +86,35 @@ pub async fn restyle(url: &str) -> Result<(), LaloError> {
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut sql = format!("ALTER SCHEMA public RENAME TO {}; CREATE SCHEMA public;\n", q(SCHEMA));
     let mut last = None::<String>;
+    let mut used = std::collections::HashSet::new();
     for r in &rows {
         let (table, column): (String, String) = (r.get(0), r.get(1));
         if last.as_deref() != Some(&table) {
             sql.push_str(&format!("ALTER TABLE {}.{} RENAME TO {};\n", q(SCHEMA), q(&table), q(&table_name(&table))));
             last = Some(table.clone());
+            used.clear();
         }
-        let renamed = column_name(&table, &column);
+        // Clipped words may make two names one (`authorname`, `authorid`): then spelled out,
+        // then numbered.
+        let mut renamed = column_name(&table, &column);
+        if used.contains(&renamed) {
+            renamed = spelled(&table, &column, false);
+        }
+        let base = renamed.clone();
+        let mut n = 2;
+        while used.contains(&renamed) {
+            renamed = format!("{base}{n}");
+            n += 1;
+        }
+        used.insert(renamed.clone());
         if renamed != column {
             sql.push_str(&format!("ALTER TABLE {}.{} RENAME COLUMN {} TO {};\n", q(SCHEMA), q(&table_name(&table)), q(&column), q(&renamed)));
         }
     }
-    pg.batch_execute(&sql).await.map_err(|e| LaloError::Internal(format!("restyle: {e}")))
+    pg.batch_execute(&sql).await.map_err(|e| {
+        let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        LaloError::Internal(format!("restyle: {why}"))
+    })
 }
 
 #[cfg(test)]

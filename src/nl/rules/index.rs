@@ -42,6 +42,10 @@ pub struct ColIx {
     pub temporal: bool,
     pub boolean: bool,
     pub samples: Vec<String>,
+    /// How many of `words` the name spells (the rest are what abbreviations stand for).
+    pub written: usize,
+    /// The name's own words run together, its table's lead words dropped (`pubYear` → `year`).
+    pub bare: String,
 }
 
 /// A named computation a description defines ("revenue is usually computed as a * (1 - b)").
@@ -78,12 +82,18 @@ impl Index {
             for text in t.description.iter().chain(t.columns.iter().filter_map(|c| c.description.as_ref())) {
                 vocab.extend(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2).map(str::to_lowercase));
             }
+        }
+        // Words as such (general ones, table names, descriptions), before column names' parts
+        // join them: a column word outside it may be clipped.
+        let dictionary = vocab.clone();
+        for t in &ctx.tables {
             for c in &t.columns {
                 vocab.extend(split_identifier(&c.name).into_iter().filter(|w| w.len() > 2 && w.contains(char::is_alphabetic)));
             }
         }
-        let mut tables: Vec<TableIx> = ctx.tables.iter().map(|t| table_ix(t, &vocab)).collect();
-        strip_shared_table_prefix(&mut tables);
+        let mut names: Vec<Vec<String>> = ctx.tables.iter().map(|t| identifier_words(&t.name, &vocab)).collect();
+        strip_shared_table_prefix(&mut names);
+        let mut tables: Vec<TableIx> = ctx.tables.iter().zip(names).map(|(t, words)| table_ix(t, words, &vocab, &dictionary)).collect();
         // Stop words of descriptions must not make a question word "known".
         let mut known: HashSet<String> = HashSet::new();
         for (t, info) in tables.iter_mut().zip(&ctx.tables) {
@@ -109,32 +119,33 @@ impl Index {
 
 /// A word every table name starts with (`sb` in `sbCustomer`, `sbTransaction`; `tbl_`) says
 /// nothing about any one table: it is dropped from their words.
-fn strip_shared_table_prefix(tables: &mut [TableIx]) {
-    if tables.len() < 2 || tables.iter().any(|t| t.words.len() < 2) {
+fn strip_shared_table_prefix(names: &mut [Vec<String>]) {
+    if names.len() < 2 || names.iter().any(|w| w.len() < 2) {
         return;
     }
-    let first = tables[0].words[0].clone();
-    if tables.iter().all(|t| t.words[0] == first) {
-        for t in tables.iter_mut() {
-            t.words.remove(0);
+    let first = names[0][0].clone();
+    if names.iter().all(|w| w[0] == first) {
+        for w in names.iter_mut() {
+            w.remove(0);
         }
     }
 }
 
-fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
-    let words: Vec<String> = identifier_words(&t.name, vocab);
+/// One table's index entry; `words` are its name's words, a shared prefix dropped.
+fn table_ix(t: &TableInfo, words: Vec<String>, vocab: &HashSet<String>, dictionary: &HashSet<String>) -> TableIx {
     let synonyms = t.description.as_deref().map(synonyms).unwrap_or_default();
     let names: Vec<Vec<String>> = t.columns.iter().map(|c| identifier_words(&c.name, vocab)).collect();
     let shared = shared_leading_words(&names);
-    let columns: Vec<ColIx> = t.columns.iter().zip(names).map(|(c, w)| col_ix(c, w[shared..].to_vec())).collect();
+    let columns: Vec<ColIx> = t.columns.iter().zip(names).map(|(c, w)| col_ix(c, w[shared..].to_vec(), &words, dictionary)).collect();
     let key = columns
         .iter()
         .position(|c| c.words == ["id"])
         .or_else(|| columns.iter().position(|c| c.words.iter().any(|w| w == "id" || w == "key" || w == "code") && words.iter().any(|tw| c.words.contains(tw))))
         .or_else(|| {
-            // "aid" in author, "pid" in publication: a short id starting with the table's initial.
-            let initial = t.name.chars().next().unwrap_or('_');
-            t.columns.iter().position(|c| c.name.len() <= 4 && c.name.ends_with("id") && c.name.starts_with(initial))
+            // "aid" in author, "pid" in publication (`revRid` in `dwReview`): one short word
+            // ending in id and starting with the table's initial.
+            let initial = words.first().and_then(|w| w.chars().next()).unwrap_or('_');
+            columns.iter().position(|c| matches!(c.words.as_slice(), [w] if w.len() <= 4 && w.ends_with("id") && w.starts_with(initial)))
         })
         .or_else(|| columns.iter().position(|c| c.words.last().is_some_and(|w| w == "id")));
     let mut labels: Vec<usize> = columns
@@ -143,23 +154,29 @@ fn table_ix(t: &TableInfo, vocab: &HashSet<String>) -> TableIx {
         .filter(|(_, c)| c.text && c.words.last().is_some_and(|w| w == "name" || w == "title"))
         .map(|(i, _)| i)
         .collect();
-    // "name" alone (or the table's own name) first: author.name before author.homepage_name.
-    labels.sort_by_key(|&i| (columns[i].words.len(), !columns[i].words.iter().any(|w| words.contains(w))));
+    // "name" alone (or the table's own name) first: author.name before author.homepage_name,
+    // mountain.mountain_name before mountain.country_name. Words counted as written.
+    labels.sort_by_key(|&i| (columns[i].written, !columns[i].words.iter().any(|w| words.contains(w))));
     labels.truncate(1);
     TableIx { qualified: t.qualified(), name: t.name.clone(), words, synonyms, columns, key, labels }
 }
 
-fn col_ix(c: &ColumnInfo, mut words: Vec<String>) -> ColIx {
-    let expanded: Vec<String> = words.iter().filter_map(|w| expand_abbreviation(w)).map(str::to_string).collect();
-    for e in expanded {
-        if !words.contains(&e) {
-            words.push(e);
+fn col_ix(c: &ColumnInfo, words: Vec<String>, table_words: &[String], dictionary: &HashSet<String>) -> ColIx {
+    let desc = c.description.as_deref().map(content_words).unwrap_or_default();
+    // Each word followed by what it abbreviates, so the last word stays the name's last idea.
+    let mut out: Vec<String> = Vec::with_capacity(words.len() * 2);
+    for w in &words {
+        out.push(w.clone());
+        let long = expand_abbreviation(w).map(str::to_string).or_else(|| clipped(w, &desc, table_words, dictionary));
+        if let Some(e) = long.filter(|e| !words.contains(e) && !out.contains(e)) {
+            out.push(e);
         }
     }
-    let desc = c.description.as_deref().map(content_words).unwrap_or_default();
     ColIx {
         name: c.name.clone(),
-        words,
+        written: words.len(),
+        bare: words.concat(),
+        words: out,
         desc,
         numeric: c.is_numeric(),
         text: c.is_text(),
@@ -169,17 +186,31 @@ fn col_ix(c: &ColumnInfo, mut words: Vec<String>) -> ColIx {
     }
 }
 
+/// The word a clipped one stands for (`alti` → altitude, `popu` → population): the shortest
+/// word of the column's description that starts with it, else of its table's name, else the
+/// one word of the schema's dictionary (general words, table names, descriptions) that does.
+/// Only short words that are not words of that dictionary themselves are read as clipped.
+fn clipped(w: &str, desc: &HashSet<String>, table_words: &[String], dictionary: &HashSet<String>) -> Option<String> {
+    if !(3..=6).contains(&w.len()) || desc.contains(w) || dictionary.contains(w) || !w.chars().all(char::is_alphabetic) {
+        return None;
+    }
+    let longer = |c: &&String| c.len() >= w.len() + 2 && c.starts_with(w);
+    let shortest = |it: Vec<&String>| it.into_iter().min_by_key(|c| (c.len(), c.to_string())).cloned();
+    shortest(desc.iter().filter(longer).collect())
+        .or_else(|| shortest(table_words.iter().filter(longer).collect()))
+        .or_else(|| {
+            let mut found = dictionary.iter().filter(longer).map(|v| stem(v));
+            let first = found.next()?;
+            found.all(|x| x == first).then_some(first)
+        })
+}
+
 /// How many leading words every column of a table shares (`c` in `c_custkey`, `c_name`;
-/// `cust` in `custId`, `custName`): at most two, and never a column's last word.
+/// `cust` in `custId`, `custName`): one at most (a second is as likely the start of the
+/// table's own name: `keyKeyphraseId`), and never a column's last word.
 fn shared_leading_words(names: &[Vec<String>]) -> usize {
-    if names.len() < 2 {
-        return 0;
-    }
-    let mut n = 0;
-    while n < 2 && names.iter().all(|w| w.len() > n + 1 && w[n] == names[0][n]) {
-        n += 1;
-    }
-    n
+    let shared = names.len() >= 2 && names.iter().all(|w| w.len() > 1 && w[0] == names[0][0]);
+    usize::from(shared)
 }
 
 /// An identifier's words, lower-case: split at `_` and other separators, at camelCase humps

@@ -70,7 +70,7 @@ impl Graph {
                     }
                     // Same name as b's key: author.oid → organization.oid.
                     if let Some(bk) = tb.key {
-                        if tb.columns[bk].name.eq_ignore_ascii_case(&ca.name) && ta.key != Some(ac) {
+                        if same_name(&tb.columns[bk], ca) && ta.key != Some(ac) {
                             g.add(Edge { a, ac, b, bc: bk, weak: false });
                             continue;
                         }
@@ -87,11 +87,11 @@ impl Graph {
                     }
                     // Same-named identifying columns: restaurant.city_name ↔ geographic.city_name.
                     if a < b {
-                        if let Some(bc) = tb.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&ca.name)) {
+                        if let Some(bc) = tb.columns.iter().position(|c| same_name(c, ca)) {
                             let tail = ca.words.last().map(String::as_str).unwrap_or("");
-                            let idish = matches!(tail, "id" | "key" | "code") || ca.name.len() <= 4 && ca.name.ends_with("id");
-                            // "name" alone is not a key, "city_name" is.
-                            let named = tail == "name" && ca.words.len() >= 2 && ca.name.contains('_');
+                            let idish = matches!(tail, "id" | "key" | "code") || ca.words.len() == 1 && tail.len() <= 4 && tail.ends_with("id");
+                            // "name" alone is not a key, "city_name" (or `cityName`) is.
+                            let named = tail == "name" && ca.words.len() >= 2;
                             if idish || named {
                                 g.add(Edge { a, ac, b, bc, weak: !idish });
                             }
@@ -173,4 +173,13 @@ impl Graph {
         }
         Some(steps)
     }
+}
+
+/// Two columns named alike: the same name, or the same words once each table's shared lead
+/// words are dropped (`cheBusiId` in checkin and `busBusiId` in business are both `busi id`).
+/// A lone generic word is no evidence (every table's own `id`), a lone specific one is
+/// (`autAid` and `wriAid` are both `aid`).
+pub(super) fn same_name(a: &super::index::ColIx, b: &super::index::ColIx) -> bool {
+    let specific = a.words.len() >= 2 || a.words.first().is_some_and(|w| !super::index::GENERIC.contains(&w.as_str()));
+    a.name.eq_ignore_ascii_case(&b.name) || (specific && a.words == b.words)
 }

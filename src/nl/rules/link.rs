@@ -110,7 +110,26 @@ pub fn link(tokens: &[Token], ix: &Index) -> Vec<Mention> {
         }
     }
     found.sort_by_key(|m| m.start);
-    found
+    compounds(found)
+}
+
+/// "customer country", "order date": a table named right before one of its columns is that
+/// column (English puts the owner first in a noun compound).
+fn compounds(found: Vec<Mention>) -> Vec<Mention> {
+    let mut out: Vec<Mention> = Vec::with_capacity(found.len());
+    for m in found {
+        if let Some(prev) = out.last_mut() {
+            if let (Target::Table(t), true) = (prev.best().clone(), prev.end == m.start) {
+                let owned = m.cands.iter().find(|(c, _)| matches!(c, Target::Column(ct, _) if *ct == t)).cloned();
+                if let Some((col, score)) = owned {
+                    *prev = Mention { start: prev.start, end: m.end, cands: vec![(col, score + 0.5)] };
+                    continue;
+                }
+            }
+        }
+        out.push(m);
+    }
+    out
 }
 
 fn is_stop(t: &Token) -> bool {
@@ -150,12 +169,13 @@ fn values(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
 fn schema(span: &[Token], ix: &Index) -> Vec<(Target, f32)> {
     let stems: Vec<&str> = span.iter().filter(|t| !is_stop(t)).map(|t| t.stem.as_str()).collect();
     if span.len() == 1 {
-        // A column written by its exact name ("firstname", `course_id`).
+        // A column written by its exact name ("firstname", `course_id`), or by its own words
+        // once its table's lead words are dropped (`year` for `pubYear`).
         let exact: Vec<(Target, f32)> = ix
             .tables
             .iter()
             .enumerate()
-            .flat_map(|(ti, t)| t.columns.iter().enumerate().filter(|(_, c)| c.name.eq_ignore_ascii_case(&span[0].raw) && c.name.len() > 3).map(move |(ci, _)| (Target::Column(ti, ci), 2.5)))
+            .flat_map(|(ti, t)| t.columns.iter().enumerate().filter(|(_, c)| (c.name.eq_ignore_ascii_case(&span[0].raw) || c.bare == span[0].lower) && c.name.len() > 3).map(move |(ci, _)| (Target::Column(ti, ci), 2.5)))
             .collect();
         if !exact.is_empty() {
             return exact;

@@ -3,6 +3,8 @@
 //! comparisons, dates), joins along the key graph and writes one PostgreSQL SELECT, or declines.
 
 mod cues;
+#[cfg(test)]
+mod habits_tests;
 mod index;
 mod joins;
 mod link;

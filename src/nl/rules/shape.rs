@@ -162,8 +162,8 @@ impl Ctx<'_> {
             Key::Entity(t) => {
                 let root = self.q.root;
                 if t != root {
-                    let label = self.ix.tables[t].labels.first().map(|&l| self.ix.tables[t].columns[l].name.clone());
-                    if let Some(rc) = label.and_then(|l| self.ix.tables[root].columns.iter().position(|c| c.name == l)) {
+                    let label = self.ix.tables[t].labels.first().map(|&l| &self.ix.tables[t].columns[l]);
+                    if let Some(rc) = label.and_then(|l| self.ix.tables[root].columns.iter().position(|c| super::joins::same_name(c, l))) {
                         return vec![self.col(root, rc)];
                     }
                 }

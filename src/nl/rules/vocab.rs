@@ -19,5 +19,5 @@ pub const COMMON: &[&str] = &[
     "negative", "part", "non", "higher", "lower", "excluding", "exclude", "except", "differ", "difference", "date", "calendar",
     "annual", "annually", "change", "changes", "length", "absolute", "pair", "pairs", "person", "came", "come", "comes",
     "datetime", "respect", "weekend", "weekday", "week", "hour", "minute", "second", "daily", "monthly", "yearly", "regular",
-    "unix", "since", "today", "yesterday", "tomorrow", "ago", "pm", "am", "filter", "query", "row", "rows", "column", "columns", "involve", "involved", "participate", "participated", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called",
+    "unix", "since", "today", "yesterday", "tomorrow", "ago", "pm", "am", "filter", "query", "row", "rows", "column", "columns", "involve", "involved", "participate", "participated", "order", "sorted", "ordered", "decreasing", "increasing", "name", "named", "called", "place", "placed", "places", "placing",
 ];
