@@ -120,7 +120,8 @@ fn compounds(found: Vec<Mention>) -> Vec<Mention> {
     for m in found {
         if let Some(prev) = out.last_mut() {
             if let (Target::Table(t), true) = (prev.best().clone(), prev.end == m.start) {
-                let owned = m.cands.iter().find(|(c, _)| matches!(c, Target::Column(ct, _) if *ct == t)).cloned();
+                // The column by its name's words, not a word only its description has.
+                let owned = m.cands.first().filter(|(c, s)| matches!(c, Target::Column(ct, _) if *ct == t) && *s >= 1.0).cloned();
                 if let Some((col, score)) = owned {
                     *prev = Mention { start: prev.start, end: m.end, cands: vec![(col, score + 0.5)] };
                     continue;
