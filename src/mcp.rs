@@ -32,6 +32,9 @@ pub struct LaloMcp {
     /// The user for stdio; HTTP requests carry theirs.
     fixed_user: Option<String>,
     tool_router: ToolRouter<Self>,
+    /// The last question answered in this MCP session and whose it was: each tool call opens a
+    /// lalo session of its own, so the conversation lives here (one instance per MCP session).
+    conversation: Arc<parking_lot::Mutex<Option<(String, crate::nl::followup::Turn)>>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -64,10 +67,13 @@ pub struct QueryArgs {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AskArgs {
-    /// A question in plain language about the data.
+    /// A question in plain language about the data. It may refer to the previous question of
+    /// this MCP session ("and in 1996?", "only for Germany", "show more columns").
     pub question: String,
     /// Maximum rows to return (default 100).
     pub max_rows: Option<u64>,
+    /// true: the question stands alone, the previous one is forgotten.
+    pub new_conversation: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -131,7 +137,7 @@ async fn rows_json(outcome: Outcome, cap: u64, sql: Option<String>) -> Result<Va
 #[tool_router]
 impl LaloMcp {
     pub fn new(lalo: Arc<Lalo>, fixed_user: Option<String>) -> Self {
-        Self { lalo, fixed_user, tool_router: Self::tool_router() }
+        Self { lalo, fixed_user, tool_router: Self::tool_router(), conversation: Default::default() }
     }
 
     fn session(&self, ctx: &RequestContext<RoleServer>) -> Result<Session, LaloError> {
@@ -281,9 +287,18 @@ impl LaloMcp {
         let cap = args.max_rows.unwrap_or(100).clamp(1, 10_000);
         let result = async {
             let session = self.session(&ctx)?;
+            // A follow-up reads against this MCP session's last question, the same user's only.
+            if args.new_conversation == Some(true) {
+                self.conversation.lock().take();
+            }
+            let last = self.conversation.lock().clone().filter(|(u, _)| *u == session.user).map(|(_, t)| t);
+            *session.conversation.lock() = last;
             let input = format!("ASK {}", args.question);
             let delivery = crate::pipeline::Delivery { cap: Some(cap + 1), ..Default::default() };
             let a = self.lalo.answer(&session, &args.question, &input, delivery).await?;
+            if let Some(turn) = session.conversation.lock().clone() {
+                *self.conversation.lock() = Some((session.user.clone(), turn));
+            }
             let mut v = rows_json(a.outcome, cap, Some(a.sql)).await?;
             v["decision"] = json!(a.decision);
             v["rules"] = json!(a.rules);

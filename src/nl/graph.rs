@@ -1,4 +1,4 @@
-//! The planner graph for one question: retrieve → link → draft → validate → govern, with a
+//! The planner graph for one question: follow-up → retrieve → link → draft → validate → govern, with a
 //! bounded repair loop, as explicit state passed through named nodes. Every run leaves a
 //! [`Trace`] that `EXPLAIN ASK` shows; a policy refusal ends the run, it is never worked around.
 
@@ -13,6 +13,7 @@ use crate::error::LaloError;
 use crate::governance::GovernedPlan;
 use crate::nl::catalog::Built;
 use crate::nl::retrieve::{self, Link, Retrieved};
+use crate::nl::followup::{self, Reading};
 use crate::nl::Drafted;
 use crate::router::{self, Route};
 use crate::session::Session;
@@ -53,6 +54,9 @@ pub struct Trace {
     pub context_cached: bool,
     pub drafts: Vec<Draft>,
     pub repairs: u32,
+    /// The session's last question this one was read against (a follow-up), and how it read.
+    pub follows: Option<String>,
+    pub reading: Option<String>,
 }
 
 impl Trace {
@@ -69,6 +73,8 @@ impl Trace {
 /// A question turned into a governed plan, ready to run.
 #[derive(Debug)]
 pub struct Planned {
+    /// The question as drafted: a follow-up's combined reading.
+    pub asked: String,
     pub sql: String,
     pub statement: Box<Statement>,
     pub governed: GovernedPlan,
@@ -90,6 +96,30 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
     let llm = lalo.config().planner.drafter == crate::config::DrafterKind::Llm;
     let mut trace = Trace { drafter: lalo.config().planner.drafter.as_str().into(), ..Default::default() };
     let fail = |error: LaloError, sql: Option<String>, trace: Trace| Box::new(Failed { error, sql, trace });
+
+    // follow-up: read the question against the session's last one.
+    let t = Instant::now();
+    let last = session.conversation.lock().clone();
+    let reading = followup::read(last.as_ref(), &session.database, question);
+    let mut widened = None;
+    let asked: String = match &reading {
+        Reading::Fresh => question.to_string(),
+        Reading::Builds(q) => q.clone(),
+        Reading::MoreColumns(sql) => {
+            widened = Some(sql.clone());
+            last.as_ref().map(|l| l.question.clone()).unwrap_or_else(|| question.to_string())
+        }
+    };
+    if reading != Reading::Fresh {
+        trace.follows = last.as_ref().map(|l| l.question.clone());
+        trace.reading = Some(asked.clone());
+        let note = match &reading {
+            Reading::MoreColumns(_) => "the last answer with all its columns".to_string(),
+            _ => format!("read as: {asked}"),
+        };
+        trace.step("follow-up", t, note);
+    }
+    let question = asked.as_str();
 
     // retrieve: the caller's entitled context (cached per user, database, policies, catalog).
     let t = Instant::now();
@@ -144,7 +174,15 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
     loop {
         // draft
         let t = Instant::now();
-        let drafted = if llm {
+        let drafted = if let Some(last_sql) = widened.take() {
+            // Only the columns the caller's context holds: what they may read.
+            let ctx = &built.context;
+            let readable = |table: &str| ctx.tables.iter().find(|t| t.qualified().eq_ignore_ascii_case(table)).map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
+            match followup::more_columns(&last_sql, readable) {
+                Some(sql) => Drafted::Sql { sql, tables: vec![], confidence: 1.0, explanation: "the last answer's rows with all their columns".into() },
+                None => Drafted::Declined { reason: "the last answer groups or aggregates rows: it has no more columns to show".into() },
+            }
+        } else if llm {
             // A repair sends the last draft back with the error it met.
             let previous = trace.drafts.last().and_then(|d| Some((d.sql.as_deref()?, feedback.as_deref()?)));
             match crate::nl::llm::draft(lalo, session, &retrieved, retrieved.context(&built), question, previous).await {
@@ -187,7 +225,7 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
                     Ok(governed) => {
                         let note = format!("{} {}", governed.decision, governed.rules.join("; "));
                         trace.step("govern", t, note.trim());
-                        return Ok(Planned { sql, statement, governed, trace, context: built });
+                        return Ok(Planned { asked: question.to_string(), sql, statement, governed, trace, context: built });
                     }
                     Err(e @ LaloError::PermissionDenied { .. }) => {
                         trace.step("govern", t, format!("refused: {e}"));

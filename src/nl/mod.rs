@@ -2,11 +2,13 @@
 //! and linking (`retrieve`), the planner graph (`graph`), its entry points (`answer`), and the
 //! built-in `rules` drafter (a small semantic parser over table/column names, docs and samples),
 //! and the `llm` drafter for OpenAI-compatible endpoints (`llm`, `prompt`); `index` is the
-//! lancedb retrieval index whose fused, entitlement-filtered hits drive retrieval.
+//! lancedb retrieval index whose fused, entitlement-filtered hits drive retrieval; `followup`
+//! reads a question against the session's last one.
 
 pub mod answer;
 pub mod catalog;
 pub mod context;
+pub mod followup;
 pub mod graph;
 pub mod host;
 pub mod index;

@@ -40,6 +40,10 @@ impl Lalo {
             Route::Reset(name) => {
                 let mut s = session.settings.write();
                 s.reset(name.as_deref())?;
+                // RESET lalo.conversation (or ALL): the next question stands alone.
+                if name.as_deref().is_none_or(|n| crate::settings::canonical(n) == "lalo.conversation") {
+                    session.conversation.lock().take();
+                }
                 if name.is_none() {
                     self.default_timeout(&mut s);
                 }
@@ -51,6 +55,7 @@ impl Lalo {
                 Ok(Outcome::Command { tag: "RESET".into(), changed })
             }
             Route::DiscardAll => {
+                session.conversation.lock().take();
                 let mut s = session.settings.write();
                 s.reset(None)?;
                 self.default_timeout(&mut s);

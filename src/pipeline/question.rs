@@ -108,6 +108,9 @@ impl Lalo {
                 Err(e) => return Err(scope.fail(e).await),
             },
         };
+        // The turn a follow-up in this session builds on.
+        *session.conversation.lock() =
+            Some(crate::nl::followup::Turn { database: session.database.clone(), question: planned.asked.clone(), sql: planned.sql.clone() });
         let start = Request {
             sql: Some(planned.sql.clone()),
             names: crate::naming::pg_names(&planned.statement),

@@ -63,6 +63,8 @@ pub struct Session {
     /// Values derived from the settings that every statement needs, with the epoch they were
     /// derived at (reading them from the settings map each time cost a few percent per statement).
     derived: parking_lot::Mutex<Option<(u64, Arc<Derived>)>>,
+    /// The last question answered in this session, for follow-ups (nl/followup.rs).
+    pub conversation: parking_lot::Mutex<Option<crate::nl::followup::Turn>>,
 }
 
 /// Settings-derived values for one settings epoch.
@@ -113,6 +115,7 @@ impl Session {
             shapes: Default::default(),
             notices: Default::default(),
             derived: Default::default(),
+            conversation: Default::default(),
         }
     }
 

@@ -39,6 +39,60 @@ async fn ask_returns_rows_in_simple_and_extended_protocol() {
     assert!(balances.windows(2).all(|w| w[0] >= w[1]), "{balances:?}");
 }
 
+/// A question may build on the session's last one: a new year, a new name, a grouping, more
+/// columns (only those the caller may read). Each turn's SQL is governed on its own; another
+/// session, or `RESET lalo.conversation`, starts afresh.
+#[tokio::test]
+async fn follow_up_questions_build_on_the_last_one() {
+    let s = common::start().await;
+    let c = s.connect("admin").await;
+    let ask = |q: &'static str| {
+        let c = &c;
+        async move { rows(&c.simple_query(q).await.unwrap_or_else(|e| panic!("{q}: {e:?}"))) }
+    };
+    let sql = |q: &'static str| {
+        let c = &c;
+        async move { rows(&c.simple_query(q).await.unwrap_or_else(|e| panic!("{q}: {e:?}"))) }
+    };
+    assert_eq!(ask("ASK how many orders in 1995").await, sql("SELECT count(*) FROM tpch.orders WHERE extract(year FROM o_orderdate) = 1995").await);
+    assert_eq!(ask("ASK and in 1996?").await, sql("SELECT count(*) FROM tpch.orders WHERE extract(year FROM o_orderdate) = 1996").await);
+    // EXPLAIN ASK shows which turn it built on.
+    let explained = rows(&c.simple_query("EXPLAIN ASK what about 1997?").await.expect("explain"));
+    assert!(explained.iter().any(|r| r[0] == "trace" && r[1].contains("follow-up") && r[1].contains("1997")), "{explained:?}");
+    assert_eq!(ask("ASK how many customers in the AUTOMOBILE market segment").await, vec![vec!["302".to_string()]]);
+    assert_eq!(ask("ASK only for BUILDING").await, sql("SELECT count(*) FROM tpch.customer WHERE c_mktsegment = 'BUILDING'").await);
+    assert_eq!(ask("ASK how many customers are there").await, vec![vec!["1500".to_string()]]);
+    let mut per = ask("ASK now per market segment").await;
+    per.sort();
+    let mut want = sql("SELECT c_mktsegment, count(*) FROM tpch.customer GROUP BY 1").await;
+    want.sort();
+    assert_eq!(per, want, "a grouping added to the last question");
+
+    // Another session has its own conversation; RESET forgets this one.
+    let other = s.connect("admin").await;
+    let e = other.simple_query("ASK and in 1996?").await.expect_err("nothing to follow");
+    assert_eq!(sqlstate(&e), "42000");
+    c.simple_query("RESET lalo.conversation").await.expect("reset");
+    let e = c.simple_query("ASK and in 1996?").await.expect_err("forgotten");
+    assert_eq!(sqlstate(&e), "42000");
+
+    // More columns are the columns the caller may read: the intern never gets c_acctbal, and
+    // the widened statement is governed as any other (masks apply).
+    let intern = s.connect("intern").await;
+    let listed = intern.simple_query("ASK list the names of customers in the AUTOMOBILE market segment").await.expect("list");
+    assert!(!rows(&listed).is_empty());
+    let more = intern.simple_query("ASK show more columns").await.expect("more columns");
+    let names: Vec<String> = more
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::RowDescription(d) => Some(d.iter().map(|c| c.name().to_string()).collect()),
+            _ => None,
+        })
+        .expect("columns");
+    assert!(names.len() > 3 && names.contains(&"c_address".to_string()), "{names:?}");
+    assert!(!names.contains(&"c_acctbal".to_string()), "a denied column through a follow-up: {names:?}");
+}
+
 #[tokio::test]
 async fn explain_ask_shows_sql_context_and_trace_and_runs_nothing() {
     let s = common::start().await;

@@ -69,6 +69,17 @@ async fn exercise(client: &RunningService<RoleClient, ()>) {
     let (err, v) = call(client, "ask", json!({ "question": "what is the purpose of life?" })).await;
     assert!(err, "{v}");
     assert_eq!(v["sqlstate"], "42000", "{v}");
+
+    // A follow-up reads against this MCP session's last question; asked anew it stands alone.
+    let (err, first) = call(client, "ask", json!({ "question": "how many orders in 1995" })).await;
+    assert!(!err, "{first}");
+    let (err, v) = call(client, "ask", json!({ "question": "and in 1996?" })).await;
+    assert!(!err, "{v}");
+    assert!(v["sql"].as_str().unwrap_or("").contains("1996"), "built on the last question: {v}");
+    assert_ne!(v["rows"], first["rows"], "another year, another count: {v}");
+    let (err, v) = call(client, "ask", json!({ "question": "and in 1996?", "new_conversation": true })).await;
+    assert!(err, "{v}");
+    assert_eq!(v["sqlstate"], "42000", "{v}");
 }
 
 #[tokio::test]
@@ -99,6 +110,8 @@ fn http_server_tokens(var: &str, token: &str) {
 
 #[tokio::test]
 async fn rmcp_client_over_http_with_bearer_token() {
+    // The client's reqwest is built without a default crypto provider: this process's is ring.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     http_server_tokens("LALO_TEST_MCP_TOKEN_RMCP", "s3cret-rmcp");
     let s = common::start_with(|cfg| {
         cfg.mcp.tokens = vec![lalo::config::McpToken { token_env: "LALO_TEST_MCP_TOKEN_RMCP".into(), user: "intern".into() }];

@@ -13,7 +13,7 @@ mod ratio;
 mod shape;
 mod sql;
 mod states;
-mod text;
+pub(crate) mod text;
 mod vocab;
 
 use crate::nl::context::SchemaContext;
