@@ -60,8 +60,19 @@ enum Command {
         /// A PostgreSQL server to load into; without it a throwaway cluster is started.
         #[arg(long)]
         pg_url: Option<String>,
+        /// rules (built in) or llm (the OpenAI-compatible endpoint below).
         #[arg(long, default_value = "rules")]
         drafter: String,
+        /// For --drafter llm: the endpoint's base URL (…/v1), model and API key variable.
+        #[arg(long)]
+        llm_base_url: Option<String>,
+        #[arg(long)]
+        llm_model: Option<String>,
+        #[arg(long)]
+        llm_api_key_env: Option<String>,
+        /// The HTML report (default: next to --out, .html).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Per-question results as JSON lines.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -145,9 +156,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = lalo::Config::load(config.as_deref())?;
             ask::run(cfg, user, &database, &question).await
         }
-        Command::Eval { questions, data, unanswerable, pg_url, drafter, out, holdout_dbs, holdout_restyle } => {
-            let opts =
-                lalo::eval::EvalOptions { questions, data, unanswerable, pg_url, drafter, out, holdout: holdout_dbs, restyle: holdout_restyle };
+        Command::Eval { questions, data, unanswerable, pg_url, drafter, llm_base_url, llm_model, llm_api_key_env, html, out, holdout_dbs, holdout_restyle } => {
+            let opts = lalo::eval::EvalOptions {
+                questions,
+                data,
+                unanswerable,
+                pg_url,
+                drafter,
+                out,
+                holdout: holdout_dbs,
+                restyle: holdout_restyle,
+                html,
+                llm_base_url,
+                llm_model,
+                llm_api_key_env,
+            };
             let report = lalo::eval::run(&opts).await?;
             println!("{report}");
             Ok(ExitCode::SUCCESS)

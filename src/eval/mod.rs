@@ -4,6 +4,7 @@
 //! on PostgreSQL and scores by the corpus rules.
 
 pub mod corpus;
+pub mod html;
 pub mod report;
 pub mod restyle;
 pub mod score;
@@ -38,6 +39,13 @@ pub struct EvalOptions {
     pub holdout: Vec<String>,
     /// Ask the held-out databases' questions of renamed copies ([`restyle`]).
     pub restyle: bool,
+    /// The HTML report; by default next to `out` (`eval.jsonl` → `eval.html`).
+    pub html: Option<PathBuf>,
+    /// For `--drafter llm`: the OpenAI-compatible endpoint, model and API key variable
+    /// (`LALO_PLANNER_LLM_*` when not given).
+    pub llm_base_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key_env: Option<String>,
 }
 
 /// The user questions are asked as: the demo policies give admins everything.
@@ -47,8 +55,13 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run the evaluation and return its report (also written as JSON lines to `out`).
 pub async fn run(opts: &EvalOptions) -> Result<Report, LaloError> {
-    if opts.drafter != "rules" {
-        return Err(LaloError::Config(format!("drafter \"{}\" is not available in this build (rules)", opts.drafter)));
+    let drafter = match opts.drafter.as_str() {
+        "rules" => crate::config::DrafterKind::Rules,
+        "llm" => crate::config::DrafterKind::Llm,
+        other => return Err(LaloError::Config(format!("drafter \"{other}\" is not known: rules or llm"))),
+    };
+    if drafter == crate::config::DrafterKind::Llm && llm_setting(&opts.llm_base_url, "LALO_PLANNER_LLM_BASE_URL").is_none() {
+        return Err(LaloError::Config("--drafter llm needs --llm-base-url (or LALO_PLANNER_LLM_BASE_URL)".into()));
     }
     let mut questions = corpus::read_questions(&opts.questions, true)?;
     if let Some(u) = &opts.unanswerable {
@@ -87,7 +100,13 @@ pub async fn run(opts: &EvalOptions) -> Result<Report, LaloError> {
             served.insert(db.clone(), Served { url, schema: "public".into(), restyled: false });
         }
     }
-    let result = evaluate(opts, &questions, &urls, &served, &scratch).await;
+    let result = evaluate(opts, drafter, &questions, &urls, &served, &scratch).await;
+    if let Ok(report) = &result {
+        let html = opts.html.clone().or_else(|| opts.out.as_ref().map(|o| o.with_extension("html")));
+        if let Some(path) = html {
+            std::fs::write(&path, html::render(report, &opts.drafter)).map_err(|e| LaloError::Config(format!("{}: {e}", path.display())))?;
+        }
+    }
     if cluster.is_none() {
         for name in &loaded {
             let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
@@ -113,12 +132,14 @@ struct Served {
 /// Start lalo over the loaded databases and score every question; gold SQL runs on `urls`.
 async fn evaluate(
     opts: &EvalOptions,
+    drafter: crate::config::DrafterKind,
     questions: &[Question],
     urls: &BTreeMap<String, String>,
     served: &BTreeMap<String, Served>,
     scratch: &std::path::Path,
 ) -> Result<Report, LaloError> {
-    let lalo = start_lalo(served, scratch).await?;
+    let lalo = start_lalo(served, scratch, opts, drafter).await?;
+    let mut progress = Progress::new(questions.len());
     let mut report = Report { holdout: opts.holdout.iter().cloned().collect(), restyled: opts.restyle, ..Report::default() };
     let mut out = match &opts.out {
         Some(p) => Some(std::io::BufWriter::new(
@@ -137,6 +158,7 @@ async fn evaluate(
         report.context_ms.push((db.clone(), began.elapsed().as_secs_f64() * 1000.0));
         for q in questions.iter().filter(|q| &q.db == db) {
             let scored = ask_one(&lalo, &session, &pg, &schema, q).await;
+            progress.step(db, scored.correct);
             if let Some(w) = out.as_mut() {
                 use std::io::Write;
                 let line = serde_json::to_string(&scored).map_err(|e| LaloError::Internal(e.to_string()))?;
@@ -145,6 +167,7 @@ async fn evaluate(
             report.add(scored);
         }
     }
+    progress.done();
     if let Some(mut w) = out {
         use std::io::Write;
         w.flush().map_err(|e| LaloError::Internal(e.to_string()))?;
@@ -153,7 +176,12 @@ async fn evaluate(
 }
 
 /// lalo with one upstream per database, demo policies, no TPC-H, audit in the scratch dir.
-async fn start_lalo(served: &BTreeMap<String, Served>, scratch: &std::path::Path) -> Result<Arc<Lalo>, LaloError> {
+async fn start_lalo(
+    served: &BTreeMap<String, Served>,
+    scratch: &std::path::Path,
+    opts: &EvalOptions,
+    drafter: crate::config::DrafterKind,
+) -> Result<Arc<Lalo>, LaloError> {
     let catalog = scratch.join("catalog");
     std::fs::create_dir_all(&catalog).map_err(|e| LaloError::Internal(format!("catalog dir: {e}")))?;
     let mut sources = String::new();
@@ -171,6 +199,14 @@ async fn start_lalo(served: &BTreeMap<String, Served>, scratch: &std::path::Path
     cfg.builtin = true;
     cfg.governance.policies = scratch.join("demo-policies");
     cfg.governance.audit_log = scratch.join("audit.log");
+    cfg.planner.drafter = drafter;
+    if drafter == crate::config::DrafterKind::Llm {
+        cfg.planner.llm_base_url = llm_setting(&opts.llm_base_url, "LALO_PLANNER_LLM_BASE_URL");
+        cfg.planner.llm_model = llm_setting(&opts.llm_model, "LALO_PLANNER_LLM_MODEL").or(cfg.planner.llm_model.take());
+        cfg.planner.llm_api_key_env = llm_setting(&opts.llm_api_key_env, "LALO_PLANNER_LLM_API_KEY_ENV").or(cfg.planner.llm_api_key_env.take());
+        // An evaluation asks hundreds of questions as one user: no hourly budget.
+        cfg.planner.llm_token_budget_per_hour = 0;
+    }
     let lalo = Lalo::start(cfg).await?;
     // Upstreams are discovered in the background; wait until every one answers.
     for _ in 0..120 {
@@ -208,6 +244,8 @@ async fn ask_one(
     q: &Question,
 ) -> Scored {
     let mut s = Scored::new(q);
+    // Corpus questions stand alone: none is a follow-up of the one before.
+    session.conversation.lock().take();
     let began = Instant::now();
     let input = format!("ASK {}", q.question);
     let asked = tokio::time::timeout(QUERY_TIMEOUT, async {
@@ -239,10 +277,14 @@ async fn ask_one(
             s.declined = e.sqlstate() == "42000";
             // A failure comes before execution: its whole time is pipeline time.
             s.pipeline_ms = s.total_ms;
-            // What was drafted before it failed (the graph is deterministic: run it again to see).
-            if let Err(failed) = crate::nl::graph::run(lalo.as_ref(), session, &q.question).await {
-                s.drafted = failed.sql;
-                s.draft_error = failed.trace.drafts.iter().rev().find_map(|d| d.error.clone());
+            // What was drafted before it failed (the rules drafter is deterministic: run it again
+            // to see; a model would be asked, and billed, twice).
+            let rules = lalo.config.planner.drafter == crate::config::DrafterKind::Rules;
+            if rules {
+                if let Err(failed) = crate::nl::graph::run(lalo.as_ref(), session, &q.question).await {
+                    s.drafted = failed.sql;
+                    s.draft_error = failed.trace.drafts.iter().rev().find_map(|d| d.error.clone());
+                }
             }
             // Declined questions still had a context: recall is about what retrieval handed on.
             if let Ok((built, _)) = lalo.questions.get(lalo.as_ref(), session).await {
@@ -278,4 +320,52 @@ async fn ask_one(
         s.error = Some(format!("different rows (first: {:?})", pred.iter().take(2).collect::<Vec<_>>()));
     }
     s
+}
+
+/// A flag's value, else the variable's.
+fn llm_setting(flag: &Option<String>, var: &str) -> Option<String> {
+    flag.clone().or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
+/// A one-line progress bar on stderr while questions run, redrawn in place; nothing when
+/// stderr is not a terminal (CI logs stay clean). A line redrawn with `\r` needs no library.
+struct Progress {
+    total: usize,
+    done: usize,
+    correct: usize,
+    began: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress { total, done: 0, correct: 0, began: Instant::now(), shown: std::io::stderr().is_terminal() }
+    }
+
+    fn step(&mut self, db: &str, correct: bool) {
+        self.done += 1;
+        self.correct += correct as usize;
+        if !self.shown {
+            return;
+        }
+        let width = 30;
+        let filled = width * self.done / self.total.max(1);
+        eprint!(
+            "\r[{}{}] {}/{} {:<14} correct {} {:.0}s ",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            self.done,
+            self.total,
+            db,
+            self.correct,
+            self.began.elapsed().as_secs_f64()
+        );
+    }
+
+    fn done(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
 }

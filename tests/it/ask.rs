@@ -310,7 +310,7 @@ async fn eval_scores_two_defog_databases() {
             .arg(&u)
             .arg("--data")
             .arg(corpus.join("data"))
-            .args(["--pg-url", &pg.url("postgres"), "--drafter", "rules", "--out"])
+            .args(["--pg-url", &pg.url("postgres"), "--drafter", "rules", "--holdout-dbs", "geography", "--holdout-restyle", "--out"])
             .arg(&out)
             .env("LALO_LOG", "warn"),
     )
@@ -318,9 +318,87 @@ async fn eval_scores_two_defog_databases() {
     for part in ["execution accuracy:", "per category:", "per database:", "restaurants", "geography", "schema-linking recall:", "unanswerable declined:", "pipeline p50"] {
         assert!(stdout.contains(part), "{part} in:\n{stdout}");
     }
+    // Held out and asked of a renamed copy (camelCase, a shared prefix, schema app): reported
+    // apart, and answered.
+    let held = stdout.lines().find(|l| l.trim_start().starts_with("held-out")).unwrap_or_else(|| panic!("held-out line in:\n{stdout}"));
+    assert!(held.contains("geography renamed"), "{held}");
+    let held_correct: usize = held.split_whitespace().nth(1).and_then(|x| x.split('/').next()).and_then(|c| c.parse().ok()).expect("held-out count");
+    assert!(held_correct > 0, "{held}");
+    let html = std::fs::read_to_string(out.with_extension("html")).expect("html report next to the JSON lines");
+    for part in ["<svg", "Execution accuracy per database", "held out", "Pipeline latency"] {
+        assert!(html.contains(part), "{part} in the HTML report");
+    }
     let line = stdout.lines().find(|l| l.starts_with("execution accuracy:")).expect("accuracy line");
     let correct: usize = line.trim_start_matches("execution accuracy:").trim().split('/').next().and_then(|c| c.trim().parse().ok()).expect("count");
     assert!(correct > 0, "{line}");
     let lines = std::fs::read_to_string(&out).expect("out file").lines().count();
     assert_eq!(lines, n + m, "one JSON line per question");
+}
+
+/// A model that knows every answer: replies with the gold SQL of the question in its prompt,
+/// and declines questions it has no gold for.
+async fn oracle_model(gold: std::collections::HashMap<String, String>) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    use serde_json::{json, Value};
+    async fn chat(State(gold): State<std::sync::Arc<std::collections::HashMap<String, String>>>, Json(body): Json<Value>) -> Json<Value> {
+        let prompt = body["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")).and_then(|m| m["content"].as_str()).unwrap_or("");
+        let asked = prompt.rsplit("Question: ").next().unwrap_or("").trim_end_matches("JSON:").trim();
+        let reply = match gold.get(asked) {
+            Some(sql) => json!({ "sql": sql }),
+            None => json!({ "cannot_answer": "not in this schema" }),
+        };
+        Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "oracle",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.to_string()}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+    }
+    let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(std::sync::Arc::new(gold));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+/// `lalo eval --drafter llm` scores a model through the same pipeline: a model that knows the
+/// gold SQL scores near the top, declines what it cannot answer, and the HTML report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_scores_an_llm_drafter() {
+    let pg = crate::pgcluster::defog().await;
+    let corpus = crate::pgcluster::corpora().join("defog");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (q, u, out, html) = (dir.path().join("q.csv"), dir.path().join("u.csv"), dir.path().join("out.jsonl"), dir.path().join("report.html"));
+    let n = filtered_csv(&corpus.join("questions.csv"), &q, &["restaurants"]);
+    let m = filtered_csv(&corpus.join("unanswerable.csv"), &u, &["restaurants"]);
+    let questions = lalo::eval::corpus::read_questions(&q, true).expect("questions");
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let gold = questions
+        .iter()
+        .filter_map(|x| Some((one_line(&x.question), lalo::eval::corpus::expand_gold(&x.gold).into_iter().next()?)))
+        .collect();
+    let base = oracle_model(gold).await;
+    let stdout = common::run_ok(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
+            .arg("eval")
+            .arg("--questions")
+            .arg(&q)
+            .arg("--unanswerable")
+            .arg(&u)
+            .arg("--data")
+            .arg(corpus.join("data"))
+            .args(["--pg-url", &pg.url("postgres"), "--drafter", "llm", "--llm-base-url", &base, "--llm-model", "oracle", "--html"])
+            .arg(&html)
+            .arg("--out")
+            .arg(&out)
+            .env("LALO_LOG", "warn"),
+    )
+    .await;
+    let line = stdout.lines().find(|l| l.starts_with("execution accuracy:")).expect("accuracy line");
+    let correct: usize = line.trim_start_matches("execution accuracy:").trim().split('/').next().and_then(|c| c.trim().parse().ok()).expect("count");
+    assert!(correct * 10 >= n * 8, "a model with the gold SQL gets at least 80%: {line} of {n}");
+    assert!(stdout.contains(&format!("unanswerable declined: {m}/{m}")), "{stdout}");
+    let report = std::fs::read_to_string(&html).expect("html report");
+    assert!(report.contains("Drafter <b>llm</b>") && report.contains("<svg"), "the HTML report names the drafter and charts it");
 }
