@@ -83,7 +83,35 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
             out = std::borrow::Cow::Owned(out.replace(needle, replacement));
         }
     }
+    if let Some(star) = force_quote_star(&out) {
+        out = std::borrow::Cow::Owned(star);
+    }
     out
+}
+
+/// `COPY ... TO STDOUT (FORCE_QUOTE *)` (or `CSV FORCE QUOTE *`): sqlparser takes only a
+/// column list there, so the `*` is written as the quoted name `"*"`, which copy.rs reads as
+/// "every column" (a column really named `*` is the one thing this cannot tell apart).
+fn force_quote_star(sql: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    if !upper.trim_start().starts_with("COPY") {
+        return None;
+    }
+    // Only the options, after the statement's target.
+    let from = upper.rfind("STDOUT")?;
+    for needle in ["FORCE_QUOTE", "FORCE QUOTE"] {
+        let Some(i) = upper[from..].find(needle) else { continue };
+        let after = from + i + needle.len();
+        let rest = &upper[after..];
+        let star = after + (rest.len() - rest.trim_start().len());
+        // ASCII upper-casing keeps every byte offset of `sql`.
+        if rest.trim_start().starts_with('*') {
+            let mut out = sql.to_string();
+            out.replace_range(star..star + 1, "\"*\"");
+            return Some(out);
+        }
+    }
+    None
 }
 
 /// `LIKE p ESCAPE 'c'` with an escape other than backslash: DataFusion only knows backslash,

@@ -14,6 +14,18 @@ pub struct Question {
     pub db: String,
     pub category: String,
     pub answerable: bool,
+    /// How to answer, given with the question ("Always filter names using ILIKE"); may be empty.
+    pub instructions: String,
+}
+
+impl Question {
+    /// What a user types: the question, then its instructions on a line of their own.
+    pub fn asked(&self) -> String {
+        match self.instructions.trim() {
+            "" => self.question.clone(),
+            i => format!("{}\n{i}", self.question.trim()),
+        }
+    }
 }
 
 /// Read a questions CSV (`question, query, db_name, query_category, ...`, header by name).
@@ -25,7 +37,7 @@ pub fn read_questions(path: &Path, answerable: bool) -> Result<Vec<Question>, La
     let (Some(q), Some(db)) = (col("question"), col("db_name")) else {
         return Err(LaloError::Config(format!("{}: needs columns question and db_name", path.display())));
     };
-    let (gold, cat) = (col("query"), col("query_category"));
+    let (gold, cat, told) = (col("query"), col("query_category"), col("instructions"));
     let cell = |r: &[String], i: Option<usize>| i.and_then(|i| r.get(i)).cloned().unwrap_or_default();
     Ok(rows
         .iter()
@@ -37,6 +49,7 @@ pub fn read_questions(path: &Path, answerable: bool) -> Result<Vec<Question>, La
             db: r[db].clone(),
             category: if answerable { cell(r, cat) } else { "unanswerable".into() },
             answerable,
+            instructions: cell(r, told),
         })
         .collect())
 }

@@ -247,9 +247,10 @@ async fn ask_one(
     // Corpus questions stand alone: none is a follow-up of the one before.
     session.conversation.lock().take();
     let began = Instant::now();
-    let input = format!("ASK {}", q.question);
+    let question = q.asked();
+    let input = format!("ASK {question}");
     let asked = tokio::time::timeout(QUERY_TIMEOUT, async {
-        let a = lalo.answer(session, &q.question, &input, Default::default()).await?;
+        let a = lalo.answer(session, &question, &input, Default::default()).await?;
         let pipeline_ms = a.trace.total_ms();
         let Outcome::Rows { mut rows, .. } = a.outcome else {
             return Err(LaloError::Internal("a question returned no rows".into()));
@@ -281,7 +282,7 @@ async fn ask_one(
             // to see; a model would be asked, and billed, twice).
             let rules = lalo.config.planner.drafter == crate::config::DrafterKind::Rules;
             if rules {
-                if let Err(failed) = crate::nl::graph::run(lalo.as_ref(), session, &q.question).await {
+                if let Err(failed) = crate::nl::graph::run(lalo.as_ref(), session, &question).await {
                     s.drafted = failed.sql;
                     s.draft_error = failed.trace.drafts.iter().rev().find_map(|d| d.error.clone());
                 }

@@ -343,7 +343,9 @@ async fn oracle_model(gold: std::collections::HashMap<String, String>) -> String
     async fn chat(State(gold): State<std::sync::Arc<std::collections::HashMap<String, String>>>, Json(body): Json<Value>) -> Json<Value> {
         let prompt = body["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")).and_then(|m| m["content"].as_str()).unwrap_or("");
         let asked = prompt.rsplit("Question: ").next().unwrap_or("").trim_end_matches("JSON:").trim();
-        let reply = match gold.get(asked) {
+        // The question opens the prompt's last line; its instructions may follow it.
+        let found = gold.iter().filter(|(q, _)| asked.starts_with(q.as_str())).max_by_key(|(q, _)| q.len()).map(|(_, sql)| sql);
+        let reply = match found {
             Some(sql) => json!({ "sql": sql }),
             None => json!({ "cannot_answer": "not in this schema" }),
         };

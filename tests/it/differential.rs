@@ -324,6 +324,8 @@ async fn copy_writes_what_postgres_writes() {
         "(FORMAT csv, HEADER)",
         "(FORMAT csv, DELIMITER ';', NULL 'NULL', QUOTE '''', FORCE_QUOTE (b, c))",
         "(FORMAT csv, FORCE_QUOTE (b), ESCAPE '\\')",
+        "(FORMAT csv, FORCE_QUOTE *)",
+        "CSV FORCE QUOTE *",
         "(DELIMITER '|', NULL '-')",
         "(FORMAT text, HEADER)",
         "CSV HEADER",

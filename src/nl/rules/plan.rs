@@ -32,6 +32,8 @@ pub(super) struct Ctx<'a> {
     pub mentioned: Vec<usize>,
     /// Filter conditions found so far, by position; `build` places them (WHERE, or a ratio's sides).
     pub conds: Vec<Cond>,
+    /// How text filters are written, as instructions with the question say.
+    pub matching: super::instruct::Matching,
 }
 
 /// One filter condition and where the question states it.
@@ -70,7 +72,11 @@ pub(super) fn where_terms(conds: &[Cond]) -> Vec<String> {
 }
 
 pub fn plan(question: &str, ix: &Index) -> Planned {
-    let tokens = tokenize(question);
+    // Instructions that came with the question say how to match text; their words are not
+    // the question's.
+    let (asked, told) = super::instruct::split(question);
+    let matching = super::instruct::matching(&told);
+    let tokens = tokenize(&asked);
     let mentions = link(&tokens, ix);
     let unknown = unknown_words(&tokens, &mentions, ix);
     if !unknown.is_empty() {
@@ -82,8 +88,11 @@ pub fn plan(question: &str, ix: &Index) -> Planned {
         Target::Table(t) => Some(*t),
         _ => None,
     }).collect();
-    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![], mentioned, conds: vec![] };
+    let mut c = Ctx { ix, tokens, mentions, used, q: Query { root: subject, tables: vec![subject], ..Query::default() }, notes: vec![], mentioned, conds: vec![], matching };
     c.notes.push(format!("about {}", ix.tables[subject].name));
+    if !told.is_empty() {
+        c.notes.push(format!("instructions: {}", told.join(" ")));
+    }
     c.filters();
     c.shape()?;
     let (sql, tables) = c.q.render(ix).ok_or_else(|| "the tables the question needs are not connected by any key".to_string())?;
@@ -212,8 +221,15 @@ impl Ctx<'_> {
             match self.resolve(m) {
                 Target::Value(t, c, v) => {
                     let col = self.col(t, c);
-                    let sql = format!("{col} = {}", literal(&v));
-                    self.conds.push(Cond { at, col, sql, eq: Some(literal(&v)), show: false });
+                    let m_ = self.matching;
+                    let (sql, eq) = if m_.contains {
+                        (format!("{col} ILIKE {}", contains_pattern(&v)), None)
+                    } else if m_.ilike {
+                        (format!("{col} ILIKE {}", literal(&v.replace('%', "\\%").replace('_', "\\_"))), None)
+                    } else {
+                        (format!("{col} = {}", literal(&v)), Some(literal(&v)))
+                    };
+                    self.conds.push(Cond { at, col, sql, eq, show: false });
                     self.used[m] = true;
                 }
                 Target::Column(t, c) if self.ix.tables[t].columns[c].boolean => {
@@ -231,7 +247,14 @@ impl Ctx<'_> {
                         let start = self.mentions[m].start;
                         let prefix = (start.saturating_sub(4)..start).any(|i| matches!(self.word(i), "start" | "starts" | "starting" | "begin" | "begins" | "beginning"));
                         let pattern = if prefix { literal(&format!("{}%", text.replace('%', "\\%").replace('_', "\\_"))) } else { contains_pattern(&text) };
-                        let sql = format!("{col} ILIKE {pattern}");
+                        let m_ = self.matching;
+                        let sql = if m_.exact && !prefix {
+                            format!("{col} = {}", literal(&text))
+                        } else if m_.ilike && !m_.contains && !prefix {
+                            format!("{col} ILIKE {}", literal(&text.replace('%', "\\%").replace('_', "\\_")))
+                        } else {
+                            format!("{col} ILIKE {pattern}")
+                        };
                         self.conds.push(Cond { at, col, sql, eq: None, show: false });
                         self.used[m] = true;
                     }
