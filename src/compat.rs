@@ -99,15 +99,16 @@ fn force_quote_star(sql: &str) -> Option<String> {
     }
     // Only the options, after the statement's target.
     let from = upper.rfind("STDOUT")?;
-    for needle in ["FORCE_QUOTE", "FORCE QUOTE"] {
+    // The option list takes a parenthesised list after FORCE_QUOTE; the legacy form a bare one.
+    for (needle, star) in [("FORCE_QUOTE", "(\"*\")"), ("FORCE QUOTE", "\"*\"")] {
         let Some(i) = upper[from..].find(needle) else { continue };
         let after = from + i + needle.len();
         let rest = &upper[after..];
-        let star = after + (rest.len() - rest.trim_start().len());
+        let at = after + (rest.len() - rest.trim_start().len());
         // ASCII upper-casing keeps every byte offset of `sql`.
         if rest.trim_start().starts_with('*') {
             let mut out = sql.to_string();
-            out.replace_range(star..star + 1, "\"*\"");
+            out.replace_range(at..at + 1, star);
             return Some(out);
         }
     }
