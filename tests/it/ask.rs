@@ -290,6 +290,14 @@ fn filtered_csv(src: &Path, dst: &Path, dbs: &[&str]) -> usize {
     kept.len()
 }
 
+/// `lalo eval` over the questions in `q` and `u` of the corpus at `corpus`, JSON lines to `out`.
+fn eval_command(q: &Path, u: &Path, corpus: &Path, pg_url: &str, out: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"));
+    cmd.arg("eval").arg("--questions").arg(q).arg("--unanswerable").arg(u).arg("--data").arg(corpus.join("data"));
+    cmd.args(["--pg-url", pg_url, "--out"]).arg(out).env("LALO_LOG", "warn");
+    cmd
+}
+
 /// `lalo eval` on two defog databases of the shared cluster prints every metric and gets some right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eval_scores_two_defog_databases() {
@@ -302,17 +310,7 @@ async fn eval_scores_two_defog_databases() {
     let m = filtered_csv(&corpus.join("unanswerable.csv"), &u, &dbs);
     assert!(n > 10 && m > 0, "{n} questions, {m} unanswerable");
     let stdout = common::run_ok(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
-            .arg("eval")
-            .arg("--questions")
-            .arg(&q)
-            .arg("--unanswerable")
-            .arg(&u)
-            .arg("--data")
-            .arg(corpus.join("data"))
-            .args(["--pg-url", &pg.url("postgres"), "--drafter", "rules", "--holdout-dbs", "geography", "--holdout-restyle", "--out"])
-            .arg(&out)
-            .env("LALO_LOG", "warn"),
+        eval_command(&q, &u, &corpus, &pg.url("postgres"), &out).args(["--drafter", "rules", "--holdout-dbs", "geography", "--holdout-restyle"]),
     )
     .await;
     for part in ["execution accuracy:", "per category:", "per database:", "restaurants", "geography", "schema-linking recall:", "unanswerable declined:", "pipeline p50"] {
@@ -382,19 +380,9 @@ async fn eval_scores_an_llm_drafter() {
         .collect();
     let base = oracle_model(gold).await;
     let stdout = common::run_ok(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_lalo"))
-            .arg("eval")
-            .arg("--questions")
-            .arg(&q)
-            .arg("--unanswerable")
-            .arg(&u)
-            .arg("--data")
-            .arg(corpus.join("data"))
-            .args(["--pg-url", &pg.url("postgres"), "--drafter", "llm", "--llm-base-url", &base, "--llm-model", "oracle", "--html"])
-            .arg(&html)
-            .arg("--out")
-            .arg(&out)
-            .env("LALO_LOG", "warn"),
+        eval_command(&q, &u, &corpus, &pg.url("postgres"), &out)
+            .args(["--drafter", "llm", "--llm-base-url", &base, "--llm-model", "oracle", "--html"])
+            .arg(&html),
     )
     .await;
     let line = stdout.lines().find(|l| l.starts_with("execution accuracy:")).expect("accuracy line");
