@@ -37,6 +37,17 @@ struct SqlBody {
 struct AskBody {
     question: String,
     database: Option<String>,
+    /// The last answer's `conversation`, sent back for a follow-up: HTTP keeps no session, the
+    /// client carries the turn (any replica can answer it). Each turn is governed on its own,
+    /// so what a client writes here gains it nothing it could not send as SQL.
+    previous: Option<PreviousTurn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviousTurn {
+    question: String,
+    sql: String,
 }
 
 #[derive(Deserialize)]
@@ -216,11 +227,17 @@ async fn ask(State(lalo): State<Arc<Lalo>>, Extension(caller): Extension<Caller>
     };
     let run = async {
         let session = open(&lalo, &caller, body.database.as_deref()).await?;
+        if let Some(p) = &body.previous {
+            let turn = crate::nl::followup::Turn { database: session.database.clone(), question: p.question.clone(), sql: p.sql.clone() };
+            *session.conversation.lock() = Some(turn);
+        }
         let input = format!("ASK {}", body.question);
         let a = lalo.answer(&session, &body.question, &input, Delivery::default()).await?;
         let mut extra = Map::new();
         extra.insert("sql".into(), json!(a.sql));
         extra.insert("decision".into(), json!(a.decision));
+        let read = a.trace.reading.clone().unwrap_or_else(|| body.question.clone());
+        extra.insert("conversation".into(), json!({ "question": read, "sql": a.sql }));
         rows(&session, a.outcome, wants(&headers), extra).await
     };
     let span = crate::telemetry::statement_span("http", &caller.user, &body.question, Some(&headers));

@@ -38,6 +38,18 @@ async fn curl_and_python_clients_query_over_http_under_governance() {
     assert_eq!(code, "400", "session commands have no session over HTTP: {body}");
     let (body, code) = post("analyst", r#"{"question":"how many orders are there?"}"#, "/v1/explain");
     assert!(code == "200" || code == "422", "{code} {body}");
+    // A follow-up over HTTP: the client sends back the last answer's `conversation`.
+    let (body, code) = post("admin", r#"{"question":"how many orders in 1995"}"#, "/v1/ask");
+    assert_eq!(code, "200", "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let follow = serde_json::json!({ "question": "and in 1996?", "previous": first["conversation"] }).to_string();
+    let (body, code) = post("admin", &follow, "/v1/ask");
+    assert_eq!(code, "200", "{body}");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(second["sql"].as_str().unwrap().contains("1996") && second["conversation"]["question"].as_str().unwrap().contains("1996"), "{second}");
+    assert_ne!(second["rows"], first["rows"], "{second}");
+    let (body, code) = post("admin", r#"{"question":"and in 1996?"}"#, "/v1/ask");
+    assert_eq!(code, "422", "without the previous turn it stands alone: {body}");
     let (body, code) = post("analyst", r#"{"sql":"SELECT 1","database":"nosuch"}"#, "/v1/sql");
     assert_eq!(code, "404", "{body}");
     assert!(body.contains("3D000"), "{body}");
