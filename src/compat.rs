@@ -97,22 +97,48 @@ fn force_quote_star(sql: &str) -> Option<String> {
     if !upper.trim_start().starts_with("COPY") {
         return None;
     }
-    // Only the options, after the statement's target.
-    let from = upper.rfind("STDOUT")?;
-    // The option list takes a parenthesised list after FORCE_QUOTE; the legacy form a bare one.
-    for (needle, star) in [("FORCE_QUOTE", "(\"*\")"), ("FORCE QUOTE", "\"*\"")] {
-        let Some(i) = upper[from..].find(needle) else { continue };
-        let after = from + i + needle.len();
-        let rest = &upper[after..];
-        let at = after + (rest.len() - rest.trim_start().len());
-        // ASCII upper-casing keeps every byte offset of `sql`.
-        if rest.trim_start().starts_with('*') {
-            let mut out = sql.to_string();
-            out.replace_range(at..at + 1, star);
-            return Some(out);
+    // Only the options after the COPY's target, outside string literals, before the statement ends.
+    let from = upper.find("STDOUT")?;
+    let bytes = upper.as_bytes();
+    let mut quoted = false;
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => quoted = !quoted,
+            b';' if !quoted => return None,
+            _ if !quoted => {
+                // The option list takes a parenthesised list after FORCE_QUOTE; the legacy form a bare one.
+                for (needle, star) in [("FORCE_QUOTE", "(\"*\")"), ("FORCE QUOTE", "\"*\"")] {
+                    if upper[i..].starts_with(needle) {
+                        let rest = &upper[i + needle.len()..];
+                        let at = i + needle.len() + (rest.len() - rest.trim_start().len());
+                        // ASCII upper-casing keeps every byte offset of `sql`.
+                        if rest.trim_start().starts_with('*') {
+                            let mut out = sql.to_string();
+                            out.replace_range(at..at + 1, star);
+                            return Some(out);
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
+        i += 1;
     }
     None
+}
+
+#[cfg(test)]
+mod force_quote_tests {
+    #[test]
+    fn force_quote_star_is_rewritten_in_the_options_only() {
+        let r = |s: &str| super::force_quote_star(s);
+        assert_eq!(r("COPY (SELECT 1) TO STDOUT (FORMAT csv, FORCE_QUOTE *)").as_deref(), Some("COPY (SELECT 1) TO STDOUT (FORMAT csv, FORCE_QUOTE (\"*\"))"));
+        assert_eq!(r("copy (select 1) to stdout csv force quote *").as_deref(), Some("copy (select 1) to stdout csv force quote \"*\""));
+        assert_eq!(r("COPY (SELECT 1) TO STDOUT; SELECT 'to stdout force quote *'"), None);
+        assert_eq!(r("COPY (SELECT 1) TO STDOUT (FORMAT csv, NULL 'FORCE_QUOTE *')"), None);
+        assert_eq!(r("SELECT 'COPY x TO STDOUT FORCE QUOTE *'"), None);
+    }
 }
 
 /// `LIKE p ESCAPE 'c'` with an escape other than backslash: DataFusion only knows backslash,

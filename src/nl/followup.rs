@@ -29,14 +29,17 @@ pub struct Turn {
 pub enum Reading {
     /// It stands alone.
     Fresh,
-    /// The combined question to draft.
-    Builds(String),
+    /// The combined question to draft; `opener`: the question said it continues ("and ...").
+    /// Without one it was only short, and may still stand alone (the drafter tries that first).
+    Builds { question: String, opener: bool },
     /// The last SQL with every column of its tables.
     MoreColumns(String),
 }
 
 /// Words that open a question continuing the last one.
 const OPENERS: &[&str] = &["and", "what about", "how about", "now", "only", "just", "also", "but", "then", "instead", "same", "again"];
+/// Prepositions that lead what a follow-up adds.
+const PREPOSITIONS: &[&str] = &["in", "for", "of", "at", "from", "with", "during", "on"];
 /// Words that carry no content of their own in a follow-up's remainder.
 const FILLER: &[&str] = &["and", "what", "about", "how", "now", "only", "just", "also", "but", "then", "instead", "same", "again", "please", "the", "for", "in", "of", "?"];
 
@@ -57,16 +60,24 @@ pub fn read(last: Option<&Turn>, database: &str, question: &str) -> Reading {
     if words > 0 && (text.contains("more columns") || text.contains("all columns") || text.contains("more details")) {
         return Reading::MoreColumns(last.sql.clone());
     }
-    // The follow-up without its opener.
-    let rest: Vec<&Token> = tokens.iter().skip_while(|t| t.kind == Kind::Word && FILLER.contains(&t.lower.as_str())).collect();
+    // The follow-up without its opener, and the preposition that led what it adds ("in the").
+    let skipped = tokens.iter().take_while(|t| t.kind == Kind::Word && FILLER.contains(&t.lower.as_str())).count();
+    let rest: Vec<&Token> = tokens.iter().skip(skipped).collect();
     if rest.is_empty() {
         return Reading::Fresh;
     }
-    let mut base = last.question.trim().trim_end_matches(['?', '.', '!']).to_string();
+    let lead: Vec<&str> = {
+        let run = &tokens[..skipped];
+        let from = run.iter().position(|t| PREPOSITIONS.contains(&t.lower.as_str())).unwrap_or(run.len());
+        run[from..].iter().map(|t| t.lower.as_str()).filter(|w| *w != "?").collect()
+    };
+    // The last question's own words; its instructions (if any) stay at the end.
+    let (last_question, instructions) = crate::nl::rules::instruct::split(&last.question);
+    let mut base = last_question.trim().trim_end_matches(['?', '.', '!']).to_string();
     let mut added: Vec<String> = vec![];
     let year = rest.iter().find_map(|t| t.year());
     let names = names(&rest);
-    let old_names = names_in(&last.question);
+    let old_names = names_in(&last_question);
     let mut consumed = vec![false; rest.len()];
     if let Some(y) = year {
         let old_years: Vec<String> = tokenize(&base).iter().filter(|t| t.year().is_some()).map(|t| t.raw.clone()).collect();
@@ -96,16 +107,20 @@ pub fn read(last: Option<&Turn>, database: &str, question: &str) -> Reading {
         .map(|(t, _)| if t.kind == Kind::Quoted { format!("\"{}\"", t.raw) } else { t.raw.clone() })
         .collect();
     if !remainder.is_empty() {
-        // Keep the preposition that led the remainder ("per month", "in Germany").
-        let lead = rest.iter().zip(&consumed).find(|(t, c)| !**c && t.kind == Kind::Word).map(|(t, _)| t.lower.clone());
+        // Keep the preposition that led the remainder ("per month", "in the BUILDING segment").
         let joined = remainder.join(" ");
-        match lead.filter(|l| matches!(l.as_str(), "for" | "in" | "of") && !joined.to_lowercase().starts_with(l.as_str())) {
-            Some(l) => added.push(format!("{l} {joined}")),
-            None => added.push(joined),
+        if lead.is_empty() {
+            added.push(joined);
+        } else {
+            added.push(format!("{} {joined}", lead.join(" ")));
         }
     }
-    let combined = std::iter::once(base).chain(added).collect::<Vec<_>>().join(" ");
-    Reading::Builds(combined)
+    let mut combined = std::iter::once(base).chain(added).collect::<Vec<_>>().join(" ");
+    for i in instructions {
+        combined.push('\n');
+        combined.push_str(&i);
+    }
+    Reading::Builds { question: combined, opener: opener.is_some() }
 }
 
 /// Quoted phrases and runs of capitalised words (names) with their token spans.
@@ -202,7 +217,7 @@ mod tests {
 
     fn built(last: &str, q: &str) -> String {
         match read(Some(&turn(last)), "db", q) {
-            Reading::Builds(s) => s,
+            Reading::Builds { question, .. } => question,
             other => panic!("{q}: {other:?}"),
         }
     }
@@ -214,6 +229,11 @@ mod tests {
         assert_eq!(built("How many orders are there?", "now per month"), "How many orders are there per month");
         assert_eq!(built("How many orders are there?", "what about 1997?"), "How many orders are there in 1997");
         assert_eq!(built("Which papers cite \"Deep Learning\"?", "and \"Graph Theory\"?"), "Which papers cite \"Graph Theory\"");
+        // Instructions that came with the last question stay after the combined one.
+        assert_eq!(
+            built("How many customers are there? Always filter names using ILIKE", "only in the BUILDING segment"),
+            "How many customers are there in the BUILDING segment\nAlways filter names using ILIKE"
+        );
     }
 
     #[test]

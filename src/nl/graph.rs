@@ -100,11 +100,21 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
     // follow-up: read the question against the session's last one.
     let t = Instant::now();
     let last = session.conversation.lock().clone();
-    let reading = followup::read(last.as_ref(), &session.database, question);
+    let mut reading = followup::read(last.as_ref(), &session.database, question);
+    // A short question that does not say it continues may stand alone: the rules drafter tries
+    // it alone first; a model is not asked twice, so for it such a question is fresh.
+    let mut alone_first = None;
+    if let Reading::Builds { opener: false, .. } = reading {
+        if llm {
+            reading = Reading::Fresh;
+        } else {
+            alone_first = Some(question.to_string());
+        }
+    }
     let mut widened = None;
     let asked: String = match &reading {
         Reading::Fresh => question.to_string(),
-        Reading::Builds(q) => q.clone(),
+        Reading::Builds { question, .. } => question.clone(),
         Reading::MoreColumns(sql) => {
             widened = Some(sql.clone());
             last.as_ref().map(|l| l.question.clone()).unwrap_or_else(|| question.to_string())
@@ -120,6 +130,8 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
         trace.step("follow-up", t, note);
     }
     let question = asked.as_str();
+    // The question the SQL answers (the session's next turn builds on it).
+    let mut answered = asked.clone();
 
     // retrieve: the caller's entitled context (cached per user, database, policies, catalog).
     let t = Instant::now();
@@ -194,7 +206,17 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
                 }
             }
         } else {
-            draft(&retrieved, &built, question, feedback.as_deref())
+            let alone = alone_first.take().map(|q| (draft(&retrieved, &built, &q, None), q)).filter(|(d, _)| matches!(d, Drafted::Sql { .. }));
+            match alone {
+                Some((d, q)) => {
+                    answered = q;
+                    trace.follows = None;
+                    trace.reading = None;
+                    trace.step("follow-up", t, "stands alone");
+                    d
+                }
+                None => draft(&retrieved, &built, question, feedback.as_deref()),
+            }
         };
         let sql = match drafted {
             Drafted::Sql { sql, confidence, explanation, .. } => {
@@ -225,7 +247,7 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
                     Ok(governed) => {
                         let note = format!("{} {}", governed.decision, governed.rules.join("; "));
                         trace.step("govern", t, note.trim());
-                        return Ok(Planned { asked: question.to_string(), sql, statement, governed, trace, context: built });
+                        return Ok(Planned { asked: answered, sql, statement, governed, trace, context: built });
                     }
                     Err(e @ LaloError::PermissionDenied { .. }) => {
                         trace.step("govern", t, format!("refused: {e}"));

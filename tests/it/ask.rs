@@ -59,6 +59,8 @@ async fn follow_up_questions_build_on_the_last_one() {
     // EXPLAIN ASK shows which turn it built on.
     let explained = rows(&c.simple_query("EXPLAIN ASK what about 1997?").await.expect("explain"));
     assert!(explained.iter().any(|r| r[0] == "trace" && r[1].contains("follow-up") && r[1].contains("1997")), "{explained:?}");
+    // Short, but standing alone: not read against the last question.
+    assert_eq!(ask("ASK list all regions").await.len(), 5);
     assert_eq!(ask("ASK how many customers in the AUTOMOBILE market segment").await, vec![vec!["302".to_string()]]);
     assert_eq!(ask("ASK only for BUILDING").await, sql("SELECT count(*) FROM tpch.customer WHERE c_mktsegment = 'BUILDING'").await);
     assert_eq!(ask("ASK how many customers are there").await, vec![vec!["1500".to_string()]]);

@@ -128,9 +128,36 @@ pub(super) fn subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
         .data)
 }
 
+/// How many scale-carrying scalar subqueries one may hold: each is planned twice, so nesting
+/// doubles the plan at every level.
+const MAX_NESTED_SCALED: usize = 4;
+
+/// The `lalo_scaled` calls in a plan, its subqueries included.
+fn scaled_in(plan: &LogicalPlan) -> Result<usize> {
+    let mut n = 0;
+    plan.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            e.apply(|x| {
+                if matches!(x, Expr::ScalarFunction(f) if is_scaled(f)) {
+                    n += 1;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(n)
+}
+
 /// A scalar subquery, its value's display scale kept beside it when it has one.
 fn scalar(s: Subquery) -> Result<Expr> {
     let inner = walk(Arc::unwrap_or_clone(s.subquery.clone()))?;
+    if scaled_in(&inner)? > MAX_NESTED_SCALED {
+        return Err(crate::error::LaloError::NotSupported(
+            "scalar subqueries over NUMERIC results nested this deeply are not supported (each carries its display scale); cast an inner result to a fixed scale, e.g. ::numeric(30,10)".into(),
+        )
+        .into());
+    }
     let schema = inner.schema().clone();
     let value = values(&schema).into_iter().next();
     let comp = value.as_ref().and_then(|v| companion_of(&schema, v));

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, ExprSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::{lit, when, BinaryExpr, Expr, ExprSchemable, Operator, ScalarUDF};
+use datafusion::logical_expr::{lit, BinaryExpr, Expr, ExprSchemable, Operator, ScalarUDF};
 
 use super::scalar::{as_decimal, row_scaled, Op, PgNumericFn, PgNumericText, TRIMMED_SCALE, UNKNOWN_SCALE};
 
@@ -56,7 +56,9 @@ impl Ds {
             (Ds::Fixed(x), Ds::Fixed(y)) => Ds::Fixed(if add { x + y } else { x.max(y) }),
             (x, y) => {
                 let (x, y) = (x.arg(), y.arg());
-                Ds::Row(if add { x + y } else { when(x.clone().gt_eq(y.clone()), x).otherwise(y).unwrap_or_else(|_| lit(UNKNOWN_SCALE)) })
+                // `greatest` names each operand once: a CASE naming each twice doubled the
+                // expression at every level of a nested sum.
+                Ds::Row(if add { x + y } else { datafusion::functions::core::expr_fn::greatest(vec![x, y]) })
             }
         }
     }
@@ -163,6 +165,29 @@ fn call(f: PgNumericFn, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), args))
 }
 
+/// The most expression nodes the operands of one NUMERIC function may have. Each operation
+/// takes its operands' values and their display scales, and a scale is computed from the
+/// values below it, so an expression nested d deep grows as 2^d: past this size (about a dozen
+/// nested divisions) the statement is refused instead of planned for minutes.
+pub const MAX_OPERAND_NODES: usize = 4096;
+
+fn bounded(args: Vec<Expr>) -> Result<Vec<Expr>> {
+    let mut n = 0usize;
+    for a in &args {
+        a.apply(|_| {
+            n += 1;
+            Ok(if n > MAX_OPERAND_NODES { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        })?;
+    }
+    if n > MAX_OPERAND_NODES {
+        return Err(crate::error::LaloError::NotSupported(
+            "NUMERIC arithmetic nested this deeply is not supported (each level carries its display scale); cast an inner result to a fixed scale, e.g. ::numeric(30,10)".into(),
+        )
+        .into());
+    }
+    Ok(args)
+}
+
 fn is_decimal(t: &DataType) -> bool {
     matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
 }
@@ -187,7 +212,7 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 return Ok(Transformed::no(e));
             }
             let (Some(dl), Some(dr)) = (ds(left, schema), ds(right, schema)) else { return Ok(Transformed::no(e)) };
-            let args = vec![left.as_ref().clone(), right.as_ref().clone(), dl.arg(), dr.arg()];
+            let args = bounded(vec![left.as_ref().clone(), right.as_ref().clone(), dl.arg(), dr.arg()])?;
             Ok(Transformed::yes(call(PgNumericFn::new(Op::Div, false), args)))
         }
         // PostgreSQL takes the NUMERIC form when an argument is NUMERIC and none is a float.
@@ -205,11 +230,11 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             };
             if let (Some(op), [x]) = (one, f.args.as_slice()) {
                 let Some(d) = ds(x, schema) else { return Ok(Transformed::no(e)) };
-                return Ok(Transformed::yes(call(PgNumericFn::new(op, false), vec![x.clone(), d.arg()])));
+                return Ok(Transformed::yes(call(PgNumericFn::new(op, false), bounded(vec![x.clone(), d.arg()])?)));
             }
             if let ("power" | "pow", [b, x]) = (name, f.args.as_slice()) {
                 let (Some(db), Some(dx)) = (ds(b, schema), ds(x, schema)) else { return Ok(Transformed::no(e)) };
-                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Pow, false), vec![b.clone(), x.clone(), db.arg(), dx.arg()])));
+                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Pow, false), bounded(vec![b.clone(), x.clone(), db.arg(), dx.arg()])?)));
             }
             if matches!(name, "log" | "log10") {
                 // log(x) and log10(x) are log(10, x).
@@ -219,7 +244,7 @@ fn one(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     _ => return Ok(Transformed::no(e)),
                 };
                 let (Some(db), Some(dx)) = (ds(&b, schema), ds(&x, schema)) else { return Ok(Transformed::no(e)) };
-                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Log, false), vec![b, x, db.arg(), dx.arg()])));
+                return Ok(Transformed::yes(call(PgNumericFn::new(Op::Log, false), bounded(vec![b, x, db.arg(), dx.arg()])?)));
             }
             if name == "round" {
                 return Ok(round_places(e, schema));

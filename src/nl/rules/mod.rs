@@ -6,7 +6,7 @@ mod cues;
 #[cfg(test)]
 mod habits_tests;
 mod index;
-mod instruct;
+pub(crate) mod instruct;
 mod joins;
 mod link;
 mod plan;
