@@ -27,6 +27,7 @@ pub mod pg_text;
 pub mod pg_keys;
 pub mod search_path;
 pub mod sources;
+pub mod subquery_null;
 pub mod tpch;
 pub mod upstream;
 pub mod views;

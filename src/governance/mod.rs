@@ -356,6 +356,8 @@ fn is_cast(f: &dyn datafusion::logical_expr::ScalarUDFImpl) -> bool {
         || id == std::any::TypeId::of::<crate::engine::pg_numeric::scalar::PgNumericText>()
         // A scalar subquery the statement wrote, with its value's display scale.
         || id == std::any::TypeId::of::<crate::engine::pg_numeric::carry::PgScaled>()
+        // A scalar subquery the statement wrote, typed nullable (engine/subquery_null.rs).
+        || id == std::any::TypeId::of::<crate::engine::subquery_null::Nullable>()
 }
 
 /// Every function a statement calls must pass `[functions]` in rules.toml (42501 otherwise).

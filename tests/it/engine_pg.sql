@@ -138,3 +138,6 @@ select (select avg(x) from (values (1.0), (2.0)) t(x)) + 0, (select 1/3.0), (sel
 select distinct on (g) g, x/3.0 from (values (1, 1.0), (1, 2.0), (2, 3.0)) t(g, x) order by g, x desc
 select x, (select avg(y/3.0) from (values (1), (2)) u(y) where u.y = t.x) from (values (1), (2)) t(x) order by x
 select o.x, (select max(y) from (values (1), (2)) u(y) where y = o.x) from (values (1), (2)) o(x) order by 1
+-- a scalar subquery that finds no row is NULL, whatever its column's nullability
+select (select 1 where false) is null, (select 1 where false) as v
+select (select g from generate_series(1, 3) g where g > 5) is null
