@@ -93,10 +93,11 @@ pub fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
 /// column list there, so the `*` is written as the quoted name `"*"`, which copy.rs reads as
 /// "every column" (a column really named `*` is the one thing this cannot tell apart).
 fn force_quote_star(sql: &str) -> Option<String> {
-    let upper = sql.to_ascii_uppercase();
-    if !upper.trim_start().starts_with("COPY") {
+    // Every statement passes here: only a COPY is looked at further.
+    if !sql.trim_start().get(..4).is_some_and(|p| p.eq_ignore_ascii_case("copy")) {
         return None;
     }
+    let upper = sql.to_ascii_uppercase();
     // Only the options after the COPY's target, outside string literals, before the statement ends.
     let from = upper.find("STDOUT")?;
     let bytes = upper.as_bytes();

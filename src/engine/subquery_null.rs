@@ -17,7 +17,18 @@ use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan, ReturnFieldArgs
 /// The plan with its non-nullable scalar subqueries made nullable (unchanged over upstreams:
 /// PostgreSQL types them right, and the function would not unparse).
 pub fn nullable(plan: LogicalPlan) -> Result<LogicalPlan> {
-    if crate::governance::local_fns::reads_upstream(&plan) {
+    // Most statements have no scalar subquery: one walk to find out.
+    let mut any = false;
+    plan.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            e.apply(|x| {
+                any |= matches!(x, Expr::ScalarSubquery(s) if s.subquery.schema().fields().first().is_some_and(|f| !f.is_nullable()));
+                Ok(if any { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })?;
+        }
+        Ok(if any { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    if !any || crate::governance::local_fns::reads_upstream(&plan) {
         return Ok(plan);
     }
     plan.transform_up_with_subqueries(|node| {
