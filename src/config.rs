@@ -142,6 +142,9 @@ pub struct PlannerConfig {
     pub llm_timeout_ms: u64,
     /// `llm` drafter: tokens (`usage.total_tokens`) one user may spend per hour; 0 means unlimited.
     pub llm_token_budget_per_hour: u64,
+    /// Sample values in model prompts: `non_pii` (default: none from columns classified as
+    /// personal data, whatever `[governance] pii` masks), `all`, or `none`.
+    pub prompt_samples: String,
 }
 
 impl Default for PlannerConfig {
@@ -158,6 +161,7 @@ impl Default for PlannerConfig {
             retrieval_dir: None,
             llm_timeout_ms: 20_000,
             llm_token_budget_per_hour: 0,
+            prompt_samples: "non_pii".into(),
         }
     }
 }
@@ -185,6 +189,11 @@ pub struct GovernanceConfig {
     pub max_rows: u64,
     /// 0 means unlimited.
     pub rate_limit_per_minute: u32,
+    /// Personal data: `off`, `report` (classify columns, list them to admins and in the audit)
+    /// or `mask` (also mask confidently classified columns for callers no mask rule names).
+    pub pii: String,
+    /// Rows sampled per table to classify its columns.
+    pub pii_sample_rows: u32,
 }
 
 impl Default for GovernanceConfig {
@@ -200,6 +209,8 @@ impl Default for GovernanceConfig {
             audit_head_log: false,
             max_rows: 0,
             rate_limit_per_minute: 0,
+            pii: "off".into(),
+            pii_sample_rows: 200,
         }
     }
 }

@@ -35,6 +35,10 @@ pub enum LaloError {
     LimitExceeded(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A statement whose pre-flight estimate is over the caller's scan budget (54000), the
+    /// estimate in the hint.
+    #[error("{message}")]
+    OverBudget { message: String, hint: Option<String> },
     #[error("canceling statement due to statement timeout")]
     Timeout,
     #[error("canceling statement due to user request")]
@@ -90,7 +94,7 @@ impl LaloError {
             LaloError::PermissionDenied { .. } => "42501",
             LaloError::NotAnswerable { .. } => "42000",
             LaloError::LimitExceeded(_) => "53400",
-            LaloError::RateLimited(_) => "54000",
+            LaloError::RateLimited(_) | LaloError::OverBudget { .. } => "54000",
             LaloError::Timeout | LaloError::Canceled | LaloError::TimedOut(_) => "57014",
             LaloError::AdminShutdown => "57P01",
             LaloError::UpstreamLost { .. } => "08006",
@@ -136,7 +140,9 @@ impl LaloError {
     /// A hint shown to the client, where one helps.
     pub fn hint(&self) -> Option<String> {
         match self {
-            LaloError::PermissionDenied { hint, .. } | LaloError::NotAnswerable { hint, .. } => {
+            LaloError::PermissionDenied { hint, .. }
+            | LaloError::NotAnswerable { hint, .. }
+            | LaloError::OverBudget { hint, .. } => {
                 hint.clone()
             }
             _ => None,

@@ -88,6 +88,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Personal data tools.
+    Pii {
+        #[command(subcommand)]
+        command: PiiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PiiCommand {
+    /// Sample every table (embedded and upstream), classify its columns (email, phone, national
+    /// ids, payment cards, IBANs, IP addresses, dates of birth, person names) and print them with
+    /// suggested mask rules.
+    Scan {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON lines instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +206,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{} problem(s)", problems.len());
                 Ok(ExitCode::FAILURE)
             }
+        }
+        Command::Pii { command: PiiCommand::Scan { config, json } } => {
+            let cfg = lalo::Config::load(config.as_deref())?;
+            let lalo = lalo::Lalo::start(cfg).await?;
+            let columns = lalo.classify_pii().await?;
+            if json {
+                for c in &columns {
+                    println!("{}", serde_json::to_string(c)?);
+                }
+            } else {
+                print!("{}", lalo::governance::pii::report::render(&columns));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Verify { config, log, key_env } } => {
             use lalo::governance::audit::{verify, Key, Verification};

@@ -9,6 +9,7 @@ pub mod info_schema;
 pub mod info_shapes;
 pub mod interrupt;
 pub mod keys;
+pub mod live_table;
 pub mod mask_fn;
 pub mod overflow;
 pub mod pg_age;
@@ -52,6 +53,8 @@ use views::{ViewCatalogList, ViewMode, Visibility};
 
 /// The database name of the embedded catalog.
 pub const EMBEDDED_DB: &str = "lalo";
+/// lalo's own tables about governance (classified personal data, budgets): admins read them.
+pub const GOVERNANCE_SCHEMA: &str = "lalo_governance";
 
 /// Shared, immutable-after-start engine state.
 pub struct Engine {
@@ -249,6 +252,18 @@ impl Engine {
         loader
             .register_json(format!("{EMBEDDED_DB}.lalo_audit.events"), path.to_string_lossy().as_ref(), opts)
             .await?;
+        Ok(())
+    }
+
+    /// Serve `table` in lalo's own database (schema `lalo_governance`), rows made at each scan.
+    pub fn register_live_table(&self, table: &str, provider: Arc<live_table::LiveTable>) -> Result<(), LaloError> {
+        let lalo = self.base.catalog(EMBEDDED_DB).ok_or_else(|| LaloError::Internal("no embedded catalog".into()))?;
+        if lalo.schema(GOVERNANCE_SCHEMA).is_none() {
+            lalo.register_schema(GOVERNANCE_SCHEMA, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let schema = lalo.schema(GOVERNANCE_SCHEMA).ok_or_else(|| LaloError::Internal("no governance schema".into()))?;
+        schema.deregister_table(table)?;
+        schema.register_table(table.to_string(), provider)?;
         Ok(())
     }
 

@@ -10,11 +10,13 @@ pub mod lineage;
 pub mod local_fns;
 
 pub mod member_set;
+pub mod pii;
 pub mod postgres;
 pub mod rewrite;
 mod barrier;
 mod fence;
 pub mod rules;
+pub mod scan_budget;
 pub mod watch;
 pub mod lint;
 #[cfg(test)] mod govern_tests;
@@ -159,6 +161,12 @@ pub struct Governance {
     pub limits: Arc<limits::LimitTracker>,
     /// Bumped on every reload, so caches keyed by policy (plans, NL context) start over.
     version: std::sync::atomic::AtomicU64,
+    /// Classified personal data and the default masks it gives (pii/).
+    pii: RwLock<Arc<pii::PiiState>>,
+    /// Table sizes the pre-flight estimates read (scan_budget.rs).
+    pub sizes: scan_budget::Sizes,
+    /// What each user's statements were estimated to read this hour.
+    pub usage: scan_budget::Usage,
 }
 
 impl std::fmt::Debug for Governance {
@@ -183,6 +191,9 @@ impl Governance {
             policies: RwLock::new(Arc::new(policies)),
             limits: Arc::new(limits::LimitTracker::default()),
             version: Default::default(),
+            pii: RwLock::new(Arc::new(pii::PiiState::new(pii::PiiMode::parse(&config.governance.pii)?, vec![]))),
+            sizes: Default::default(),
+            usage: Default::default(),
         })
     }
 
@@ -238,9 +249,29 @@ impl Governance {
         !self.enabled || self.current().access.column_allowed(user, &table.to_lowercase(), &col.to_lowercase(), "select")
     }
 
-    /// Masks that apply to a caller on `table` (`db.schema.table`).
+    /// Masks that apply to a caller on `table` (`db.schema.table`): rules.toml's, and the
+    /// default masks of classified personal data under `pii = "mask"`.
     pub fn masks_for(&self, subject: &Subject, table: &str) -> std::collections::BTreeMap<String, String> {
-        self.current().rules.masks_for(subject, table)
+        let pii = self.pii();
+        self.current().rules.masks_with(subject, table, pii.masks.get(&table.to_ascii_lowercase()))
+    }
+
+    /// The personal-data classification in force.
+    pub fn pii(&self) -> Arc<pii::PiiState> {
+        self.pii.read().clone()
+    }
+
+    /// Put a new classification in force; returns what changed (empty: nothing did). Plans and
+    /// question contexts made under the old one start over when anything changed.
+    pub fn set_pii(&self, columns: Vec<pii::Classification>) -> Vec<String> {
+        let old = self.pii();
+        let new = pii::PiiState::new(old.mode, columns);
+        let changes = new.changes_from(&old);
+        if !changes.is_empty() {
+            *self.pii.write() = Arc::new(new);
+            self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        changes
     }
 
     /// Limits that apply to a caller.
@@ -288,7 +319,8 @@ impl Governance {
             }
         }
         let tables = refs.tables;
-        let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, subject, db, schema, &pol.cache).await?;
+        let pii = self.pii();
+        let (plan, applied) = rewrite::apply(ctx, plan, &pol.rules, &pii.masks, subject, db, schema, &pol.cache).await?;
         // Functions lalo answers from its own session never reach an upstream connection.
         let plan = local_fns::pin(ctx, plan)?;
         let decision = Decision::of(!applied.filters.is_empty(), !applied.masks.is_empty());

@@ -46,6 +46,7 @@ pub async fn apply(
     ctx: &SessionContext,
     plan: LogicalPlan,
     rules: &Rules,
+    pii: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     subject: &Subject,
     db: &str,
     schema: &str,
@@ -73,7 +74,7 @@ pub async fn apply(
     for (tref, embedded) in work {
         let full = full_name(&tref, db, schema);
         let filters = rules.filters_for(subject, &full)?;
-        let masks = rules.masks_for(subject, &full);
+        let masks = rules.masks_with(subject, &full, pii.get(&full.to_ascii_lowercase()));
         if filters.is_empty() && masks.is_empty() {
             continue;
         }

@@ -66,6 +66,9 @@ pub struct Mask {
     pub kind: String,
 }
 
+/// The mask kind that masks nothing (an explicit exemption from a default mask).
+pub const CLEAR: &str = "clear";
+
 /// Limits for a user or role.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -75,6 +78,10 @@ pub struct Limit {
     pub statement_timeout_ms: Option<u64>,
     pub max_concurrent: Option<u32>,
     pub rate_per_minute: Option<u32>,
+    /// Statements estimated (before they run) to read more rows than this are refused (54000).
+    pub max_scan_rows: Option<u64>,
+    /// Statements estimated to read more bytes than this are refused (54000).
+    pub max_scan_bytes: Option<u64>,
 }
 
 /// The caller as rules see them: name, roles (including the name) and attributes.
@@ -98,6 +105,8 @@ pub struct EffectiveLimits {
     pub statement_timeout_ms: Option<u64>,
     pub max_concurrent: Option<u32>,
     pub rate_per_minute: Option<u32>,
+    pub max_scan_rows: Option<u64>,
+    pub max_scan_bytes: Option<u64>,
 }
 
 fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -118,7 +127,7 @@ impl Rules {
 
     pub fn parse(text: &str) -> Result<Rules, String> {
         let rules: Rules = toml::from_str(text).map_err(|e| e.to_string())?;
-        for m in &rules.mask {
+        for m in rules.mask.iter().filter(|m| m.kind != CLEAR) {
             mask_sql(&m.kind, "x", &arrow_text()).map_err(|e| format!("mask on {}.{}: {e}", m.table, m.column))?;
         }
         Ok(rules)
@@ -135,11 +144,29 @@ impl Rules {
 
     /// Mask kind per column that applies to `subject` on `table`.
     pub fn masks_for(&self, subject: &Subject, table: &str) -> BTreeMap<String, String> {
-        self.mask
+        self.masks_with(subject, table, None)
+    }
+
+    /// Mask kind per column that applies to `subject` on `table`, with `defaults` (column →
+    /// kind: classified personal data) for the columns no rule for this subject names. A rule
+    /// of kind `clear` names a column and masks nothing: how a DBA exempts a role from a default.
+    pub fn masks_with(
+        &self,
+        subject: &Subject,
+        table: &str,
+        defaults: Option<&BTreeMap<String, String>>,
+    ) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = self
+            .mask
             .iter()
             .filter(|m| m.table.eq_ignore_ascii_case(table) && subject.matches(&m.subject))
             .map(|m| (m.column.to_ascii_lowercase(), m.kind.clone()))
-            .collect()
+            .collect();
+        for (col, kind) in defaults.into_iter().flatten() {
+            out.entry(col.clone()).or_insert_with(|| kind.clone());
+        }
+        out.retain(|_, k| k != CLEAR);
+        out
     }
 
     /// Limits that apply to `subject`.
@@ -150,6 +177,8 @@ impl Rules {
             out.statement_timeout_ms = min_opt(out.statement_timeout_ms, l.statement_timeout_ms);
             out.max_concurrent = min_opt(out.max_concurrent, l.max_concurrent);
             out.rate_per_minute = min_opt(out.rate_per_minute, l.rate_per_minute);
+            out.max_scan_rows = min_opt(out.max_scan_rows, l.max_scan_rows);
+            out.max_scan_bytes = min_opt(out.max_scan_bytes, l.max_scan_bytes);
         }
         out
     }

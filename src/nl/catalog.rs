@@ -108,6 +108,7 @@ async fn build(lalo: &dyn Host, session: &Session, entries: Vec<TableEntry>) -> 
     let docs = lalo.engine().docs();
     let mut tables = Vec::with_capacity(entries.len());
     let mut masked = vec![];
+    let pii = lalo.governance().pii();
     for t in &entries {
         let provider = match catalogs.catalog(&t.database).and_then(|c| c.schema(&t.schema)) {
             Some(s) => s.table(&t.table).await?,
@@ -123,6 +124,7 @@ async fn build(lalo: &dyn Host, session: &Session, entries: Vec<TableEntry>) -> 
             let data_type = arrow.field_with_name(&c.name).map(|f| f.data_type().clone()).unwrap_or(DataType::Utf8);
             let mut col = ColumnInfo::new(c.name.clone(), data_type);
             col.description = (!c.description.is_empty()).then(|| c.description.clone());
+            col.pii = pii.column(&full, &c.name).is_some();
             if masks.contains_key(&c.name.to_ascii_lowercase()) {
                 // A masked column's real values must not leak through samples.
                 masked.push(format!("{full}.{}", c.name));

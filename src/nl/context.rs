@@ -29,6 +29,9 @@ pub struct ColumnInfo {
     pub description: Option<String>,
     /// Distinct values of low-cardinality text columns, as text.
     pub samples: Vec<String>,
+    /// Classified as personal data (`[governance] pii`): its samples stay out of model prompts
+    /// unless `[planner] prompt_samples = "all"`.
+    pub pii: bool,
 }
 
 /// A join path between two tables; table names are `schema.table`.
@@ -55,7 +58,7 @@ impl TableInfo {
 impl ColumnInfo {
     /// A column with no description and no samples.
     pub fn new(name: impl Into<String>, data_type: DataType) -> ColumnInfo {
-        ColumnInfo { name: name.into(), data_type, description: None, samples: vec![] }
+        ColumnInfo { name: name.into(), data_type, description: None, samples: vec![], pii: false }
     }
 
     /// Integer, decimal or floating point.

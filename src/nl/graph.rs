@@ -198,7 +198,13 @@ pub async fn run(lalo: &dyn Host, session: &Session, question: &str) -> Result<P
             // A repair sends the last draft back with the error it met.
             let previous = trace.drafts.last().and_then(|d| Some((d.sql.as_deref()?, feedback.as_deref()?)));
             match crate::nl::llm::draft(lalo, session, &retrieved, retrieved.context(&built), question, previous).await {
-                Ok(d) => d,
+                Ok((d, removed)) => {
+                    if !removed.is_empty() {
+                        // What the firewall kept out of the prompt: where and why, never the text.
+                        trace.step("firewall", t, format!("removed from the prompt: {}", removed.join("; ")));
+                    }
+                    d
+                }
                 Err(e) => {
                     trace.step("draft", t, format!("failed: {e}"));
                     let last = trace.drafts.iter().rev().find_map(|d| d.sql.clone());

@@ -48,6 +48,14 @@ impl std::fmt::Debug for LlmState {
 }
 
 impl LlmState {
+    /// Tokens each user spent this hour (empty when the drafter was never built).
+    pub fn usage(&self) -> Vec<(String, u64)> {
+        match self.drafter.get() {
+            Some(Ok(d)) => d.usage(),
+            _ => vec![],
+        }
+    }
+
     /// The drafter for `cfg` (a configuration error is kept and returned on every use).
     pub fn get(&self, cfg: &PlannerConfig, dialects: &std::path::Path) -> Result<Arc<LlmDrafter>, LaloError> {
         self.drafter.get_or_init(|| LlmDrafter::new(cfg, dialects).map(Arc::new)).clone()
@@ -112,13 +120,25 @@ impl LlmDrafter {
         Ok(())
     }
 
+    /// Count tokens against the user's hour (kept with no budget too: the budgets view shows them).
     fn spend(&self, user: &str, tokens: u64) {
-        if self.budget_per_hour == 0 || tokens == 0 {
+        if tokens == 0 {
             return;
         }
         let mut spent = self.spent.lock();
         let entry = spent.entry(user.to_string()).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= HOUR {
+            *entry = (Instant::now(), 0);
+        }
         entry.1 = entry.1.saturating_add(tokens);
+    }
+
+    /// Tokens each user spent in their current hour.
+    pub fn usage(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> =
+            self.spent.lock().iter().filter(|(_, (at, _))| at.elapsed() < HOUR).map(|(u, (_, n))| (u.clone(), *n)).collect();
+        v.sort();
+        v
     }
 
     /// One chat completion within the timeout; a transport error is retried once.
@@ -163,7 +183,7 @@ pub async fn draft(
     ctx: &SchemaContext,
     question: &str,
     previous: Option<(&str, &str)>,
-) -> Result<Drafted, LaloError> {
+) -> Result<(Drafted, Vec<String>), LaloError> {
     let dialects = lalo.config().resolve(std::path::Path::new("dialects"));
     let llm = lalo.llm().get(&lalo.config().planner, &dialects)?;
     llm.check_budget(&session.user)?;
@@ -180,14 +200,16 @@ pub async fn draft(
             }
         }
     }
-    let user = prompt::user(question, &session.database, ctx, &retrieved.documents, &examples);
+    let mut firewall = crate::nl::firewall::Report::default();
+    let samples = prompt::Samples::parse(&lalo.config().planner.prompt_samples);
+    let user = prompt::user(question, &session.database, ctx, &retrieved.documents, &examples, samples, &mut firewall);
     let mut messages = vec![
         json!({"role": "system", "content": prompt::system(&profile.prompt_hints)}),
         json!({"role": "user", "content": user}),
     ];
     if let Some((sql, error)) = previous {
         messages.push(json!({"role": "assistant", "content": json!({"sql": sql}).to_string()}));
-        messages.push(json!({"role": "user", "content": prompt::repair(error)}));
+        messages.push(json!({"role": "user", "content": prompt::repair(error, &mut firewall)}));
     }
     let body = json!({
         "model": llm.model,
@@ -209,10 +231,11 @@ pub async fn draft(
     let tokens = reply.pointer("/usage/total_tokens").and_then(Value::as_u64).unwrap_or(0);
     llm.spend(&session.user, tokens);
 
+    let removed = firewall.removed;
     let Some(content) = reply.pointer("/choices/0/message/content").and_then(Value::as_str) else {
-        return Ok(Drafted::Declined { reason: "the language model's reply held no message".into() });
+        return Ok((Drafted::Declined { reason: "the language model's reply held no message".into() }, removed));
     };
-    Ok(match prompt::parse(content) {
+    let drafted = match prompt::parse(content) {
         Reply::Sql { sql, tables } => match one_query(&sql) {
             Ok(()) => Drafted::Sql { sql, tables, confidence: 0.0, explanation: format!("model {}, {tokens} tokens", llm.model) },
             Err(reason) => Drafted::Declined { reason: reason.into() },
@@ -223,7 +246,8 @@ pub async fn draft(
             Drafted::Declined { reason: "the language model found no way to answer it from the tables you can read".into() }
         }
         Reply::Invalid(why) => Drafted::Declined { reason: format!("the language model's reply was unusable ({why})") },
-    })
+    };
+    Ok((drafted, removed))
 }
 
 /// Refuse replies that hold several statements or something other than a query. SQL that does not

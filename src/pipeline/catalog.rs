@@ -47,14 +47,24 @@ impl Lalo {
             }
             total += up.refresh().await?;
         }
+        // New or changed tables are classified before anyone reads them.
+        self.refresh_pii().await?;
         Ok(total)
     }
 
     /// Every table the session's caller may read, with visible columns and their docs.
     pub async fn visible_tables(&self, session: &Session) -> Result<Vec<crate::search::TableEntry>, LaloError> {
-        use crate::search::{ColumnEntry, TableEntry};
         let vis: Arc<dyn crate::engine::views::Visibility> =
             if self.governance.enabled() { self.governance.visibility(&session.user) } else { Arc::new(SeeAll) };
+        self.tables_seen_by(vis).await
+    }
+
+    /// Every table `vis` lets through, with the columns it lets through and their docs.
+    pub async fn tables_seen_by(
+        &self,
+        vis: Arc<dyn crate::engine::views::Visibility>,
+    ) -> Result<Vec<crate::search::TableEntry>, LaloError> {
+        use crate::search::{ColumnEntry, TableEntry};
         let docs = self.engine.docs();
         let catalogs = self.engine.catalogs();
         let mut out = Vec::new();

@@ -25,6 +25,10 @@ impl Lalo {
         delivery: Delivery<'_>,
         slot: Option<Slot>,
     ) -> Result<Outcome, LaloError> {
+        let governed = match self.preflight(session, governed).await {
+            Ok(g) => g,
+            Err(e) => return Err(scope.fail(e).await),
+        };
         scope.governed(&governed);
         let slot = match slot {
             Some(s) => s,

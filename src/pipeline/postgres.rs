@@ -106,7 +106,7 @@ impl Lalo {
     /// The governed statement for `text` and the SQL the upstream runs for it, from the session's
     /// statement cache by shape, or governed now; `None` when the lane does not take it.
     async fn lane_statement(&self, session: &Session, text: &str) -> Option<Result<(Arc<GovernedSql>, String), LaloError>> {
-        if !self.config.catalog.postgres_lane {
+        if !self.config.catalog.postgres_lane || self.has_scan_budget(session) {
             return None;
         }
         let upstream = self.engine.upstreams().get(&session.database)?.clone();

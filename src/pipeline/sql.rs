@@ -135,7 +135,8 @@ impl Lalo {
     /// planned each time.
     async fn choose(&self, session: &Session, sql: &Sql<'_>, governed: &GovernedPlan) -> Executor {
         let ups = self.engine.upstreams();
-        if ups.get(&session.database).is_some() {
+        // A caller with a scan budget runs on the engine, which estimates every statement first.
+        if ups.get(&session.database).is_some() && !self.has_scan_budget(session) {
             let docs = self.engine.docs();
             let primary_key =
                 |db: &str, schema: &str, table: &str| crate::engine::keys::declared(&docs.read(), db, schema, table).primary_key;

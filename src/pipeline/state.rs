@@ -86,6 +86,10 @@ impl Lalo {
             stages: Default::default(),
             shutdown: Default::default(),
         });
+        lalo.register_governance_tables()?;
+        // Classified before the first client: under `pii = "mask"` no statement runs without
+        // the default masks.
+        lalo.refresh_pii().await?;
         crate::nl::index::RetrievalIndex::spawn(&(lalo.clone() as Arc<dyn crate::nl::Host>));
         Ok(lalo)
     }

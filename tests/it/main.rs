@@ -30,3 +30,4 @@ mod http_api;
 mod flight;
 mod shutdown;
 mod telemetry;
+mod data_protection;

@@ -1,0 +1,242 @@
+//! Pre-flight budgets: before a governed statement runs for a caller with `max_scan_rows` or
+//! `max_scan_bytes`, estimate from its optimized plan and the tables' sizes how many rows it
+//! reads — every table scan (subqueries included) plus, for each join without equality keys
+//! (a cross join, a nested loop over a range condition), the pairs it must examine — and how
+//! many bytes (rows × the widths of the columns read). Over a limit, the statement is refused
+//! with 54000 and the estimate in the hint, before any row is read.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::{FetchType, LogicalPlan};
+use parking_lot::RwLock;
+
+use super::rewrite::{full_name, is_system_schema};
+use super::rules::EffectiveLimits;
+use crate::error::LaloError;
+
+/// Table sizes are data: re-read after this long.
+const SIZE_TTL: Duration = Duration::from_secs(600);
+/// Width counted for a value whose size varies (text, binary, lists).
+const VARIABLE_WIDTH: u64 = 24;
+/// How long the per-user usage window is.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Row counts per table (`db.schema.table`), measured once and kept for [`SIZE_TTL`].
+#[derive(Debug, Default)]
+pub struct Sizes {
+    rows: RwLock<HashMap<String, (u64, Instant)>>,
+}
+
+impl Sizes {
+    pub fn get(&self, table: &str) -> Option<u64> {
+        self.rows.read().get(table).filter(|(_, at)| at.elapsed() < SIZE_TTL).map(|(n, _)| *n)
+    }
+
+    pub fn set(&self, table: &str, rows: u64) {
+        self.rows.write().insert(table.to_string(), (rows, Instant::now()));
+    }
+}
+
+/// A statement's estimate.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Estimate {
+    /// Rows read by scans plus pairs examined by joins without keys.
+    pub rows: u64,
+    pub bytes: u64,
+    /// The share of `rows` that is join pairs.
+    pub join_pairs: u64,
+    /// Tables whose size is not known (counted as empty).
+    pub unknown: Vec<String>,
+}
+
+impl Estimate {
+    /// The estimate as a person reads it.
+    pub fn describe(&self) -> String {
+        let mut s = format!("estimated {} rows and {} read", self.rows, human_bytes(self.bytes));
+        if self.join_pairs > 0 {
+            s.push_str(&format!(", of which {} row pairs examined by joins without keys", self.join_pairs));
+        }
+        if !self.unknown.is_empty() {
+            s.push_str(&format!("; sizes unknown for {}", self.unknown.join(", ")));
+        }
+        s
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Tables the plan scans (`db.schema.table`, system schemas left out), subqueries included.
+pub fn scanned_tables(plan: &LogicalPlan, db: &str, schema: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = plan.apply_with_subqueries(|n| {
+        if let LogicalPlan::TableScan(scan) = n {
+            let full = full_name(&scan.table_name, db, schema);
+            if !is_system_schema(&full) && !out.contains(&full) {
+                out.push(full);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// Estimate what `plan` (optimized) reads, with table sizes from `size`.
+pub fn estimate(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) -> Option<u64>) -> Estimate {
+    let mut est = Estimate::default();
+    let _ = plan.apply_with_subqueries(|n| {
+        match n {
+            LogicalPlan::TableScan(scan) => {
+                let full = full_name(&scan.table_name, db, schema);
+                if is_system_schema(&full) {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                match size(&full) {
+                    Some(rows) => {
+                        let rows = scan.fetch.map_or(rows, |f| rows.min(f as u64));
+                        est.rows = est.rows.saturating_add(rows);
+                        let width = row_width(scan.projected_schema.as_arrow());
+                        est.bytes = est.bytes.saturating_add(rows.saturating_mul(width));
+                    }
+                    None if !est.unknown.contains(&full) => est.unknown.push(full),
+                    None => {}
+                }
+            }
+            LogicalPlan::Join(j) if j.on.is_empty() => {
+                let pairs = cardinality(&j.left, db, schema, size).saturating_mul(cardinality(&j.right, db, schema, size));
+                est.join_pairs = est.join_pairs.saturating_add(pairs);
+                est.rows = est.rows.saturating_add(pairs);
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    est
+}
+
+/// Rows a plan node produces, at most (filters are not credited with any selectivity: a
+/// budget is about what a statement may cost, so the estimate errs high).
+fn cardinality(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) -> Option<u64>) -> u64 {
+    let card = |p: &LogicalPlan| cardinality(p, db, schema, size);
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let rows = size(&full_name(&scan.table_name, db, schema)).unwrap_or(0);
+            scan.fetch.map_or(rows, |f| rows.min(f as u64))
+        }
+        LogicalPlan::Join(j) if j.on.is_empty() => card(&j.left).saturating_mul(card(&j.right)),
+        LogicalPlan::Join(j) => card(&j.left).max(card(&j.right)),
+        LogicalPlan::Union(u) => u.inputs.iter().map(|i| card(i)).fold(0u64, |a, b| a.saturating_add(b)),
+        LogicalPlan::Limit(l) => match l.get_fetch_type() {
+            Ok(FetchType::Literal(Some(f))) => card(&l.input).min(f as u64),
+            _ => card(&l.input),
+        },
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => 1,
+        LogicalPlan::Values(v) => v.values.len() as u64,
+        LogicalPlan::EmptyRelation(e) => u64::from(e.produce_one_row),
+        other => other.inputs().into_iter().map(card).max().unwrap_or(1),
+    }
+}
+
+/// Bytes one row of `schema` takes: fixed widths, and [`VARIABLE_WIDTH`] for the rest.
+fn row_width(schema: &Schema) -> u64 {
+    schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Boolean => 1,
+            t => t.primitive_width().map_or(VARIABLE_WIDTH, |w| w as u64),
+        })
+        .sum::<u64>()
+        .max(1)
+}
+
+/// Refuse (54000) an estimate over the caller's scan limits.
+pub fn check(est: &Estimate, limits: &EffectiveLimits) -> Result<(), LaloError> {
+    let over = match (limits.max_scan_rows, limits.max_scan_bytes) {
+        (Some(max), _) if est.rows > max => Some(format!("{} rows estimated, over the limit of {max} rows", est.rows)),
+        (_, Some(max)) if est.bytes > max => {
+            Some(format!("{} estimated, over the limit of {}", human_bytes(est.bytes), human_bytes(max)))
+        }
+        _ => None,
+    };
+    match over {
+        None => Ok(()),
+        Some(why) => Err(LaloError::OverBudget {
+            message: format!("statement refused before it ran: scan budget exceeded ({why})"),
+            hint: Some(format!(
+                "{}; narrow the statement (filters on keys, a join condition, fewer columns) or ask an administrator for a larger max_scan_rows / max_scan_bytes",
+                est.describe()
+            )),
+        }),
+    }
+}
+
+/// Per-user totals of what was estimated and admitted in the current hour.
+#[derive(Debug, Default)]
+pub struct Usage {
+    users: RwLock<HashMap<String, UserUsage>>,
+}
+
+/// One user's hour.
+#[derive(Debug, Clone)]
+pub struct UserUsage {
+    pub since: Instant,
+    pub statements: u64,
+    pub refused: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// Count one estimated statement (`refused` when it was over budget).
+    pub fn record(&self, user: &str, est: &Estimate, refused: bool) {
+        let mut map = self.users.write();
+        let u = map.entry(user.to_string()).or_insert_with(|| UserUsage { since: Instant::now(), statements: 0, refused: 0, rows: 0, bytes: 0 });
+        if u.since.elapsed() >= HOUR {
+            *u = UserUsage { since: Instant::now(), statements: 0, refused: 0, rows: 0, bytes: 0 };
+        }
+        if refused {
+            u.refused += 1;
+        } else {
+            u.statements += 1;
+            u.rows = u.rows.saturating_add(est.rows);
+            u.bytes = u.bytes.saturating_add(est.bytes);
+        }
+    }
+
+    /// Every user's current hour.
+    pub fn snapshot(&self) -> Vec<(String, UserUsage)> {
+        let mut v: Vec<(String, UserUsage)> =
+            self.users.read().iter().filter(|(_, u)| u.since.elapsed() < HOUR).map(|(k, u)| (k.clone(), u.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_names_the_estimate() {
+        let est = Estimate { rows: 2_000_000, bytes: 64 << 20, join_pairs: 1_000_000, unknown: vec![] };
+        let limits = EffectiveLimits { max_scan_rows: Some(1_000_000), ..Default::default() };
+        let e = check(&est, &limits).unwrap_err();
+        assert_eq!(e.sqlstate(), "54000");
+        let hint = e.hint().unwrap();
+        assert!(hint.contains("2000000 rows") && hint.contains("64.0 MB") && hint.contains("joins without keys"), "{hint}");
+        assert!(check(&est, &EffectiveLimits { max_scan_rows: Some(3_000_000), ..Default::default() }).is_ok());
+        assert!(check(&est, &EffectiveLimits { max_scan_bytes: Some(1 << 20), ..Default::default() }).is_err());
+    }
+}
