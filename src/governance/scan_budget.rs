@@ -48,7 +48,8 @@ pub struct Estimate {
     pub bytes: u64,
     /// The share of `rows` that is join pairs.
     pub join_pairs: u64,
-    /// Tables whose size is not known (counted as empty).
+    /// What could not be sized: tables whose size is not known (table functions among them),
+    /// recursive queries.
     pub unknown: Vec<String>,
 }
 
@@ -58,9 +59,6 @@ impl Estimate {
         let mut s = format!("estimated {} rows and {} read", self.rows, human_bytes(self.bytes));
         if self.join_pairs > 0 {
             s.push_str(&format!(", of which {} row pairs examined by joins without keys", self.join_pairs));
-        }
-        if !self.unknown.is_empty() {
-            s.push_str(&format!("; sizes unknown for {}", self.unknown.join(", ")));
         }
         s
     }
@@ -77,11 +75,28 @@ fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Tables the plan scans (`db.schema.table`, system schemas left out), subqueries included.
+/// A table function in FROM (DataFusion names its scan `name()`), by its name.
+fn table_function(t: &datafusion::common::TableReference) -> Option<&str> {
+    match t {
+        datafusion::common::TableReference::Bare { table } => table.strip_suffix("()"),
+        _ => None,
+    }
+}
+
+/// Table functions that make rows from their arguments alone (any number of them): their size
+/// is not known before they run. The others (`pg_get_keywords`, array expansions) return a
+/// fixed list or expand values the statement already read.
+const GENERATORS: &[&str] = &["generate_series", "range"];
+
+/// Tables the plan scans (`db.schema.table`, system schemas and table functions left out),
+/// subqueries included.
 pub fn scanned_tables(plan: &LogicalPlan, db: &str, schema: &str) -> Vec<String> {
     let mut out = Vec::new();
     let _ = plan.apply_with_subqueries(|n| {
         if let LogicalPlan::TableScan(scan) = n {
+            if table_function(&scan.table_name).is_some() {
+                return Ok(TreeNodeRecursion::Continue);
+            }
             let full = full_name(&scan.table_name, db, schema);
             if !is_system_schema(&full) && !out.contains(&full) {
                 out.push(full);
@@ -98,6 +113,13 @@ pub fn estimate(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) 
     let _ = plan.apply_with_subqueries(|n| {
         match n {
             LogicalPlan::TableScan(scan) => {
+                if let Some(f) = table_function(&scan.table_name) {
+                    let what = format!("{f}(...)");
+                    if GENERATORS.contains(&f.to_ascii_lowercase().as_str()) && !est.unknown.contains(&what) {
+                        est.unknown.push(what);
+                    }
+                    return Ok(TreeNodeRecursion::Continue);
+                }
                 let full = full_name(&scan.table_name, db, schema);
                 if is_system_schema(&full) {
                     return Ok(TreeNodeRecursion::Continue);
@@ -111,6 +133,13 @@ pub fn estimate(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) 
                     }
                     None if !est.unknown.contains(&full) => est.unknown.push(full),
                     None => {}
+                }
+            }
+            // How often a recursive query repeats is not known before it runs.
+            LogicalPlan::RecursiveQuery(r) => {
+                let what = format!("the recursive query {}", r.name);
+                if !est.unknown.contains(&what) {
+                    est.unknown.push(what);
                 }
             }
             LogicalPlan::Join(j) if j.on.is_empty() => {
@@ -161,8 +190,22 @@ fn row_width(schema: &Schema) -> u64 {
         .max(1)
 }
 
-/// Refuse (54000) an estimate over the caller's scan limits.
+/// Refuse (54000) an estimate over the caller's scan limits, or one that could not be made
+/// (a table function, a recursive query, a table whose size could not be read): for a caller
+/// with a budget, what cannot be estimated does not run.
 pub fn check(est: &Estimate, limits: &EffectiveLimits) -> Result<(), LaloError> {
+    if limits.max_scan_rows.is_none() && limits.max_scan_bytes.is_none() {
+        return Ok(());
+    }
+    if !est.unknown.is_empty() {
+        return Err(LaloError::OverBudget {
+            message: "statement refused before it ran: its scan cannot be estimated under your scan budget".into(),
+            hint: Some(format!(
+                "no size is known for {}; read tables of the catalog instead, or ask an administrator to lift max_scan_rows / max_scan_bytes",
+                est.unknown.join(", ")
+            )),
+        });
+    }
     let over = match (limits.max_scan_rows, limits.max_scan_bytes) {
         (Some(max), _) if est.rows > max => Some(format!("{} rows estimated, over the limit of {max} rows", est.rows)),
         (_, Some(max)) if est.bytes > max => {
@@ -238,5 +281,9 @@ mod tests {
         assert!(hint.contains("2000000 rows") && hint.contains("64.0 MB") && hint.contains("joins without keys"), "{hint}");
         assert!(check(&est, &EffectiveLimits { max_scan_rows: Some(3_000_000), ..Default::default() }).is_ok());
         assert!(check(&est, &EffectiveLimits { max_scan_bytes: Some(1 << 20), ..Default::default() }).is_err());
+        let unknown = Estimate { unknown: vec!["lalo.public.generate_series()".into()], ..Default::default() };
+        let e = check(&unknown, &limits).unwrap_err();
+        assert!(e.hint().unwrap().contains("generate_series"), "{e:?}");
+        assert!(check(&unknown, &EffectiveLimits::default()).is_ok(), "no budget, no estimate needed");
     }
 }
