@@ -340,9 +340,21 @@ pub fn execute_apart(
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<datafusion::execution::TaskContext>,
 ) -> datafusion::error::Result<SendableRecordBatchStream> {
-    let Some(rt) = executor() else { return datafusion::physical_plan::execute_stream(plan, task) };
+    execute_budgeted(plan, task, None)
+}
+
+/// [`execute_apart`], its scans and joins drawing on `budget` (a caller's `max_scan_rows`).
+pub fn execute_budgeted(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+    budget: Option<Arc<crate::engine::interrupt::RowBudget>>,
+) -> datafusion::error::Result<SendableRecordBatchStream> {
+    let interrupt = Interrupt::with_budget(budget.clone());
+    let Some(rt) = executor() else {
+        let plan = if budget.is_some() { interrupt.arm(plan)? } else { plan };
+        return datafusion::physical_plan::execute_stream(plan, task);
+    };
     let schema = plan.schema();
-    let interrupt = Interrupt::default();
     let plan = interrupt.arm(plan)?;
     // Two batches in flight: execution runs ahead of the client a little, not unboundedly.
     let (tx, rx) = tokio::sync::mpsc::channel(2);

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,11 +30,62 @@ use datafusion::physical_plan::joins::{NestedLoopJoinExec, NestedLoopJoinExecBui
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
 
-/// One executing statement's stop flag.
+/// One executing statement's stop flag, and the row budget its scans and joins draw on.
 #[derive(Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(Arc<AtomicBool>, Option<Arc<RowBudget>>);
+
+/// Rows a statement's scans and joins may produce while it runs (a caller's `max_scan_rows`):
+/// the pre-flight estimate's backstop, for work no estimate saw coming.
+#[derive(Debug)]
+pub struct RowBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl RowBudget {
+    pub fn new(limit: u64) -> Arc<RowBudget> {
+        Arc::new(RowBudget { limit, used: AtomicU64::new(0) })
+    }
+
+    fn spend(&self, rows: usize) -> Result<()> {
+        let used = self.used.fetch_add(rows as u64, Ordering::Relaxed) + rows as u64;
+        if used > self.limit {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+
+    fn error(&self) -> DataFusionError {
+        {
+            let e = crate::error::LaloError::OverBudget {
+                message: format!(
+                    "statement stopped: scan budget exceeded while running (more than {} rows read or produced by scans and joins)",
+                    self.limit
+                ),
+                hint: Some("narrow the statement (filters on keys, join conditions) or ask an administrator for a larger max_scan_rows".into()),
+            };
+            DataFusionError::External(Box::new(e))
+        }
+    }
+}
+
+/// Operators whose output counts against a [`RowBudget`]: what reads rows (every leaf) and what
+/// multiplies them (joins, unnest, recursion).
+fn counted(node: &Arc<dyn ExecutionPlan>) -> bool {
+    let name = node.name();
+    node.children().is_empty() || name.contains("Join") || name == "UnnestExec" || name == "RecursiveQueryExec"
+}
 
 impl Interrupt {
+    /// A flag whose statement also draws on `budget`.
+    pub fn with_budget(budget: Option<Arc<RowBudget>>) -> Interrupt {
+        Interrupt(Arc::default(), budget)
+    }
+
     /// Stop the statement's operators at their next check.
     pub fn stop(&self) {
         self.0.store(true, Ordering::Relaxed);
@@ -42,6 +93,10 @@ impl Interrupt {
 
     fn check(&self) -> Result<()> {
         if self.0.load(Ordering::Relaxed) {
+            // Every operator stopped by a spent budget says so (whichever error reaches the client).
+            if let Some(b) = self.1.as_ref().filter(|b| b.exceeded()) {
+                return Err(b.error());
+            }
             return Err(DataFusionError::Execution("the statement was stopped".into()));
         }
         Ok(())
@@ -57,7 +112,8 @@ impl Interrupt {
             if !wrap {
                 return Ok(Transformed::yes(node));
             }
-            Ok(Transformed::yes(Arc::new(Checked { input: node, flag: self.clone() }) as Arc<dyn ExecutionPlan>))
+            let budget = self.1.clone().filter(|_| counted(&node));
+            Ok(Transformed::yes(Arc::new(Checked { input: node, flag: self.clone(), budget }) as Arc<dyn ExecutionPlan>))
         })
         .map(|t| t.data)
     }
@@ -76,6 +132,8 @@ impl Interrupt {
 struct Checked {
     input: Arc<dyn ExecutionPlan>,
     flag: Interrupt,
+    /// The statement's row budget, when this operator's rows count against it.
+    budget: Option<Arc<RowBudget>>,
 }
 
 impl fmt::Debug for Interrupt {
@@ -114,7 +172,7 @@ impl ExecutionPlan for Checked {
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         match children.into_iter().next() {
-            Some(input) => Ok(Arc::new(Checked { input, flag: self.flag.clone() })),
+            Some(input) => Ok(Arc::new(Checked { input, flag: self.flag.clone(), budget: self.budget.clone() })),
             None => datafusion::common::internal_err!("Interruptible takes one input"),
         }
     }
@@ -122,13 +180,14 @@ impl ExecutionPlan for Checked {
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         self.flag.check()?;
         let inner = self.input.execute(partition, context)?;
-        Ok(Box::pin(CheckedStream { inner, flag: self.flag.clone() }))
+        Ok(Box::pin(CheckedStream { inner, flag: self.flag.clone(), budget: self.budget.clone() }))
     }
 }
 
 struct CheckedStream {
     inner: SendableRecordBatchStream,
     flag: Interrupt,
+    budget: Option<Arc<RowBudget>>,
 }
 
 impl Stream for CheckedStream {
@@ -138,7 +197,15 @@ impl Stream for CheckedStream {
         if let Err(e) = self.flag.check() {
             return Poll::Ready(Some(Err(e)));
         }
-        self.inner.as_mut().poll_next(cx)
+        let next = self.inner.as_mut().poll_next(cx);
+        if let (Poll::Ready(Some(Ok(batch))), Some(budget)) = (&next, &self.budget) {
+            if let Err(e) = budget.spend(batch.num_rows()) {
+                // The rest of the statement stops at its next check too.
+                self.flag.stop();
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+        next
     }
 }
 

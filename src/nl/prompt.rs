@@ -86,8 +86,10 @@ pub fn user(
     s.push_str("\n<data>\n");
     let _ = writeln!(s, "Schema (database {database}):");
     for t in &ctx.tables {
-        let _ = write!(s, "\nTABLE {}.{}.{}", t.catalog, t.schema, t.name);
         let place = format!("table {}.{}", t.schema, t.name);
+        let names = [&t.catalog, &t.schema, &t.name].map(|n| report.pass_name(&place, n));
+        let [Some(catalog), Some(schema), Some(name)] = names else { continue };
+        let _ = write!(s, "\nTABLE {catalog}.{schema}.{name}");
         match t.description.as_deref().and_then(|d| report.pass(&format!("{place} comment"), d)) {
             Some(d) => {
                 let _ = writeln!(s, " -- {}", one_line(&d));
@@ -95,12 +97,13 @@ pub fn user(
             None => s.push('\n'),
         }
         for c in &t.columns {
-            let _ = write!(s, "  {} {}", c.name, c.data_type);
             let place = format!("column {}.{}.{}", t.schema, t.name, c.name);
+            let Some(column) = report.pass_name(&place, &c.name) else { continue };
+            let _ = write!(s, "  {column} {}", c.data_type);
             if let Some(d) = c.description.as_deref().and_then(|d| report.pass(&format!("{place} comment"), d)) {
                 let _ = write!(s, " -- {}", one_line(&d));
             }
-            if !c.samples.is_empty() && samples.allows(c.pii) {
+            if !c.samples.is_empty() && samples.allows(c.pii || names_people(c)) {
                 let shown: Vec<String> = c
                     .samples
                     .iter()
@@ -108,6 +111,7 @@ pub fn user(
                     .filter(|v| samples.allows_value(v))
                     .filter_map(|v| report.pass(&format!("{place} sample"), v))
                     .collect();
+                let shown = report.pass_all(&format!("{place} samples"), shown);
                 let more = if c.samples.len() > SAMPLES_SHOWN { ", ..." } else { "" };
                 if !shown.is_empty() {
                     let _ = write!(s, " [values: {}{more}]", shown.join(", "));
@@ -116,9 +120,15 @@ pub fn user(
             s.push('\n');
         }
     }
-    if !ctx.foreign_keys.is_empty() {
+    let names_ok = |v: &[String]| v.iter().all(|n| crate::nl::firewall::verdict(n).is_none() && !n.contains(['<', '>', '\n']));
+    let fks: Vec<_> = ctx
+        .foreign_keys
+        .iter()
+        .filter(|fk| names_ok(&[fk.from_table.clone(), fk.to_table.clone()]) && names_ok(&fk.from_columns) && names_ok(&fk.to_columns))
+        .collect();
+    if !fks.is_empty() {
         s.push_str("\nJoin paths:\n");
-        for fk in &ctx.foreign_keys {
+        for fk in fks {
             let _ = writeln!(
                 s,
                 "- {}({}) -> {}({})",
@@ -133,6 +143,9 @@ pub fn user(
         s.push_str("\nRetrieved for this question (most relevant first):\n");
         for h in retrieved {
             let d = &h.doc;
+            if !names_ok(&[d.database.clone(), d.schema.clone(), d.table.clone(), d.column.clone()]) {
+                continue;
+            }
             let line = match d.kind {
                 Kind::Table => format!("table {}.{}.{}", d.database, d.schema, d.table),
                 Kind::Column => format!("column {}.{}.{}.{}", d.database, d.schema, d.table, d.column),
@@ -150,7 +163,8 @@ pub fn user(
                     let Some(v) = report.pass(&place, &d.detail) else { continue };
                     format!("value {}.{}.{}.{} = '{}'", d.database, d.schema, d.table, d.column, v.replace('\'', "''"))
                 }
-                Kind::Join => format!("join {}.{}({}) -> {}", d.schema, d.table, d.column, d.detail),
+                Kind::Join if names_ok(std::slice::from_ref(&d.detail)) => format!("join {}.{}({}) -> {}", d.schema, d.table, d.column, d.detail),
+                Kind::Join => continue,
                 Kind::Example => continue,
             };
             let _ = writeln!(s, "- {line}");
@@ -169,6 +183,18 @@ pub fn user(
     s.push_str("</data>\n");
     let _ = write!(s, "\nQuestion: {}\nJSON:", one_line(question));
     s
+}
+
+/// Whether a column's values name people: a column called `..name..` whose sampled values
+/// mostly read as a person's name (two or more capitalized words).
+fn names_people(c: &crate::nl::ColumnInfo) -> bool {
+    let named = crate::governance::pii::detect::words(&c.name).iter().any(|w| w.contains("name"));
+    let people = c
+        .samples
+        .iter()
+        .filter(|v| v.split_whitespace().count() >= 2 && crate::governance::pii::detect::looks_like_name(v))
+        .count();
+    named && !c.samples.is_empty() && people * 5 >= c.samples.len() * 4
 }
 
 /// Said before the fence, and in the standing instructions.

@@ -50,8 +50,10 @@ impl Lalo {
             } else {
                 session.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?
             };
-            // Executed apart from the connections, so the guard's deadline is never starved.
-            execution::execute_apart(physical, session.ctx.task_ctx())
+            // Executed apart from the connections, so the guard's deadline is never starved; a
+            // caller's scan budget holds while it runs too (what no estimate saw coming).
+            let budget = governed.limits.max_scan_rows.filter(|_| self.governance.enabled()).map(crate::engine::interrupt::RowBudget::new);
+            execution::execute_budgeted(physical, session.ctx.task_ctx(), budget)
         }
         .await;
         let stream = match stream {

@@ -21,6 +21,8 @@ use super::Lalo;
 
 /// How long sampling one table may take before its columns are classified by name alone.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fewer non-null sampled values than this and the column is sampled on its own.
+const SPARSE: usize = 3;
 /// Schemas that hold lalo's own records, never classified.
 const OWN_SCHEMAS: &[&str] = &["lalo_audit", crate::engine::GOVERNANCE_SCHEMA];
 
@@ -32,11 +34,16 @@ impl Lalo {
         let mut out = Vec::new();
         for t in tables.iter().filter(|t| !OWN_SCHEMAS.contains(&t.schema.as_str())) {
             let full = format!("{}.{}.{}", t.database, t.schema, t.table);
-            let (types, samples) = self.sample_table(&t.database, &t.schema, &t.table, limit).await;
+            let (types, samples) = self.sample_table(&t.database, &t.schema, &t.table, None, limit).await;
             for c in &t.columns {
                 let ty = types.iter().find(|(n, _)| n == &c.name).map(|(_, t)| t.clone()).unwrap_or(DataType::Utf8);
-                let values = samples.iter().find(|(n, _)| n == &c.name).map(|(_, v)| v.as_slice()).unwrap_or(&[]);
-                let ev = ColumnEvidence { table: &full, column: &c.name, comment: &c.description, data_type: &ty, samples: values };
+                let mut values = samples.iter().find(|(n, _)| n == &c.name).map(|(_, v)| v.clone()).unwrap_or_default();
+                // A sparse column's values may all lie beyond the table's first rows.
+                if values.len() < SPARSE && !types.is_empty() {
+                    let (_, more) = self.sample_table(&t.database, &t.schema, &t.table, Some(&c.name), limit).await;
+                    values = more.into_iter().next().map(|(_, v)| v).unwrap_or(values);
+                }
+                let ev = ColumnEvidence { table: &full, column: &c.name, comment: &c.description, data_type: &ty, samples: &values };
                 out.extend(classify(&ev));
             }
         }
@@ -71,11 +78,22 @@ impl Lalo {
         Ok(changes)
     }
 
-    /// Up to `limit` rows of one table as text per column, with the columns' types; read by
-    /// lalo (no caller's rules), and only ever used for classification.
-    async fn sample_table(&self, db: &str, schema: &str, table: &str, limit: u32) -> (Vec<(String, DataType)>, Vec<(String, Vec<String>)>) {
+    /// Up to `limit` rows of one table (or the non-null values of one of its columns) as text
+    /// per column, with the columns' types; read by lalo (no caller's rules), and only ever used
+    /// for classification.
+    async fn sample_table(
+        &self,
+        db: &str,
+        schema: &str,
+        table: &str,
+        column: Option<&str>,
+        limit: u32,
+    ) -> (Vec<(String, DataType)>, Vec<(String, Vec<String>)>) {
         let q = |i: &str| format!("\"{}\"", i.replace('"', "\"\""));
-        let sql = format!("SELECT * FROM {}.{}.{} LIMIT {limit}", q(db), q(schema), q(table));
+        let sql = match column {
+            Some(c) => format!("SELECT {c} FROM {}.{}.{} WHERE {c} IS NOT NULL LIMIT {limit}", q(db), q(schema), q(table), c = q(c)),
+            None => format!("SELECT * FROM {}.{}.{} LIMIT {limit}", q(db), q(schema), q(table)),
+        };
         let settings = Arc::new(parking_lot::RwLock::new(crate::settings::Settings::default()));
         let Ok(ctx) = self.engine.session_context(db, "lalo", Arc::new(SeeAll), settings) else { return (vec![], vec![]) };
         let read = async { ctx.sql(&sql).await?.collect().await };

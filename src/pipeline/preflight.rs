@@ -36,15 +36,35 @@ impl Lalo {
         }
         let mut governed = governed.optimize(&session.ctx.state())?;
         let (db, schema) = (session.database.as_str(), "public");
-        for table in scan_budget::scanned_tables(governed.plan(), db, schema) {
-            if self.governance.sizes.get(&table).is_none() {
-                if let Some(rows) = self.measure(session, &table).await {
-                    self.governance.sizes.set(&table, rows);
+        let (needed, unknown) = scan_budget::needed(governed.plan(), db, schema);
+        // What has no size at all is refused before anything is measured for it.
+        if !unknown.is_empty() {
+            let est = scan_budget::Estimate { unknown, ..Default::default() };
+            self.governance.usage.record(&session.user, &est, true);
+            return Err(scan_budget::check(&est, &limits).err().unwrap_or_else(|| LaloError::Internal("unchecked estimate".into())));
+        }
+        let sizes = &self.governance.sizes;
+        for table in &needed.tables {
+            if sizes.get(table).is_none() {
+                if let Some(rows) = self.measure(session, table, None).await {
+                    sizes.set(table, rows);
                 }
             }
         }
-        let sizes = &self.governance.sizes;
-        let est = scan_budget::estimate(governed.plan(), db, schema, &|t| sizes.get(t));
+        for (table, column) in &needed.keys {
+            if sizes.distinct(table, column).is_none() {
+                if let Some(n) = self.measure(session, table, Some(column)).await {
+                    sizes.set_distinct(table, column, n);
+                }
+            }
+        }
+        let lookup = scan_budget::Lookup {
+            db,
+            schema,
+            rows: &|t| sizes.get(t),
+            distinct: &|t, c| sizes.distinct(t, c),
+        };
+        let est = scan_budget::estimate(governed.plan(), &lookup);
         let verdict = scan_budget::check(&est, &limits);
         self.governance.usage.record(&session.user, &est, verdict.is_err());
         verdict?;
@@ -52,13 +72,17 @@ impl Lalo {
         Ok(governed)
     }
 
-    /// Rows in `table` (`db.schema.table`), counted by lalo itself (not the caller: a row filter
-    /// does not make a scan read fewer rows).
-    async fn measure(&self, session: &Session, table: &str) -> Option<u64> {
+    /// Rows in `table` (`db.schema.table`), or distinct values of one of its columns, counted
+    /// by lalo itself (not the caller: a row filter does not make a scan read fewer rows).
+    async fn measure(&self, session: &Session, table: &str, column: Option<&str>) -> Option<u64> {
         let mut parts = table.splitn(3, '.');
         let (d, s, t) = (parts.next()?, parts.next()?, parts.next()?);
         let q = |i: &str| format!("\"{}\"", i.replace('"', "\"\""));
-        let sql = format!("SELECT count(*) FROM {}.{}.{}", q(d), q(s), q(t));
+        let what = match column {
+            Some(c) => format!("count(DISTINCT {})", q(c)),
+            None => "count(*)".into(),
+        };
+        let sql = format!("SELECT {what} FROM {}.{}.{}", q(d), q(s), q(t));
         let ctx = self.engine.session_context(d, &session.user, Arc::new(SeeAll), session.settings.clone()).ok()?;
         let count = async {
             let batches = ctx.sql(&sql).await?.collect().await?;

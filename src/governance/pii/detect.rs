@@ -200,12 +200,23 @@ pub fn words(text: &str) -> Vec<String> {
 /// read as an IP address and `phone_count` reads as a count, not a phone number.
 pub fn name_kind(text: &str) -> Option<PiiKind> {
     let w = words(text);
-    // Counts, flags and dates about a thing are not the thing (`email_count`, `phone_verified`).
-    let about = ["count", "num", "cnt", "total", "verified", "valid", "flag", "is", "has", "type", "sent", "opt", "status", "domain"];
-    if w.iter().any(|x| about.contains(&x.as_str())) {
+    // Counts, flags and dates about a thing are not the thing (`email_count`, `phone_verified`,
+    // `num_phones`); `phone_num` is the number itself.
+    let about = ["count", "cnt", "total", "verified", "valid", "flag", "is", "has", "type", "sent", "opt", "status", "domain"];
+    if w.iter().any(|x| about.contains(&x.as_str())) || w.first().is_some_and(|x| x == "num" || x == "n") && w.len() > 1 {
         return None;
     }
     kind_of_words(&w)
+}
+
+/// Words that may follow a personal-data noun in a name without changing what it is
+/// (`phone_number`, `email_addr`); anything else after it makes it a modifier
+/// (`mobile_revenue`, `cell_id`, `email_template`).
+const HEAD_TAILS: &[&str] = &["number", "no", "num", "nr", "address", "addr", "1", "2", "primary", "main"];
+
+/// Whether one of `nouns` is the head of `w`: the last word, or followed only by [`HEAD_TAILS`].
+fn headed_by(w: &[String], nouns: &[&str]) -> bool {
+    w.iter().enumerate().any(|(i, x)| nouns.contains(&x.as_str()) && w[i + 1..].iter().all(|t| HEAD_TAILS.contains(&t.as_str())))
 }
 
 /// What a column's comment says it holds: read from its first clause (`Customer phone number,
@@ -223,7 +234,7 @@ fn kind_of_words(w: &[String]) -> Option<PiiKind> {
     let has = |x: &str| w.iter().any(|v| v == x);
     let pair = |a: &str, b: &str| w.windows(2).any(|p| p[0] == a && p[1] == b);
     let joined: String = w.concat();
-    if has("email") || has("mail") || pair("e", "mail") || joined.ends_with("email") {
+    if headed_by(w, &["email", "mail", "emailaddress"]) || pair("e", "mail") || joined.ends_with("email") {
         return Some(PiiKind::Email);
     }
     if has("ssn") || pair("social", "security") || pair("national", "id") || pair("national", "insurance") || has("nino") || pair("tax", "id") || has("tin") || has("passport") {
@@ -237,10 +248,10 @@ fn kind_of_words(w: &[String]) -> Option<PiiKind> {
     {
         return Some(PiiKind::PaymentCard);
     }
-    if has("ip") || has("ipv4") || has("ipv6") || pair("ip", "address") || joined.starts_with("ipaddr") {
+    if headed_by(w, &["ip", "ipv4", "ipv6", "ipaddr", "ipaddress"]) {
         return Some(PiiKind::IpAddress);
     }
-    if has("phone") || has("telephone") || has("mobile") || has("cell") || has("fax") || has("tel") || joined.ends_with("phone") {
+    if headed_by(w, &["phone", "telephone", "mobile", "cell", "cellphone", "fax", "tel", "phonenumber"]) || joined.ends_with("phone") {
         return Some(PiiKind::Phone);
     }
     if has("dob") || has("birthday") || has("birthdate") || pair("birth", "date") || pair("date", "birth") || pair("date", "of") && has("birth") || has("born") {
@@ -290,6 +301,12 @@ mod tests {
         assert_eq!(name_kind("p_name"), None);
         assert_eq!(name_kind("ssn"), Some(PiiKind::NationalId));
         assert_eq!(name_kind("card_number"), Some(PiiKind::PaymentCard));
+        assert_eq!(name_kind("phone_num"), Some(PiiKind::Phone));
+        assert_eq!(name_kind("num_phones"), None);
+        assert_eq!(name_kind("mobile_revenue"), None);
+        assert_eq!(name_kind("cell_id"), None);
+        assert_eq!(name_kind("email_template"), None);
+        assert_eq!(name_kind("EmailAddress"), Some(PiiKind::Email));
         assert_eq!(comment_kind("Customer phone number, text in the form 'CC-XXX'"), Some(PiiKind::Phone));
         assert_eq!(comment_kind("Number of emails sent to the customer last month"), None);
     }

@@ -5,29 +5,27 @@
 //! many bytes (rows × the widths of the columns read). Over a limit, the statement is refused
 //! with 54000 and the estimate in the hint, before any row is read.
 
+mod estimate;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{FetchType, LogicalPlan};
 use parking_lot::RwLock;
 
-use super::rewrite::{full_name, is_system_schema};
 use super::rules::EffectiveLimits;
 use crate::error::LaloError;
 
 /// Table sizes are data: re-read after this long.
 const SIZE_TTL: Duration = Duration::from_secs(600);
-/// Width counted for a value whose size varies (text, binary, lists).
-const VARIABLE_WIDTH: u64 = 24;
 /// How long the per-user usage window is.
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// Row counts per table (`db.schema.table`), measured once and kept for [`SIZE_TTL`].
+/// Row counts per table (`db.schema.table`) and distinct counts per join key column
+/// (`db.schema.table.column`), measured once and kept for [`SIZE_TTL`].
 #[derive(Debug, Default)]
 pub struct Sizes {
     rows: RwLock<HashMap<String, (u64, Instant)>>,
+    distinct: RwLock<HashMap<String, (u64, Instant)>>,
 }
 
 impl Sizes {
@@ -38,15 +36,24 @@ impl Sizes {
     pub fn set(&self, table: &str, rows: u64) {
         self.rows.write().insert(table.to_string(), (rows, Instant::now()));
     }
+
+    /// Distinct values of `table`'s `column`.
+    pub fn distinct(&self, table: &str, column: &str) -> Option<u64> {
+        self.distinct.read().get(&format!("{table}.{column}")).filter(|(_, at)| at.elapsed() < SIZE_TTL).map(|(n, _)| *n)
+    }
+
+    pub fn set_distinct(&self, table: &str, column: &str, n: u64) {
+        self.distinct.write().insert(format!("{table}.{column}"), (n, Instant::now()));
+    }
 }
 
 /// A statement's estimate.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Estimate {
-    /// Rows read by scans plus pairs examined by joins without keys.
+    /// Rows read by scans plus rows joins produce (for a join without keys, every pair).
     pub rows: u64,
     pub bytes: u64,
-    /// The share of `rows` that is join pairs.
+    /// The share of `rows` that joins produce.
     pub join_pairs: u64,
     /// What could not be sized: tables whose size is not known (table functions among them),
     /// recursive queries.
@@ -58,7 +65,7 @@ impl Estimate {
     pub fn describe(&self) -> String {
         let mut s = format!("estimated {} rows and {} read", self.rows, human_bytes(self.bytes));
         if self.join_pairs > 0 {
-            s.push_str(&format!(", of which {} row pairs examined by joins without keys", self.join_pairs));
+            s.push_str(&format!(", of which {} rows produced by joins", self.join_pairs));
         }
         s
     }
@@ -75,120 +82,7 @@ fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// A table function in FROM (DataFusion names its scan `name()`), by its name.
-fn table_function(t: &datafusion::common::TableReference) -> Option<&str> {
-    match t {
-        datafusion::common::TableReference::Bare { table } => table.strip_suffix("()"),
-        _ => None,
-    }
-}
-
-/// Table functions that make rows from their arguments alone (any number of them): their size
-/// is not known before they run. The others (`pg_get_keywords`, array expansions) return a
-/// fixed list or expand values the statement already read.
-const GENERATORS: &[&str] = &["generate_series", "range"];
-
-/// Tables the plan scans (`db.schema.table`, system schemas and table functions left out),
-/// subqueries included.
-pub fn scanned_tables(plan: &LogicalPlan, db: &str, schema: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let _ = plan.apply_with_subqueries(|n| {
-        if let LogicalPlan::TableScan(scan) = n {
-            if table_function(&scan.table_name).is_some() {
-                return Ok(TreeNodeRecursion::Continue);
-            }
-            let full = full_name(&scan.table_name, db, schema);
-            if !is_system_schema(&full) && !out.contains(&full) {
-                out.push(full);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    out
-}
-
-/// Estimate what `plan` (optimized) reads, with table sizes from `size`.
-pub fn estimate(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) -> Option<u64>) -> Estimate {
-    let mut est = Estimate::default();
-    let _ = plan.apply_with_subqueries(|n| {
-        match n {
-            LogicalPlan::TableScan(scan) => {
-                if let Some(f) = table_function(&scan.table_name) {
-                    let what = format!("{f}(...)");
-                    if GENERATORS.contains(&f.to_ascii_lowercase().as_str()) && !est.unknown.contains(&what) {
-                        est.unknown.push(what);
-                    }
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                let full = full_name(&scan.table_name, db, schema);
-                if is_system_schema(&full) {
-                    return Ok(TreeNodeRecursion::Continue);
-                }
-                match size(&full) {
-                    Some(rows) => {
-                        let rows = scan.fetch.map_or(rows, |f| rows.min(f as u64));
-                        est.rows = est.rows.saturating_add(rows);
-                        let width = row_width(scan.projected_schema.as_arrow());
-                        est.bytes = est.bytes.saturating_add(rows.saturating_mul(width));
-                    }
-                    None if !est.unknown.contains(&full) => est.unknown.push(full),
-                    None => {}
-                }
-            }
-            // How often a recursive query repeats is not known before it runs.
-            LogicalPlan::RecursiveQuery(r) => {
-                let what = format!("the recursive query {}", r.name);
-                if !est.unknown.contains(&what) {
-                    est.unknown.push(what);
-                }
-            }
-            LogicalPlan::Join(j) if j.on.is_empty() => {
-                let pairs = cardinality(&j.left, db, schema, size).saturating_mul(cardinality(&j.right, db, schema, size));
-                est.join_pairs = est.join_pairs.saturating_add(pairs);
-                est.rows = est.rows.saturating_add(pairs);
-            }
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    est
-}
-
-/// Rows a plan node produces, at most (filters are not credited with any selectivity: a
-/// budget is about what a statement may cost, so the estimate errs high).
-fn cardinality(plan: &LogicalPlan, db: &str, schema: &str, size: &dyn Fn(&str) -> Option<u64>) -> u64 {
-    let card = |p: &LogicalPlan| cardinality(p, db, schema, size);
-    match plan {
-        LogicalPlan::TableScan(scan) => {
-            let rows = size(&full_name(&scan.table_name, db, schema)).unwrap_or(0);
-            scan.fetch.map_or(rows, |f| rows.min(f as u64))
-        }
-        LogicalPlan::Join(j) if j.on.is_empty() => card(&j.left).saturating_mul(card(&j.right)),
-        LogicalPlan::Join(j) => card(&j.left).max(card(&j.right)),
-        LogicalPlan::Union(u) => u.inputs.iter().map(|i| card(i)).fold(0u64, |a, b| a.saturating_add(b)),
-        LogicalPlan::Limit(l) => match l.get_fetch_type() {
-            Ok(FetchType::Literal(Some(f))) => card(&l.input).min(f as u64),
-            _ => card(&l.input),
-        },
-        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => 1,
-        LogicalPlan::Values(v) => v.values.len() as u64,
-        LogicalPlan::EmptyRelation(e) => u64::from(e.produce_one_row),
-        other => other.inputs().into_iter().map(card).max().unwrap_or(1),
-    }
-}
-
-/// Bytes one row of `schema` takes: fixed widths, and [`VARIABLE_WIDTH`] for the rest.
-fn row_width(schema: &Schema) -> u64 {
-    schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Boolean => 1,
-            t => t.primitive_width().map_or(VARIABLE_WIDTH, |w| w as u64),
-        })
-        .sum::<u64>()
-        .max(1)
-}
+pub use estimate::{estimate, needed, Lookup, Needed};
 
 /// Refuse (54000) an estimate over the caller's scan limits, or one that could not be made
 /// (a table function, a recursive query, a table whose size could not be read): for a caller
@@ -278,7 +172,7 @@ mod tests {
         let e = check(&est, &limits).unwrap_err();
         assert_eq!(e.sqlstate(), "54000");
         let hint = e.hint().unwrap();
-        assert!(hint.contains("2000000 rows") && hint.contains("64.0 MB") && hint.contains("joins without keys"), "{hint}");
+        assert!(hint.contains("2000000 rows") && hint.contains("64.0 MB") && hint.contains("produced by joins"), "{hint}");
         assert!(check(&est, &EffectiveLimits { max_scan_rows: Some(3_000_000), ..Default::default() }).is_ok());
         assert!(check(&est, &EffectiveLimits { max_scan_bytes: Some(1 << 20), ..Default::default() }).is_err());
         let unknown = Estimate { unknown: vec!["lalo.public.generate_series()".into()], ..Default::default() };
