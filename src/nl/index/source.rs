@@ -42,6 +42,13 @@ pub async fn collect(lalo: &dyn Host, cache: &mut ValueCache) -> Vec<Doc> {
     let docs = lalo.engine().docs();
     let mut dbs = catalogs.catalog_names();
     dbs.sort();
+    // Values are embedded (by a remote model when `embeddings_base_url` is set): personal data
+    // stays out unless `prompt_samples = "all"`, as it stays out of prompts.
+    let pii = lalo.governance().pii();
+    let all = lalo.config().planner.prompt_samples.trim().eq_ignore_ascii_case("all");
+    let keep = |full: &str, col: &str, v: &str| {
+        all || (pii.column(full, col).is_none() && crate::governance::pii::detect::value_kind(v).is_none())
+    };
     let mut tables_read = 0usize;
     for db in dbs {
         let Some(cat) = catalogs.catalog(&db) else { continue };
@@ -76,7 +83,8 @@ pub async fn collect(lalo: &dyn Host, cache: &mut ValueCache) -> Vec<Doc> {
                         (None, Some((_, cached))) => cached.get(&key).cloned().unwrap_or_default(),
                         (None, None) => vec![],
                     };
-                    for v in &values {
+                    let full = format!("{db}.{schema}.{table}");
+                    for v in values.iter().filter(|v| keep(&full, col, v)) {
                         out.push(documents::value(&db, &schema, &table, col, v));
                     }
                     fresh.insert(key, values);
