@@ -20,6 +20,7 @@ pub struct Config {
     pub planner: PlannerConfig,
     pub governance: GovernanceConfig,
     pub mcp: McpConfig,
+    pub engine: EngineConfig,
     /// Directory the config file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -212,6 +213,28 @@ impl Default for GovernanceConfig {
             pii: "off".into(),
             pii_sample_rows: 200,
         }
+    }
+}
+
+/// `[engine]`: where governed plans over embedded tables run.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `off` (the local engine), `standalone` (a Ballista scheduler and executors inside this
+    /// process, over loopback gRPC) or `df://host:port` (an external Ballista scheduler).
+    pub distributed: String,
+    /// When the scheduler cannot be reached, run the statement on the local engine instead of
+    /// answering 08006.
+    pub distributed_fallback: bool,
+    /// Executors `standalone` starts.
+    pub distributed_executors: u32,
+    /// Tasks each standalone executor runs at once; 0: the machine's cores over the executors.
+    pub distributed_tasks: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { distributed: "off".into(), distributed_fallback: false, distributed_executors: 2, distributed_tasks: 0 }
     }
 }
 

@@ -51,6 +51,9 @@ pub enum LaloError {
     TimedOut(String),
     #[error("{message}")]
     UpstreamLost { upstream: String, message: String },
+    /// The distributed engine's scheduler could not be reached.
+    #[error("{0}")]
+    ClusterLost(String),
     #[error("{0}")]
     NotSupported(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
@@ -97,7 +100,7 @@ impl LaloError {
             LaloError::RateLimited(_) | LaloError::OverBudget { .. } => "54000",
             LaloError::Timeout | LaloError::Canceled | LaloError::TimedOut(_) => "57014",
             LaloError::AdminShutdown => "57P01",
-            LaloError::UpstreamLost { .. } => "08006",
+            LaloError::UpstreamLost { .. } | LaloError::ClusterLost(_) => "08006",
             LaloError::NotSupported(_) => "0A000",
             LaloError::UnknownSetting(_) => "42704",
             LaloError::InvalidSetting { .. } => "22023",

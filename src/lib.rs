@@ -35,6 +35,7 @@ pub mod check;
 pub mod compat;
 pub mod copy;
 pub mod config;
+pub mod distributed;
 pub mod engine;
 pub mod error;
 pub mod execution;

@@ -93,6 +93,42 @@ enum Command {
         #[command(subcommand)]
         command: PiiCommand,
     },
+    /// A Ballista scheduler or executor with lalo's functions, for `[engine] distributed = "df://..."`.
+    Ballista {
+        #[command(subcommand)]
+        command: BallistaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BallistaCommand {
+    /// The scheduler lalo sends governed plans to; executors pull their tasks from it.
+    Scheduler {
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: String,
+    },
+    /// An executor: runs the scheduler's tasks, serves their results over Arrow Flight.
+    Executor {
+        /// The scheduler, host:port.
+        #[arg(long, default_value = "localhost:50050")]
+        scheduler: String,
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// The name lalo and the other executors reach this one by (default: its hostname).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port (results and shuffle reads).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks at once (default: the machine's cores).
+        #[arg(long, default_value_t = 0)]
+        tasks: usize,
+        /// Where shuffle files go (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +254,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", lalo::governance::pii::report::render(&columns));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ballista { command: BallistaCommand::Scheduler { bind } } => {
+            lalo::distributed::processes::run_scheduler(&bind).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ballista { command: BallistaCommand::Executor { scheduler, bind_host, external_host, port, grpc_port, tasks, work_dir } } => {
+            let (host, sport) = scheduler.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--scheduler wants host:port"))?;
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let opts = lalo::distributed::processes::ExecutorOptions {
+                scheduler_host: host.to_string(),
+                scheduler_port: sport.parse()?,
+                bind_host,
+                external_host,
+                port,
+                grpc_port,
+                tasks: if tasks == 0 { cores } else { tasks },
+                work_dir,
+            };
+            lalo::distributed::processes::run_executor(opts).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Verify { config, log, key_env } } => {

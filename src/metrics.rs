@@ -72,6 +72,13 @@ static STATEMENTS: LazyLock<Handles<StatementKey, (Counter, Histogram)>> = LazyL
 static STAGES: LazyLock<Handles<&'static str, Histogram>> = LazyLock::new(Handles::new);
 static UPSTREAMS: LazyLock<Handles<Arc<str>, (Histogram, Counter)>> = LazyLock::new(Handles::new);
 
+/// One statement sent to the distributed engine: run on the `cluster`, run here as a
+/// `fallback`, or an `error` (the scheduler refused it or could not be reached).
+pub fn distributed(outcome: &'static str) {
+    install();
+    metrics::counter!("lalo_distributed_statements_total", "outcome" => outcome).increment(1);
+}
+
 /// Record one finished statement.
 pub fn statement(outcome: &'static str, entry: &'static str, lane: &'static str, seconds: f64) {
     let (count, time) = STATEMENTS.get(&(outcome, entry, lane), || {

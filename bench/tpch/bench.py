@@ -69,8 +69,9 @@ PG_INDEXES = [
     "create index on tpch.lineitem (l_shipdate)",
 ]
 
-ENGINES = ["lalo", "datafusion", "duckdb", "postgresql"]
-LABEL = {"lalo": "lalo", "datafusion": "DataFusion", "duckdb": "DuckDB", "postgresql": "PostgreSQL"}
+ENGINES = ["lalo", "lalo-ballista", "datafusion", "duckdb", "postgresql"]
+LABEL = {"lalo": "lalo", "lalo-ballista": "lalo on Ballista", "datafusion": "DataFusion", "duckdb": "DuckDB",
+         "postgresql": "PostgreSQL"}
 
 
 def say(*a):
@@ -339,7 +340,7 @@ def write_chart(path, names, med, engines, title, totals):
 
     fig, ax = plt.subplots(figsize=(14, 5.5))
     width = 0.8 / len(engines)
-    colors = {"lalo": "#d62728", "datafusion": "#ff9f1c", "duckdb": "#2a9d8f", "postgresql": "#336791"}
+    colors = {"lalo": "#d62728", "lalo-ballista": "#9467bd", "datafusion": "#ff9f1c", "duckdb": "#2a9d8f", "postgresql": "#336791"}
     for i, e in enumerate(engines):
         xs = [j + (i - (len(engines) - 1) / 2) * width for j in range(len(names))]
         ys = [med[e].get(n) or 0 for n in names]
@@ -370,6 +371,7 @@ def main():
     p.add_argument("--runner", required=True)
     p.add_argument("--lalo-dsn", required=True)
     p.add_argument("--pg-dsn", required=True)
+    p.add_argument("--lalo-ballista-dsn", default="", help="a lalo with [engine] distributed = standalone")
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--queries", default="", help="comma-separated subset, e.g. q01,q06")
     p.add_argument("--runs", type=int, default=3)
@@ -406,6 +408,8 @@ def main():
     for e in engines:
         if e == "lalo":
             objs[e] = Psycopg(a.lalo_dsn)
+        elif e == "lalo-ballista":
+            objs[e] = Psycopg(a.lalo_ballista_dsn)
         elif e == "postgresql":
             objs[e] = Psycopg(a.pg_dsn, a.pg_timeout)
         elif e == "duckdb":
@@ -426,7 +430,7 @@ def main():
     checks, mismatches = {}, []
     for name, sql in queries:
         ordered = re.search(r"\border\s+by\b", re.sub(r"--[^\n]*", "", sql), re.I) is not None
-        ok = [e for e in ["postgresql", "duckdb", "datafusion", "lalo"] if e in res and res[e][name]["rows"] is not None]
+        ok = [e for e in ["postgresql", "duckdb", "datafusion", "lalo", "lalo-ballista"] if e in res and res[e][name]["rows"] is not None]
         if not ok:
             checks[name] = "no engine answered"
             continue

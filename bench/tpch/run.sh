@@ -14,12 +14,13 @@
 #   TPCH_DATA_DIR=dir    where lalo generates (and the bench keeps) the Parquet files
 #                        (default bench/tpch/data; <dir>/tpch-sf<SCALE>/<table>.parquet)
 #   RUNS=3 WARMUP=1      timed runs per query and engine (median reported), after untimed warm-ups
-#   ENGINES=lalo,datafusion,duckdb,postgresql     a subset to run
+#   ENGINES=lalo,lalo-ballista,datafusion,duckdb,postgresql     a subset to run (lalo-ballista:
+#                        a second lalo with [engine] distributed = "standalone", two executors)
 #   QUERIES=q01,q06      a subset of bench/tpch/queries
 #   DECIMALS=2           numbers are rounded to this many decimals before the row check
 #   PG_TIMEOUT=600       statement_timeout (s) for each PostgreSQL query
 #   PG_SETTINGS="..."    extra postgres -c options (defaults below)
-#   PG_PORT=55632 LALO_PORT=56632 LALO_HTTP_PORT=56680
+#   PG_PORT=55632 LALO_PORT=56632 LALO_HTTP_PORT=56680 LALO_BALLISTA_PORT=56633 LALO_BALLISTA_HTTP_PORT=56681
 #   RESULTS_DIR=bench/results
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -29,13 +30,15 @@ HERE="$ROOT/bench/tpch"
 SCALE="${1:-1}"
 RUNS="${RUNS:-3}"
 WARMUP="${WARMUP:-1}"
-ENGINES="${ENGINES:-lalo,datafusion,duckdb,postgresql}"
+ENGINES="${ENGINES:-lalo,lalo-ballista,datafusion,duckdb,postgresql}"
 QUERIES="${QUERIES:-}"
 DECIMALS="${DECIMALS:-2}"
 PG_TIMEOUT="${PG_TIMEOUT:-600}"
 PG_PORT="${PG_PORT:-55632}"
 LALO_PORT="${LALO_PORT:-56632}"
 LALO_HTTP_PORT="${LALO_HTTP_PORT:-56680}"
+LALO_BALLISTA_PORT="${LALO_BALLISTA_PORT:-56633}"
+LALO_BALLISTA_HTTP_PORT="${LALO_BALLISTA_HTTP_PORT:-56681}"
 LALO_CONFIG="${LALO_CONFIG:-$ROOT/lalo.toml}"
 TPCH_DATA_DIR="${TPCH_DATA_DIR:-$HERE/data}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench/results}"
@@ -92,11 +95,13 @@ fi
 TMP="$(mktemp -d /tmp/lalo-bench-tpch.XXXXXX)"
 chmod 711 "$TMP"
 LALO_PID=""
+LALO_BALLISTA_PID=""
 PG_STARTED=""
 if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); else AS_PG=(); fi
 cleanup() {
   set +e
   if [ -n "$LALO_PID" ]; then kill "$LALO_PID" 2>/dev/null; wait "$LALO_PID" 2>/dev/null; fi
+  if [ -n "$LALO_BALLISTA_PID" ]; then kill "$LALO_BALLISTA_PID" 2>/dev/null; wait "$LALO_BALLISTA_PID" 2>/dev/null; fi
   if [ -n "$PG_STARTED" ]; then "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$TMP/pg/data" -m immediate -w stop >/dev/null 2>&1; fi
   rm -rf "$TMP"
 }
@@ -119,6 +124,23 @@ done
 pg_isready -q -h 127.0.0.1 -p "$LALO_PORT" || { cat "$TMP/lalo.log" >&2; die "lalo did not start"; }
 [ -f "$PARQUET_DIR/lineitem.parquet" ] || die "lalo started but $PARQUET_DIR/lineitem.parquet is missing"
 
+# --- lalo on a standalone Ballista cluster (scheduler and two executors in its process) ----------
+if [[ ",$ENGINES," == *,lalo-ballista,* ]]; then
+  mkdir -p "$TMP/lalo-ballista"
+  LALO_SERVER_LISTEN="127.0.0.1:$LALO_BALLISTA_PORT" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$LALO_BALLISTA_HTTP_PORT" \
+  LALO_CATALOG_DATA_DIR="$TPCH_DATA_DIR" LALO_GOVERNANCE_AUDIT_LOG="$TMP/lalo-ballista/audit.log" \
+  LALO_CATALOG_TPCH_SCALE="$SCALE" LALO_ENGINE_DISTRIBUTED=standalone LALO_ENGINE_DISTRIBUTED_EXECUTORS=2 \
+  LALO_PLANNER_RETRIEVAL_DIR="$TMP/lalo-ballista/retrieval" \
+  "$LALO_BIN" serve --config "$LALO_CONFIG" >"$TMP/lalo-ballista.log" 2>&1 &
+  LALO_BALLISTA_PID=$!
+  for _ in $(seq 1 6000); do
+    pg_isready -q -h 127.0.0.1 -p "$LALO_BALLISTA_PORT" && break
+    kill -0 "$LALO_BALLISTA_PID" 2>/dev/null || { cat "$TMP/lalo-ballista.log" >&2; die "lalo (Ballista) exited"; }
+    sleep 0.1
+  done
+  pg_isready -q -h 127.0.0.1 -p "$LALO_BALLISTA_PORT" || { cat "$TMP/lalo-ballista.log" >&2; die "lalo (Ballista) did not start"; }
+fi
+
 # --- PostgreSQL 15 -------------------------------------------------------------------------------
 if [[ ",$ENGINES," == *,postgresql,* ]]; then
   mkdir -p "$TMP/pg"
@@ -133,6 +155,7 @@ fi
 
 unset PGSERVICE PGOPTIONS PGSSLMODE PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD
 LALO_DSN="host=127.0.0.1 port=$LALO_PORT user=admin password=admin dbname=lalo sslmode=disable"
+LALO_BALLISTA_DSN="host=127.0.0.1 port=$LALO_BALLISTA_PORT user=admin password=admin dbname=lalo sslmode=disable"
 PG_DSN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres sslmode=disable"
 
 LALO_REV="${LALO_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}"
@@ -146,6 +169,7 @@ import json, sys
 rev, df, duck, pg, psy, gov, pgs = sys.argv[1:]
 print(json.dumps({
     "lalo": f"{rev}, release build, user admin, governance enabled={gov}, audit log on; client psycopg {psy} over TCP (127.0.0.1), text results, every row fetched",
+    "lalo on Ballista": "the same lalo with [engine] distributed = standalone: a Ballista 54 scheduler and two executors in its process over loopback gRPC, governed plans sent as physical plans",
     "DataFusion": f"{df} in-process (bench/tpch/datafusion-runner: lalo's session settings, same Parquet files, ctx.sql(..).collect())",
     "DuckDB": f"{duck} (Python, in-process), native tables loaded from the same Parquet files, default threads",
     "PostgreSQL": f"{pg}, psycopg {psy} over TCP, primary keys + foreign-key indexes, VACUUM ANALYZE; settings: {pgs}",
@@ -156,5 +180,5 @@ EOF
 say "lalo: $LALO_BIN ($LALO_REV); data: $PARQUET_DIR"
 python3 "$HERE/bench.py" --scale "$SCALE_NAME" --parquet-dir "$PARQUET_DIR" --queries-dir "$HERE/queries" \
   --scratch "$TMP" --results-dir "$RESULTS_DIR" --runner "${DF_RUNNER:-none}" \
-  --lalo-dsn "$LALO_DSN" --pg-dsn "$PG_DSN" --engines "$ENGINES" --queries "$QUERIES" \
+  --lalo-dsn "$LALO_DSN" --lalo-ballista-dsn "$LALO_BALLISTA_DSN" --pg-dsn "$PG_DSN" --engines "$ENGINES" --queries "$QUERIES" \
   --runs "$RUNS" --warmup "$WARMUP" --decimals "$DECIMALS" --pg-timeout "$PG_TIMEOUT" --meta "$META"

@@ -63,6 +63,8 @@ pub struct Engine {
     template: SessionState,
     pg_static: Arc<PgCatalogStaticTables>,
     upstreams: Arc<upstream::Upstreams>,
+    /// Sessions plan without dynamic filters ([`PlanRules::distributed`]).
+    distributed: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,12 +89,26 @@ fn session_config(db: &str) -> SessionConfig {
     cfg
 }
 
+/// A context with lalo's functions (PostgreSQL's catalog functions and lalo's own): the template
+/// of every session, and what Ballista's scheduler and executors decode plans with.
+pub fn function_context(runtime: Arc<RuntimeEnv>) -> Result<SessionContext, LaloError> {
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_default_catalog_and_schema("datafusion", "public"), runtime);
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).map_err(|e| LaloError::Internal(e.to_string()))?;
+    functions::register_static(&ctx);
+    Ok(ctx)
+}
+
 /// Optimizer rules the layers above the engine add to its planner (governance's): some run
 /// before federation cuts upstream subtrees out, so they shape the SQL sent upstream too.
 #[derive(Default)]
 pub struct PlanRules {
     pub before_federation: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
     pub last: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
+    /// Physical rules run after all of lalo's own.
+    pub physical_last: Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>>,
+    /// Plans may leave for a distributed engine: no dynamic filters (a join's build side
+    /// narrowing its probe side's scan at run time), which do not survive being cut into stages.
+    pub distributed: bool,
 }
 
 impl Engine {
@@ -167,13 +183,7 @@ impl Engine {
         let upstreams = Arc::new(upstream::Upstreams::new(ups));
 
         // One template state holds every function and planner extension; sessions clone it.
-        let template_ctx = SessionContext::new_with_config_rt(
-            SessionConfig::new().with_default_catalog_and_schema("datafusion", "public"),
-            runtime,
-        );
-        datafusion_pg_catalog::setup_pg_catalog(&template_ctx, "datafusion", EmptyContextProvider)
-            .map_err(|e| LaloError::Internal(e.to_string()))?;
-        functions::register_static(&template_ctx);
+        let template_ctx = function_context(runtime)?;
         // Federation: subtrees over one upstream are cut out and sent there as one statement.
         // Where the library puts its rule (early, right after scalar subqueries become joins),
         // with lalo's unparse fix-up just before it; later DataFusion rules (e.g. rewriting
@@ -191,6 +201,9 @@ impl Engine {
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
         // Last: arithmetic in the final projections and filters is checked (overflow.rs).
         physical.push(Arc::new(overflow::CheckedArithmetic));
+        // Then the layers above's (a distributed engine's: what can run there is wrapped to).
+        physical.extend(rules.physical_last);
+        let distributed = rules.distributed;
         let state = template_ctx.state();
         let view = state.config_options().sql_parser.map_string_types_to_utf8view;
         let mut builder = SessionStateBuilder::new_from_existing(state);
@@ -204,7 +217,7 @@ impl Engine {
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
-        Ok(Engine { base, docs, template, pg_static, upstreams })
+        Ok(Engine { base, docs, template, pg_static, upstreams, distributed })
     }
 
     /// Serve the audit log as `lalo.lalo_audit.events` (policy decides who may read it).
@@ -320,8 +333,12 @@ impl Engine {
         let listing = planning.with_mode(ViewMode::Listing);
         let listing = if self.upstreams.get(db).is_some() { listing.only(db) } else { listing };
         let listing: Arc<dyn CatalogProviderList> = Arc::new(listing);
+        let mut config = session_config(db);
+        if self.distributed {
+            config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+        }
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
-            .with_config(session_config(db))
+            .with_config(config)
             .with_catalog_list(planning.clone() as Arc<dyn CatalogProviderList>)
             .build();
         let ctx = SessionContext::new_with_state(state);

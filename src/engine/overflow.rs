@@ -25,29 +25,7 @@ pub struct CheckedArithmetic;
 
 impl PhysicalOptimizerRule for CheckedArithmetic {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-                let mut changed = false;
-                let mut exprs = Vec::with_capacity(p.expr().len());
-                for pe in p.expr() {
-                    let t = checked(pe.expr.clone())?;
-                    changed |= t.transformed;
-                    exprs.push(ProjectionExpr { expr: t.data, alias: pe.alias.clone() });
-                }
-                if changed {
-                    let exec: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, p.input().clone())?);
-                    return Ok(Transformed::yes(exec));
-                }
-            } else if let Some(f) = node.downcast_ref::<FilterExec>() {
-                let t = checked(f.predicate().clone())?;
-                if t.transformed {
-                    let exec: Arc<dyn ExecutionPlan> = Arc::new(FilterExecBuilder::from(f).with_predicate(t.data).build()?);
-                    return Ok(Transformed::yes(exec));
-                }
-            }
-            Ok(Transformed::no(node))
-        })
-        .map(|t| t.data)
+        check_arithmetic(plan, &|l, op, r| Arc::new(BinaryExpr::new(l, op, r).with_fail_on_overflow(true)))
     }
 
     fn name(&self) -> &str {
@@ -59,15 +37,45 @@ impl PhysicalOptimizerRule for CheckedArithmetic {
     }
 }
 
+/// How a checked `l op r` is made (a checked `BinaryExpr` here; a form that survives the wire
+/// for distributed plans, engine/distributed/codec.rs).
+pub type MakeChecked<'a> = &'a dyn Fn(Arc<dyn PhysicalExpr>, Operator, Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr>;
+
+/// `plan` with every `+`, `-` and `*` of its projections and filters made by `make`.
+pub fn check_arithmetic(plan: Arc<dyn ExecutionPlan>, make: MakeChecked<'_>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+            let mut changed = false;
+            let mut exprs = Vec::with_capacity(p.expr().len());
+            for pe in p.expr() {
+                let t = checked(pe.expr.clone(), make)?;
+                changed |= t.transformed;
+                exprs.push(ProjectionExpr { expr: t.data, alias: pe.alias.clone() });
+            }
+            if changed {
+                let exec: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, p.input().clone())?);
+                return Ok(Transformed::yes(exec));
+            }
+        } else if let Some(f) = node.downcast_ref::<FilterExec>() {
+            let t = checked(f.predicate().clone(), make)?;
+            if t.transformed {
+                let exec: Arc<dyn ExecutionPlan> = Arc::new(FilterExecBuilder::from(f).with_predicate(t.data).build()?);
+                return Ok(Transformed::yes(exec));
+            }
+        }
+        Ok(Transformed::no(node))
+    })
+    .map(|t| t.data)
+}
+
 /// `e` with every `+`, `-` and `*` checked.
-fn checked(e: Arc<dyn PhysicalExpr>) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+fn checked(e: Arc<dyn PhysicalExpr>, make: MakeChecked<'_>) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
     e.transform_up(|e| {
         let Some(b) = e.downcast_ref::<BinaryExpr>() else { return Ok(Transformed::no(e)) };
         // (Setting it again on one already checked is harmless: the rule runs once per plan.)
         if !matches!(b.op(), Operator::Plus | Operator::Minus | Operator::Multiply) {
             return Ok(Transformed::no(e));
         }
-        let c: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(b.left().clone(), *b.op(), b.right().clone()).with_fail_on_overflow(true));
-        Ok(Transformed::yes(c))
+        Ok(Transformed::yes(make(b.left().clone(), *b.op(), b.right().clone())))
     })
 }

@@ -38,7 +38,7 @@ pub struct Barrier {
 }
 
 impl Barrier {
-    fn udf() -> Arc<ScalarUDF> {
+    pub fn udf() -> Arc<ScalarUDF> {
         Arc::new(ScalarUDF::new_from_impl(Barrier { signature: Signature::any(1, Volatility::Volatile) }))
     }
 }

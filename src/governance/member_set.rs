@@ -40,6 +40,9 @@ pub struct RowFilterIn {
     schema: SchemaRef,
     /// `v IN (values)` (or NOT IN), with its static hash set.
     test: Arc<dyn PhysicalExpr>,
+    /// What the set was built from (a distributed plan carries these to its executors).
+    values: ArrayRef,
+    negated: bool,
 }
 
 impl PartialEq for RowFilterIn {
@@ -60,19 +63,31 @@ impl RowFilterIn {
     /// `expr IN (values)` (`NOT IN` when `negated`) as one function call; `values` must have the
     /// type of `expr`.
     pub fn call(expr: Expr, values: ArrayRef, negated: bool) -> Result<Expr> {
+        Ok(Self::udf(values, negated)?.call(vec![expr]))
+    }
+
+    /// The function testing membership in `values` (`NOT IN` when `negated`).
+    pub fn udf(values: ArrayRef, negated: bool) -> Result<ScalarUDF> {
         let data_type = values.data_type().clone();
         let schema = Arc::new(Schema::new(vec![Field::new("v", data_type.clone(), true)]));
         let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 0));
         let len = values.len();
-        let test = Arc::new(InListExpr::try_new_from_array(column, values, negated, &schema)?);
+        let test = Arc::new(InListExpr::try_new_from_array(column, values.clone(), negated, &schema)?);
         let udf = RowFilterIn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             len,
             signature: Signature::exact(vec![data_type], Volatility::Immutable),
             schema,
             test,
+            values,
+            negated,
         };
-        Ok(ScalarUDF::new_from_impl(udf).call(vec![expr]))
+        Ok(ScalarUDF::new_from_impl(udf))
+    }
+
+    /// The values and whether the test is `NOT IN`: what [`RowFilterIn::udf`] rebuilds it from.
+    pub fn parts(&self) -> (&ArrayRef, bool) {
+        (&self.values, self.negated)
     }
 
     /// How many values the set holds.

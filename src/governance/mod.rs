@@ -23,10 +23,18 @@ pub mod lint;
 
 /// Governance's rules in the engine's optimizer: the caller's leakproof conditions into a fenced
 /// upstream table (before federation writes the SQL), and leakproof conditions first.
+/// Functions governance puts into plans that no registry names (a distributed plan carries
+/// them by their place in a list, distributed/functions.rs).
+pub fn plan_functions() -> Vec<std::sync::Arc<datafusion::logical_expr::ScalarUDF>> {
+    vec![barrier::Barrier::udf()]
+}
+
 pub fn plan_rules() -> crate::engine::PlanRules {
     crate::engine::PlanRules {
         before_federation: vec![std::sync::Arc::new(fence::Fences)],
         last: vec![std::sync::Arc::new(leakproof::LeakproofFirst)],
+        physical_last: vec![],
+        distributed: false,
     }
 }
 

@@ -53,6 +53,8 @@ impl Lalo {
             // Executed apart from the connections, so the guard's deadline is never starved; a
             // caller's scan budget holds while it runs too (what no estimate saw coming).
             let budget = governed.limits.max_scan_rows.filter(|_| self.governance.enabled()).map(crate::engine::interrupt::RowBudget::new);
+            // A budget counts rows at the operators that read them: those run here.
+            let physical = if budget.is_some() { crate::distributed::local(physical)? } else { physical };
             execution::execute_budgeted(physical, session.ctx.task_ctx(), budget)
         }
         .await;

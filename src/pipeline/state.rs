@@ -23,6 +23,8 @@ use crate::session::{EntryPoint, Session};
 pub struct Lalo {
     pub config: Config,
     pub engine: Arc<Engine>,
+    /// The Ballista cluster governed plans over embedded files run on (`[engine] distributed`).
+    pub cluster: Option<Arc<crate::distributed::Cluster>>,
     pub governance: Arc<Governance>,
     pub audit: Arc<AuditLog>,
     pub users: Users,
@@ -66,7 +68,14 @@ impl Lalo {
     /// Load config, policies and catalog; open the audit log.
     pub async fn start(config: Config) -> Result<Arc<Lalo>, LaloError> {
         crate::metrics::install();
-        let engine = Arc::new(Engine::build(&config, crate::governance::plan_rules()).await?);
+        // A distributed engine first: the last physical rule sends it what it can run.
+        let cluster = crate::distributed::Cluster::start(&config.engine).await?;
+        let mut rules = crate::governance::plan_rules();
+        if let Some(c) = &cluster {
+            rules.physical_last.push(Arc::new(crate::distributed::Distribute(c.clone())));
+            rules.distributed = true;
+        }
+        let engine = Arc::new(Engine::build(&config, rules).await?);
         let governance = Arc::new(Governance::load(&config).await?);
         let audit_path = config.resolve(&config.governance.audit_log);
         let audit_opts = AuditOptions::from_config(&config.governance, |k| std::env::var(k).ok())?;
@@ -76,6 +85,7 @@ impl Lalo {
         let lalo = Arc::new(Lalo {
             config,
             engine,
+            cluster,
             governance,
             audit,
             users,

@@ -500,11 +500,73 @@ def main() -> int:
         assert "${" in raw["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
         return ports[0]
 
+    # -- the distributed profile: a Ballista scheduler, two executors, lalo on them ----------
+    def arg(cmd: list[str], flag: str) -> str:
+        assert flag in cmd, f"{flag} missing from {cmd}"
+        return cmd[cmd.index(flag) + 1]
+
+    def distributed_profile():
+        sched = services.get("ballista-scheduler", {})
+        execs = {n: v for n, v in services.items() if n.startswith("ballista-executor")}
+        front = services.get("lalo-distributed", {})
+        for name, svc in [("ballista-scheduler", sched), ("lalo-distributed", front), *execs.items()]:
+            assert svc.get("profiles") == ["distributed"], f"{name}: {svc.get('profiles')}"
+            assert svc.get("image") == lalo.get("image"), f"{name} runs {svc.get('image')}, not lalo's image"
+        assert len(execs) == 2, f"executors: {sorted(execs)}"
+        assert sched["command"][:2] == ["ballista", "scheduler"], sched["command"]
+        port = arg(sched["command"], "--bind").rsplit(":", 1)[1]
+        data = [t for s, t, _ in volume_mounts(front) if not s.startswith((".", "/"))]
+        assert data == [env_dict(front)["LALO_CATALOG_DATA_DIR"]], f"lalo-distributed's data volume: {data}"
+        volume = next(s for s, t, _ in volume_mounts(front) if t == data[0])
+        for name, svc in execs.items():
+            cmd = svc["command"]
+            assert cmd[:2] == ["ballista", "executor"], cmd
+            assert arg(cmd, "--scheduler") == f"ballista-scheduler:{port}", cmd
+            assert arg(cmd, "--external-host") == name, f"{name} registers as {arg(cmd, '--external-host')}"
+            mounts = {t: (s, ro) for s, t, ro in volume_mounts(svc)}
+            assert mounts.get(data[0]) == (volume, True), f"{name} must read lalo's files at {data[0]} read-only: {mounts}"
+        url = env_dict(front).get("LALO_ENGINE_DISTRIBUTED")
+        assert url == f"df://ballista-scheduler:{port}", url
+        return f"scheduler :{port}, executors {', '.join(sorted(execs))}, lalo at {url}, files in volume {volume}"
+
+    # -- the fleet profile: two replicas behind HAProxy ---------------------------------------
+    def fleet_profile():
+        reps = {n: v for n, v in services.items() if n.startswith("lalo-replica")}
+        proxy = services.get("haproxy", {})
+        assert len(reps) == 2 and proxy, f"replicas {sorted(reps)}, haproxy {bool(proxy)}"
+        shared = {t: s for s, t, ro in volume_mounts(lalo) if s.startswith(".")}
+        volumes = set()
+        for name, svc in [*reps.items(), ("haproxy", proxy)]:
+            assert svc.get("profiles") == ["fleet"], f"{name}: {svc.get('profiles')}"
+        for name, svc in reps.items():
+            mine = {t: (s, ro) for s, t, ro in volume_mounts(svc)}
+            for t, s in shared.items():
+                assert mine.get(t) == (s, True), f"{name} must share {s} at {t} read-only"
+            own = [s for s, (src, _) in ((t, v) for t, v in mine.items()) if not src.startswith(".")]
+            assert len(own) == 1, f"{name}: one data volume of its own, got {own}"
+            volumes.add(mine[own[0]][0])
+            assert env_dict(svc).get("LALO_GOVERNANCE_AUDIT_LOG", "").startswith(own[0]), f"{name}'s audit log is not on its own volume"
+        assert len(volumes) == 2, f"the replicas share a data volume (one audit chain written by two): {volumes}"
+        cfg = mounted(proxy, "/usr/local/etc/haproxy/haproxy.cfg").read_text()
+        words = [l.split("#")[0].split() for l in cfg.splitlines()]
+        assert ["mode", "tcp"] in words, "haproxy must run in TCP mode"
+        assert ["balance", "source"] in words, "cancel requests need the client's replica: balance source"
+        pg_port = lalo_env["LALO_SERVER_LISTEN"].rsplit(":", 1)[1]
+        http_port = lalo_env["LALO_SERVER_HTTP_LISTEN"].rsplit(":", 1)[1]
+        servers = [w[2] for w in words if w[:1] == ["server"]]
+        assert sorted(servers) == sorted(f"{n}:{pg_port}" for n in reps), servers
+        assert any(w[:3] == ["default-server", "check", "port"] and w[3] == http_port for w in words), "health check on lalo's HTTP port"
+        ports = proxy.get("ports") or []
+        assert ports and ports[0].startswith("127.0.0.1:") and ports[0].endswith(f":{pg_port}"), ports
+        return f"{', '.join(sorted(reps))} behind haproxy ({ports[0]}), audit volumes {sorted(volumes)}"
+
     check("prometheus and grafana run only in the 'monitoring' profile, mounting files that exist", monitoring_profile)
     check("prometheus scrapes lalo's HTTP listener at /metrics", prometheus_scrapes_lalo)
     check("grafana is provisioned with the prometheus service and the dashboard", grafana_provisioning)
     check("grafana publishes on loopback port 3000 by default, its password from the environment", grafana_port)
     dashboard = json.loads(DASHBOARD.read_text())
+    check("the 'distributed' profile: a scheduler and two executors from lalo's image, lalo pointed at them, files shared", distributed_profile)
+    check("the 'fleet' profile: two replicas sharing config, policies and catalog, own audit volumes, HAProxy in TCP mode", fleet_profile)
     check("deploy/grafana/lalo.json charts lalo's metric series, and only those", lambda: dashboard_checks(dashboard))
 
     # -- negative checks: the schema must reject broken files ------------------------------

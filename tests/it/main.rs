@@ -31,3 +31,4 @@ mod flight;
 mod shutdown;
 mod telemetry;
 mod data_protection;
+mod distributed;

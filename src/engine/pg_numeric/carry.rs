@@ -183,7 +183,7 @@ pub struct PgScaled {
 }
 
 impl PgScaled {
-    fn new() -> Self {
+    pub fn new() -> Self {
         PgScaled { signature: Signature::any(2, Volatility::Immutable) }
     }
 }
