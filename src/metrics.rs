@@ -73,7 +73,8 @@ static STAGES: LazyLock<Handles<&'static str, Histogram>> = LazyLock::new(Handle
 static UPSTREAMS: LazyLock<Handles<Arc<str>, (Histogram, Counter)>> = LazyLock::new(Handles::new);
 
 /// One statement sent to the distributed engine: run on the `cluster`, run here as a
-/// `fallback`, or an `error` (the scheduler refused it or could not be reached).
+/// `fallback` (the scheduler could not take it) or a `rerun` (its job failed before its first
+/// row), or an `error` (the scheduler refused it or could not be reached, no fallback).
 pub fn distributed(outcome: &'static str) {
     install();
     metrics::counter!("lalo_distributed_statements_total", "outcome" => outcome).increment(1);

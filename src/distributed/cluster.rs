@@ -9,7 +9,9 @@ use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use parking_lot::Mutex;
@@ -115,37 +117,56 @@ impl Cluster {
             config,
         )
         .await;
-        match submitted {
-            Ok(rows) => {
-                crate::metrics::distributed("cluster");
-                Ok(rows)
-            }
+        // A job that fails (or that the scheduler cannot plan) runs again here: the statement's
+        // own errors (division by zero, overflow) come back as the local engine words them, and
+        // a plan the cluster could not run (a limitation of its stage planner) still gets its
+        // answer. (Only SELECTs run here: running one twice changes nothing.) The scheduler
+        // itself unreachable is the one case that is not the statement's: 08006, or the local
+        // engine when `distributed_fallback` says so.
+        let rows = match submitted {
+            Ok(rows) => rows,
+            Err(e) if !unreachable(&e) => return self.rerun(plan, ctx, &e),
             Err(e) if self.fallback => {
-                tracing::warn!(scheduler = %self.shown, error = %e, "the cluster did not take the statement; running it on the local engine");
+                tracing::warn!(scheduler = %self.shown, error = %e, "the scheduler cannot be reached; running the statement on the local engine");
                 crate::metrics::distributed("fallback");
-                datafusion::physical_plan::execute_stream(plan, ctx)
+                return datafusion::physical_plan::execute_stream(plan, ctx);
             }
-            Err(e) => {
+            Err(_) => {
                 crate::metrics::distributed("error");
-                Err(self.explain(e))
+                return Err(LaloError::ClusterLost(format!(
+                    "the distributed engine's scheduler ({}) cannot be reached; set [engine] distributed_fallback = true to run such statements on the local engine",
+                    self.shown
+                ))
+                .into());
+            }
+        };
+        let mut rows = rows;
+        let schema = rows.schema();
+        let mut first = rows.next().await;
+        // (Empty batches carry no row: the first row is what counts.)
+        while matches!(&first, Some(Ok(b)) if b.num_rows() == 0) {
+            first = rows.next().await;
+        }
+        match first {
+            Some(Err(e)) => self.rerun(plan, ctx, &e),
+            first => {
+                crate::metrics::distributed("cluster");
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(first).chain(rows))))
             }
         }
     }
 
-    /// A submission that failed: 08006 when the scheduler could not be reached.
-    fn explain(&self, e: DataFusionError) -> DataFusionError {
-        let text = e.to_string();
-        let lower = text.to_ascii_lowercase();
-        let unreachable = ["transport error", "connect", "connection refused", "dns error", "timed out", "unavailable", "broken pipe"]
-            .iter()
-            .any(|w| lower.contains(w));
-        if !unreachable {
-            return e;
-        }
-        LaloError::ClusterLost(format!(
-            "the distributed engine's scheduler ({}) cannot be reached; set [engine] distributed_fallback = true to run such statements on the local engine",
-            self.shown
-        ))
-        .into()
+    fn rerun(&self, plan: Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>, e: &DataFusionError) -> Result<SendableRecordBatchStream> {
+        tracing::warn!(scheduler = %self.shown, error = %e, "the cluster did not answer the statement; running it on the local engine");
+        crate::metrics::distributed("rerun");
+        datafusion::physical_plan::execute_stream(plan, ctx)
     }
+}
+
+/// Whether a submission failed because the scheduler could not be reached at all.
+fn unreachable(e: &DataFusionError) -> bool {
+    let lower = e.to_string().to_ascii_lowercase();
+    ["transport error", "connection refused", "error trying to connect", "dns error", "tcp connect", "broken pipe", "connection reset"]
+        .iter()
+        .any(|w| lower.contains(w))
 }
