@@ -19,6 +19,9 @@ pub async fn check(config_path: Option<&Path>) -> Vec<String> {
     problems.extend(planner_problems(&cfg.planner));
     problems.extend(tls_problems(&cfg));
     problems.extend(mcp_problems(&cfg, |v| std::env::var(v).ok()));
+    if let Err(e) = crate::distributed::Mode::parse(&cfg.engine.distributed) {
+        problems.push(e.to_string());
+    }
     match crate::engine::sources::Sources::load(&cfg.resolve(&cfg.catalog.dir)) {
         Ok(sources) => problems.extend(upstream_problems(&sources, |v| std::env::var(v).ok())),
         Err(e) => problems.push(e.to_string()),

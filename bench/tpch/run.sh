@@ -109,36 +109,33 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- lalo (generates the Parquet files on its first start at this scale) ------------------------
-mkdir -p "$TMP/lalo" "$TPCH_DATA_DIR"
-PARQUET_DIR="$TPCH_DATA_DIR/tpch-sf$SCALE_NAME"
-[ -f "$PARQUET_DIR/lineitem.parquet" ] || say "lalo generates TPC-H SF$SCALE_NAME into $PARQUET_DIR (once; SF1 takes about a minute)"
-LALO_SERVER_LISTEN="127.0.0.1:$LALO_PORT" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$LALO_HTTP_PORT" \
-LALO_CATALOG_DATA_DIR="$TPCH_DATA_DIR" LALO_GOVERNANCE_AUDIT_LOG="$TMP/lalo/audit.log" \
-LALO_CATALOG_TPCH_SCALE="$SCALE" "$LALO_BIN" serve --config "$LALO_CONFIG" >"$TMP/lalo.log" 2>&1 &
-LALO_PID=$!
-for _ in $(seq 1 36000); do
-  pg_isready -q -h 127.0.0.1 -p "$LALO_PORT" && break
-  kill -0 "$LALO_PID" 2>/dev/null || { cat "$TMP/lalo.log" >&2; die "lalo exited"; }
-  sleep 0.1
-done
-pg_isready -q -h 127.0.0.1 -p "$LALO_PORT" || { cat "$TMP/lalo.log" >&2; die "lalo did not start"; }
-[ -f "$PARQUET_DIR/lineitem.parquet" ] || die "lalo started but $PARQUET_DIR/lineitem.parquet is missing"
-
-# --- lalo on a standalone Ballista cluster (scheduler and two executors in its process) ----------
-if [[ ",$ENGINES," == *,lalo-ballista,* ]]; then
-  mkdir -p "$TMP/lalo-ballista"
-  LALO_SERVER_LISTEN="127.0.0.1:$LALO_BALLISTA_PORT" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$LALO_BALLISTA_HTTP_PORT" \
-  LALO_CATALOG_DATA_DIR="$TPCH_DATA_DIR" LALO_GOVERNANCE_AUDIT_LOG="$TMP/lalo-ballista/audit.log" \
-  LALO_CATALOG_TPCH_SCALE="$SCALE" LALO_ENGINE_DISTRIBUTED=standalone LALO_ENGINE_DISTRIBUTED_EXECUTORS=2 \
-  LALO_PLANNER_RETRIEVAL_DIR="$TMP/lalo-ballista/retrieval" \
-  "$LALO_BIN" serve --config "$LALO_CONFIG" >"$TMP/lalo-ballista.log" 2>&1 &
-  LALO_BALLISTA_PID=$!
-  for _ in $(seq 1 6000); do
-    pg_isready -q -h 127.0.0.1 -p "$LALO_BALLISTA_PORT" && break
-    kill -0 "$LALO_BALLISTA_PID" 2>/dev/null || { cat "$TMP/lalo-ballista.log" >&2; die "lalo (Ballista) exited"; }
+# start_lalo NAME PORT HTTP_PORT [VAR=value ...]: a lalo on the bench's data, its pid in LAST_PID.
+start_lalo() {
+  local name="$1" port="$2" http="$3"; shift 3
+  mkdir -p "$TMP/$name"
+  env LALO_SERVER_LISTEN="127.0.0.1:$port" LALO_SERVER_HTTP_LISTEN="127.0.0.1:$http" \
+    LALO_CATALOG_DATA_DIR="$TPCH_DATA_DIR" LALO_GOVERNANCE_AUDIT_LOG="$TMP/$name/audit.log" \
+    LALO_PLANNER_RETRIEVAL_DIR="$TMP/$name/retrieval" LALO_CATALOG_TPCH_SCALE="$SCALE" "$@" \
+    "$LALO_BIN" serve --config "$LALO_CONFIG" >"$TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  for _ in $(seq 1 36000); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
+    kill -0 "$LAST_PID" 2>/dev/null || { cat "$TMP/$name.log" >&2; die "$name exited"; }
     sleep 0.1
   done
-  pg_isready -q -h 127.0.0.1 -p "$LALO_BALLISTA_PORT" || { cat "$TMP/lalo-ballista.log" >&2; die "lalo (Ballista) did not start"; }
+  pg_isready -q -h 127.0.0.1 -p "$port" || { cat "$TMP/$name.log" >&2; die "$name did not start"; }
+}
+mkdir -p "$TPCH_DATA_DIR"
+PARQUET_DIR="$TPCH_DATA_DIR/tpch-sf$SCALE_NAME"
+[ -f "$PARQUET_DIR/lineitem.parquet" ] || say "lalo generates TPC-H SF$SCALE_NAME into $PARQUET_DIR (once; SF1 takes about a minute)"
+start_lalo lalo "$LALO_PORT" "$LALO_HTTP_PORT"
+LALO_PID=$LAST_PID
+[ -f "$PARQUET_DIR/lineitem.parquet" ] || die "lalo started but $PARQUET_DIR/lineitem.parquet is missing"
+# The same lalo on a standalone Ballista cluster (a scheduler and two executors in its process).
+if [[ ",$ENGINES," == *,lalo-ballista,* ]]; then
+  start_lalo lalo-ballista "$LALO_BALLISTA_PORT" "$LALO_BALLISTA_HTTP_PORT" \
+    LALO_ENGINE_DISTRIBUTED=standalone LALO_ENGINE_DISTRIBUTED_EXECUTORS=2
+  LALO_BALLISTA_PID=$LAST_PID
 fi
 
 # --- PostgreSQL 15 -------------------------------------------------------------------------------

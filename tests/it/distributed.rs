@@ -125,8 +125,8 @@ async fn a_stopped_scheduler_is_08006_or_the_local_answer() {
     assert!(distributed_count("fallback") > before, "the fallback is counted");
 }
 
-#[test]
-fn distributed_modes_parse_and_bad_ones_are_refused() {
+#[tokio::test]
+async fn distributed_modes_parse_and_bad_ones_are_refused() {
     use lalo::distributed::Mode;
     assert_eq!(Mode::parse("off").unwrap(), Mode::Off);
     assert_eq!(Mode::parse("standalone").unwrap(), Mode::Standalone);
@@ -135,6 +135,12 @@ fn distributed_modes_parse_and_bad_ones_are_refused() {
     for bad in ["local", "http://x:1", "df://", "df://a/b", "df://u@h:1"] {
         assert!(Mode::parse(bad).is_err(), "{bad}");
     }
+    // A gateway does not start on a mode it does not know, and says which ones it does.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = common::test_config(dir.path());
+    cfg.engine.distributed = "ballista://sched".into();
+    let err = lalo::runtime::start(cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("df://host:port"), "{err}");
 }
 
 fn free_port() -> u16 {
