@@ -111,6 +111,8 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), LaloError> {
         grpc_port: opts.grpc_port,
         scheduler_host: opts.scheduler_host,
         scheduler_port: opts.scheduler_port,
+        // Started beside its scheduler (compose, a test), it keeps trying for a minute.
+        scheduler_connect_timeout_seconds: 60,
         concurrent_tasks: opts.tasks.max(1),
         task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         work_dir: opts.work_dir,

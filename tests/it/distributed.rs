@@ -175,6 +175,12 @@ async fn an_external_cluster_runs_what_the_gateway_sends() {
     let (sched, flight, grpc) = (free_port(), free_port(), free_port());
     let work = tempfile::tempdir().expect("tempdir");
     let _scheduler = lalo_process(&["ballista", "scheduler", "--bind", &format!("127.0.0.1:{sched}")]);
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", sched)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let _executor = lalo_process(&[
         "ballista",
         "executor",
@@ -205,7 +211,8 @@ async fn an_external_cluster_runs_what_the_gateway_sends() {
     let want = rows(&local.connect("analyst").await, orders).await.expect("local");
     let mut got = Err(String::new());
     for _ in 0..60 {
-        got = rows(&client, orders).await;
+        // (Bounded: a cluster without executors would hold the statement.)
+        got = tokio::time::timeout(std::time::Duration::from_secs(30), rows(&client, orders)).await.unwrap_or_else(|_| Err("no answer in 30 s".into()));
         if got.as_ref() == Ok(&want) && distributed_count("cluster") > before {
             break;
         }
