@@ -2,12 +2,16 @@
 //!
 //! To the local engine it is a leaf: the plan it carries is not one of its children, so the
 //! per-operator wrappers lalo adds at execution (engine/interrupt.rs) wrap this operator and
-//! never reach the plan that crosses the wire. `EXPLAIN` prints the carried plan under it.
+//! never reach the plan that crosses the wire. `EXPLAIN` prints the carried plan under it, cut
+//! into the stages Ballista's planner makes of it.
 
 use std::fmt;
 use std::sync::Arc;
 
+use ballista_core::JobId;
+use ballista_scheduler::planner::{DefaultDistributedPlanner, DistributedPlanner};
 use datafusion::common::Result;
+use datafusion::config::ConfigOptions;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -46,10 +50,26 @@ impl DistributedExec {
 impl DisplayAs for DistributedExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "DistributedExec: ballista={}", self.cluster.shown())?;
-        if matches!(t, DisplayFormatType::Default | DisplayFormatType::Verbose) {
-            // The plan Ballista's scheduler receives, cut into stages at its exchanges.
-            for line in displayable(self.plan.as_ref()).indent(false).to_string().lines() {
-                write!(f, "\n    {line}")?;
+        if !matches!(t, DisplayFormatType::Default | DisplayFormatType::Verbose) {
+            return Ok(());
+        }
+        // The stages Ballista's planner cuts the plan into at its exchanges (each ends in a
+        // shuffle write; later ones read earlier ones' output), as the scheduler will.
+        let mut planner = DefaultDistributedPlanner::new();
+        match planner.plan_query_stages(&JobId::new("explain"), self.plan.clone(), &ConfigOptions::new()) {
+            Ok(stages) => {
+                for (i, stage) in stages.iter().enumerate() {
+                    write!(f, "\n  stage {}:", i + 1)?;
+                    let plan: &dyn ExecutionPlan = stage.as_ref();
+                    for line in displayable(plan).indent(false).to_string().lines() {
+                        write!(f, "\n    {line}")?;
+                    }
+                }
+            }
+            Err(_) => {
+                for line in displayable(self.plan.as_ref()).indent(false).to_string().lines() {
+                    write!(f, "\n    {line}")?;
+                }
             }
         }
         Ok(())
