@@ -497,7 +497,7 @@ def main():
     out_dir = Path(a.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"tpch-sf{a.scale}"
-    md = [f"# TPC-H SF{a.scale}: lalo, DataFusion, DuckDB, PostgreSQL", "",
+    md = [f"# TPC-H SF{a.scale}: " + ", ".join(LABEL[e] for e in engines), "",
           f"Written by `bench/tpch/run.sh {a.scale}` on {datetime.date.today().isoformat()}; see `bench/README.md` "
           "for what is measured and how.", "",
           f"- machine: {machine_info()}",
