@@ -96,11 +96,23 @@ pub struct CatalogConfig {
     /// relation replaced by its governed derived table (PostgreSQL's exact answers). Off: every
     /// statement is planned by the engine.
     pub postgres_lane: bool,
+    /// Megabytes of embedded file tables (the demo TPC-H schema, sources.toml tables) held in
+    /// memory as Arrow batches, loaded at start, smallest first until the budget is spent;
+    /// 0: every statement reads the files.
+    pub memory_cache_mb: u64,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { dir: "catalog".into(), data_dir: "data".into(), tpch_scale: 0.01, upstream_pool_size: 16, upstream_pipelined_connections: None, postgres_lane: true }
+        Self {
+            dir: "catalog".into(),
+            data_dir: "data".into(),
+            tpch_scale: 0.01,
+            upstream_pool_size: 16,
+            upstream_pipelined_connections: None,
+            postgres_lane: true,
+            memory_cache_mb: 0,
+        }
     }
 }
 
@@ -230,11 +242,21 @@ pub struct EngineConfig {
     pub distributed_executors: u32,
     /// Tasks each standalone executor runs at once; 0: the machine's cores over the executors.
     pub distributed_tasks: u32,
+    /// DataFusion session options for every statement the local engine plans, by DataFusion's
+    /// names (`"datafusion.execution.batch_size" = "16384"`). lalo's own parser, catalog and
+    /// time-zone settings cannot be changed here.
+    pub datafusion: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { distributed: "off".into(), distributed_fallback: false, distributed_executors: 2, distributed_tasks: 0 }
+        Self {
+            distributed: "off".into(),
+            distributed_fallback: false,
+            distributed_executors: 2,
+            distributed_tasks: 0,
+            datafusion: Default::default(),
+        }
     }
 }
 

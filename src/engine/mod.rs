@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod keys;
 pub mod live_table;
 pub mod mask_fn;
+pub mod memory_cache;
 pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_part;
@@ -65,6 +66,8 @@ pub struct Engine {
     upstreams: Arc<upstream::Upstreams>,
     /// Sessions plan without dynamic filters ([`PlanRules::distributed`]).
     distributed: bool,
+    /// `[engine] datafusion`, applied to every session's config.
+    datafusion_options: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,6 +90,23 @@ fn session_config(db: &str) -> SessionConfig {
     // TIMESTAMPTZ values and now() carry a zone, as in PostgreSQL; sessions start in UTC.
     cfg.options_mut().execution.time_zone = Some("+00:00".into());
     cfg
+}
+
+/// `[engine] datafusion`: DataFusion session options, checked against DataFusion's own list.
+/// The parser's, the catalog's and the time zone's are lalo's: PostgreSQL's identifier
+/// folding, its literal types and lalo's catalogs depend on them.
+pub fn datafusion_options(options: &std::collections::BTreeMap<String, String>) -> Result<Vec<(String, String)>, LaloError> {
+    let mut probe = session_config(EMBEDDED_DB);
+    let mut out = Vec::new();
+    for (key, value) in options {
+        let reserved = ["datafusion.sql_parser.", "datafusion.catalog."].iter().any(|p| key.starts_with(p)) || key == "datafusion.execution.time_zone";
+        if reserved {
+            return Err(LaloError::Config(format!("[engine] datafusion: {key} is set by lalo and cannot be changed")));
+        }
+        probe.options_mut().set(key, value).map_err(|e| LaloError::Config(format!("[engine] datafusion: {key} = {value:?}: {e}")))?;
+        out.push((key.clone(), value.clone()));
+    }
+    Ok(out)
 }
 
 /// A context with lalo's functions (PostgreSQL's catalog functions and lalo's own): the template
@@ -119,15 +139,21 @@ impl Engine {
         lalo.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
         base.register_catalog(EMBEDDED_DB.to_string(), lalo.clone());
 
+        let datafusion_options = datafusion_options(&config.engine.datafusion)?;
+        let mut loader_config = session_config(EMBEDDED_DB);
+        for (key, value) in &datafusion_options {
+            loader_config.options_mut().set(key, value)?;
+        }
         let runtime = Arc::new(RuntimeEnv::default());
         let loader_state = SessionStateBuilder::new()
-            .with_config(session_config(EMBEDDED_DB))
+            .with_config(loader_config)
             .with_runtime_env(runtime.clone())
             .with_catalog_list(base.clone() as Arc<dyn CatalogProviderList>)
             .with_default_features()
             .build();
         let loader = SessionContext::new_with_state(loader_state);
 
+        let mut files = Vec::new();
         let data_dir = config.resolve(&config.catalog.data_dir);
         if config.catalog.tpch_scale > 0.0 {
             let dir = tpch::ensure_generated(&data_dir, config.catalog.tpch_scale).await?;
@@ -137,6 +163,7 @@ impl Engine {
                 loader
                     .register_parquet(format!("{EMBEDDED_DB}.tpch.{t}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
                     .await?;
+                files.push(memory_cache::FileTable { schema: "tpch".into(), name: t.to_string(), path });
             }
         }
 
@@ -151,6 +178,14 @@ impl Engine {
                 "csv" => loader.register_csv(name, p.as_ref(), CsvReadOptions::new().has_header(t.has_header)).await?,
                 _ => loader.register_parquet(name, p.as_ref(), ParquetReadOptions::default()).await?,
             }
+            files.push(memory_cache::FileTable { schema: t.schema.clone(), name: t.name.clone(), path });
+        }
+        // A distributed engine's executors read the files themselves: nothing to hold here.
+        if config.catalog.memory_cache_mb > 0 && !rules.distributed {
+            let partitions = loader.state().config().target_partitions();
+            let catalog: Arc<dyn datafusion::catalog::CatalogProvider> = lalo.clone();
+            let budget = config.catalog.memory_cache_mb.saturating_mul(1 << 20);
+            memory_cache::load(&loader, &catalog, EMBEDDED_DB, &files, budget, partitions).await?;
         }
 
         let mut docs = Docs::embedded();
@@ -217,7 +252,7 @@ impl Engine {
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
-        Ok(Engine { base, docs, template, pg_static, upstreams, distributed })
+        Ok(Engine { base, docs, template, pg_static, upstreams, distributed, datafusion_options })
     }
 
     /// Serve the audit log as `lalo.lalo_audit.events` (policy decides who may read it).
@@ -334,6 +369,9 @@ impl Engine {
         let listing = if self.upstreams.get(db).is_some() { listing.only(db) } else { listing };
         let listing: Arc<dyn CatalogProviderList> = Arc::new(listing);
         let mut config = session_config(db);
+        for (key, value) in &self.datafusion_options {
+            config.options_mut().set(key, value)?;
+        }
         if self.distributed {
             config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
         }

@@ -32,3 +32,4 @@ mod shutdown;
 mod telemetry;
 mod data_protection;
 mod distributed;
+mod memory_cache;

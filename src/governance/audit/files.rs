@@ -106,10 +106,25 @@ impl Head {
         text.into_bytes()
     }
 
+    /// Replace the head in a file of one block: one write at offset 0. The file's length is
+    /// left alone (a truncate per write would update the inode on every statement), so the file
+    /// must already be one block long: [`Head::replace`] makes it so when the trail opens.
     pub fn write(&self, file: &std::fs::File) -> std::io::Result<()> {
         let bytes = self.bytes();
         file.write_all_at(&bytes, 0)?;
-        // Anything appended after the block is not part of the head.
+        if bytes.len() != HEAD_BYTES {
+            // A record longer than a block (never with lalo's fields): cut what the next,
+            // shorter one would leave behind.
+            file.set_len(bytes.len() as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Write the head and cut the file to it: whatever the file held before (an older, longer
+    /// record, or text appended to it) is not part of the head.
+    pub fn replace(&self, file: &std::fs::File) -> std::io::Result<()> {
+        let bytes = self.bytes();
+        file.write_all_at(&bytes, 0)?;
         file.set_len(bytes.len() as u64)
     }
 

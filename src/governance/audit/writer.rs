@@ -33,6 +33,8 @@ pub struct AuditLog {
     /// The head record, rewritten in place.
     head: std::fs::File,
     head_lock: parking_lot::Mutex<()>,
+    /// Whether this process has cut the head file to one block yet.
+    head_cut: AtomicBool,
     /// Set when a sync failed: what was written may not be on disk, so no statement may claim
     /// a durable line any more (as PostgreSQL stops after a failed fsync) until lalo restarts.
     poisoned: AtomicBool,
@@ -134,6 +136,7 @@ impl AuditLog {
             sync_lock: Mutex::new(()),
             head,
             head_lock: parking_lot::Mutex::new(()),
+            head_cut: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
         });
         let mut repaired = Vec::new();
@@ -147,7 +150,7 @@ impl AuditLog {
         if repaired.is_empty() {
             // Anchor what is there now (a trail written before heads existed gets one here).
             Head::new(tail.lines, tail.segment, &tail.last_hash, log.keyed_from, &opts.key)
-                .write(&log.head)
+                .replace(&log.head)
                 .map_err(|e| io_err("head", e))?;
         } else {
             let rec = AuditRecord {
@@ -358,7 +361,10 @@ impl AuditLog {
         // Heads are written in order: after a sync under the sync lock, after a write (mode
         // "off") or a rotation under the file's.
         let _in_order = self.head_lock.lock();
-        if let Err(e) = head.write(&self.head) {
+        // The first head this process writes cuts the file to one block; later ones only
+        // overwrite it (no truncate, no inode update per statement).
+        let written = if self.head_cut.swap(true, Ordering::Relaxed) { head.write(&self.head) } else { head.replace(&self.head) };
+        if let Err(e) = written {
             tracing::error!(error = %e, "audit head write failed");
         }
         if self.opts.head_log {
