@@ -21,6 +21,8 @@
 #   PG_TIMEOUT=600       statement_timeout (s) for each PostgreSQL query
 #   PG_SETTINGS="..."    extra postgres -c options (defaults below)
 #   PG_PORT=55632 LALO_PORT=56632 LALO_HTTP_PORT=56680 LALO_BALLISTA_PORT=56633 LALO_BALLISTA_HTTP_PORT=56681
+#   MEMORY_CACHE_MB=4096 [catalog] memory_cache_mb of the lalo engine: the tables held in memory,
+#                        as DuckDB holds its native tables (0: lalo reads the Parquet files)
 #   RESULTS_DIR=bench/results
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -42,6 +44,7 @@ LALO_BALLISTA_HTTP_PORT="${LALO_BALLISTA_HTTP_PORT:-56681}"
 LALO_CONFIG="${LALO_CONFIG:-$ROOT/lalo.toml}"
 TPCH_DATA_DIR="${TPCH_DATA_DIR:-$HERE/data}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench/results}"
+MEMORY_CACHE_MB="${MEMORY_CACHE_MB:-4096}"
 # PostgreSQL tuned the way one would for an analytic database on this machine: memory for sorts
 # and hashes, a larger buffer cache, no fsync (the data is a throwaway copy; reads are unaffected).
 # Parallel query stays at its default (2 workers per gather), matching 2 DataFusion partitions on
@@ -128,7 +131,7 @@ start_lalo() {
 mkdir -p "$TPCH_DATA_DIR"
 PARQUET_DIR="$TPCH_DATA_DIR/tpch-sf$SCALE_NAME"
 [ -f "$PARQUET_DIR/lineitem.parquet" ] || say "lalo generates TPC-H SF$SCALE_NAME into $PARQUET_DIR (once; SF1 takes about a minute)"
-start_lalo lalo "$LALO_PORT" "$LALO_HTTP_PORT"
+start_lalo lalo "$LALO_PORT" "$LALO_HTTP_PORT" LALO_CATALOG_MEMORY_CACHE_MB="$MEMORY_CACHE_MB"
 LALO_PID=$LAST_PID
 [ -f "$PARQUET_DIR/lineitem.parquet" ] || die "lalo started but $PARQUET_DIR/lineitem.parquet is missing"
 # The same lalo on a standalone Ballista cluster (a scheduler and two executors in its process).
@@ -161,12 +164,12 @@ DUCKDB_VERSION="$(python3 -c 'import duckdb; print(duckdb.__version__)')"
 PSYCOPG_VERSION="$(python3 -c 'import psycopg; print(psycopg.__version__)')"
 DF_VERSION="$(awk '/^name = "datafusion"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$HERE/datafusion-runner/Cargo.lock")"
 GOV="${LALO_GOVERNANCE_ENABLED:-true}"
-META="$(python3 - "$LALO_REV" "$DF_VERSION" "$DUCKDB_VERSION" "$PG_VERSION" "$PSYCOPG_VERSION" "$GOV" "$PG_SETTINGS" <<'EOF'
+META="$(python3 - "$LALO_REV" "$DF_VERSION" "$DUCKDB_VERSION" "$PG_VERSION" "$PSYCOPG_VERSION" "$GOV" "$PG_SETTINGS" "$MEMORY_CACHE_MB" <<'EOF'
 import json, sys
-rev, df, duck, pg, psy, gov, pgs = sys.argv[1:]
+rev, df, duck, pg, psy, gov, pgs, cache = sys.argv[1:]
 print(json.dumps({
-    "lalo": f"{rev}, release build, user admin, governance enabled={gov}, audit log on; client psycopg {psy} over TCP (127.0.0.1), text results, every row fetched",
-    "lalo on Ballista": "the same lalo with [engine] distributed = standalone: a Ballista 54 scheduler and two executors in its process over loopback gRPC, governed plans sent as physical plans",
+    "lalo": f"{rev}, release build, user admin, governance enabled={gov}, audit log on, memory_cache_mb={cache}; client psycopg {psy} over TCP (127.0.0.1), text results, every row fetched",
+    "lalo on Ballista": "the same lalo (tables on their files) with [engine] distributed = standalone: a Ballista 54 scheduler and two executors in its process over loopback gRPC, governed plans sent as physical plans",
     "DataFusion": f"{df} in-process (bench/tpch/datafusion-runner: lalo's session settings, same Parquet files, ctx.sql(..).collect())",
     "DuckDB": f"{duck} (Python, in-process), native tables loaded from the same Parquet files, default threads",
     "PostgreSQL": f"{pg}, psycopg {psy} over TCP, primary keys + foreign-key indexes, VACUUM ANALYZE; settings: {pgs}",

@@ -29,7 +29,7 @@ async fn plan(client: &tokio_postgres::Client, sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_tables_answer_as_their_files() {
-    let files = common::start().await;
+    let files = common::start_with(|cfg| cfg.catalog.memory_cache_mb = 0).await;
     let cached = common::start_with(|cfg| {
         cfg.catalog.memory_cache_mb = 256;
         // Small batches: every table spans several, dealt to both partitions.
