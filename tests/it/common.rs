@@ -126,3 +126,24 @@ pub async fn run_ok(cmd: &mut tokio::process::Command) -> String {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
+
+/// The 22 TPC-H statements of `bench/tpch/queries`, as (name, SQL), in name order.
+pub fn tpch_queries() -> Vec<(String, String)> {
+    let dir = repo().join("bench/tpch/queries");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("bench/tpch/queries").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| (p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read_to_string(&p).expect("query")))
+        .collect()
+}
+
+/// A simple-protocol statement's rows, or its SQLSTATE and message: two servers' answers to
+/// compare, errors included.
+pub async fn rows_or_error(client: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    client
+        .simple_query(sql)
+        .await
+        .map(|m| text_rows(&m))
+        .map_err(|e| format!("{} {}", sqlstate(&e), e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())))
+}

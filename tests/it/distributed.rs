@@ -4,7 +4,7 @@
 //! cluster runs; a stopped scheduler is 08006 without fallback and the local engine's answer
 //! with it, and the gateway keeps serving.
 
-use crate::common::{self, sqlstate, text_rows};
+use crate::common::{self, rows_or_error as rows, tpch_queries};
 
 /// A gateway whose embedded statements run on a standalone cluster.
 async fn clustered(fallback: bool) -> common::TestServer {
@@ -14,24 +14,6 @@ async fn clustered(fallback: bool) -> common::TestServer {
         cfg.engine.distributed_fallback = fallback;
     })
     .await
-}
-
-fn tpch_queries() -> Vec<(String, String)> {
-    let dir = common::repo().join("bench/tpch/queries");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("bench/tpch/queries").filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|p| (p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read_to_string(&p).expect("query")))
-        .collect()
-}
-
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    client
-        .simple_query(sql)
-        .await
-        .map(|m| text_rows(&m))
-        .map_err(|e| format!("{} {}", sqlstate(&e), e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())))
 }
 
 fn distributed_count(outcome: &str) -> f64 {

@@ -3,25 +3,7 @@
 //! EXPLAIN shows the scan in memory; a budget too small for a table leaves it on its file; bad
 //! DataFusion options keep lalo from starting.
 
-use crate::common::{self, sqlstate, text_rows};
-
-fn tpch_queries() -> Vec<(String, String)> {
-    let dir = common::repo().join("bench/tpch/queries");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("bench/tpch/queries").filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|p| (p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read_to_string(&p).expect("query")))
-        .collect()
-}
-
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    client
-        .simple_query(sql)
-        .await
-        .map(|m| text_rows(&m))
-        .map_err(|e| format!("{} {}", sqlstate(&e), e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())))
-}
+use crate::common::{self, rows_or_error as rows, tpch_queries};
 
 async fn plan(client: &tokio_postgres::Client, sql: &str) -> String {
     rows(client, &format!("EXPLAIN {sql}")).await.expect("explain").into_iter().flatten().collect::<Vec<_>>().join("\n")
