@@ -22,9 +22,6 @@ pub async fn check(config_path: Option<&Path>) -> Vec<String> {
     if let Err(e) = crate::distributed::Mode::parse(&cfg.engine.distributed) {
         problems.push(e.to_string());
     }
-    if let Err(e) = crate::engine::datafusion_options(&cfg.engine.datafusion) {
-        problems.push(e.to_string());
-    }
     match crate::engine::sources::Sources::load(&cfg.resolve(&cfg.catalog.dir)) {
         Ok(sources) => problems.extend(upstream_problems(&sources, |v| std::env::var(v).ok())),
         Err(e) => problems.push(e.to_string()),

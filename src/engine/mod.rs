@@ -95,7 +95,7 @@ fn session_config(db: &str) -> SessionConfig {
 /// `[engine] datafusion`: DataFusion session options, checked against DataFusion's own list.
 /// The parser's, the catalog's and the time zone's are lalo's: PostgreSQL's identifier
 /// folding, its literal types and lalo's catalogs depend on them.
-pub fn datafusion_options(options: &std::collections::BTreeMap<String, String>) -> Result<Vec<(String, String)>, LaloError> {
+fn datafusion_options(options: &std::collections::BTreeMap<String, String>) -> Result<Vec<(String, String)>, LaloError> {
     let mut probe = session_config(EMBEDDED_DB);
     let mut out = Vec::new();
     for (key, value) in options {
