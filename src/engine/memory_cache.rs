@@ -96,7 +96,7 @@ pub async fn load(
             return Err(LaloError::Internal(format!("schema {} vanished while caching {qualified}", t.schema)));
         };
         holder.deregister_table(&t.name)?;
-        holder.register_table(t.name.clone(), Arc::new(table))?;
+        holder.register_table(t.name.clone(), Arc::new(super::memory_scan::CachedTable::new(table)))?;
         tracing::info!(table = %qualified, rows, bytes, ms = began.elapsed().as_millis() as u64, "table held in memory");
         loaded.bytes += bytes;
         loaded.tables.push((qualified, bytes));

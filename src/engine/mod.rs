@@ -12,6 +12,7 @@ pub mod keys;
 pub mod live_table;
 pub mod mask_fn;
 pub mod memory_cache;
+mod memory_scan;
 pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_part;

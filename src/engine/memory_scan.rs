@@ -1,0 +1,221 @@
+//! The scan of a table held in memory (`memory_cache.rs`) that applies the filters a join or a
+//! top-k computes while the statement runs (DataFusion's dynamic filters). A hash join pushes
+//! the keys of its build side into its probe side's scan; the Parquet scan drops rows outside
+//! them while decoding, and so must the memory scan, or a table moved into memory reads every
+//! row into joins and aggregates the file scan would have skipped (TPC-H Q17 groups all of
+//! `lineitem` by part before the join keeps 0.1 % of it). DataFusion's own memory scan accepts
+//! no filters, so this one wraps it: everything else (partitions, projection, statistics,
+//! ordering, EXPLAIN) is the wrapped scan's.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::compute::{and, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::common::{Constraints, Result, ScalarValue, Statistics};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::source::{DataSource, DataSourceExec};
+use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::projection::ProjectionExprs;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan, Partitioning};
+use datafusion::config::ConfigOptions;
+use futures::StreamExt;
+
+/// A table held in memory whose scans take dynamic filters.
+#[derive(Debug)]
+pub struct CachedTable {
+    inner: MemTable,
+}
+
+impl CachedTable {
+    pub fn new(inner: MemTable) -> CachedTable {
+        CachedTable { inner }
+    }
+}
+
+#[async_trait]
+impl TableProvider for CachedTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        // MemTable scans are a DataSourceExec over a MemorySourceConfig; anything else is
+        // passed on as it is (it only misses the dynamic filters).
+        let Some(memory) = memory_source(&plan) else { return Ok(plan) };
+        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![] }))
+    }
+
+    async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, op).await
+    }
+}
+
+fn memory_source(plan: &Arc<dyn ExecutionPlan>) -> Option<MemorySourceConfig> {
+    let exec = (plan.as_ref() as &dyn Any).downcast_ref::<DataSourceExec>()?;
+    (exec.data_source().as_ref() as &dyn Any).downcast_ref::<MemorySourceConfig>().cloned()
+}
+
+/// DataFusion's memory scan plus the dynamic filters pushed into it.
+#[derive(Debug, Clone)]
+struct FilteredMemory {
+    inner: MemorySourceConfig,
+    /// Dynamic filters only, in terms of this scan's output columns.
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl FilteredMemory {
+    /// The same filters over another memory scan (repartitioned, projected, limited) of this one.
+    fn wrap(&self, other: Arc<dyn DataSource>, keep_filters: bool) -> Arc<dyn DataSource> {
+        match (other.as_ref() as &dyn Any).downcast_ref::<MemorySourceConfig>() {
+            Some(m) => Arc::new(FilteredMemory { inner: m.clone(), filters: if keep_filters { self.filters.clone() } else { vec![] } }),
+            None => other,
+        }
+    }
+}
+
+impl DataSource for FilteredMemory {
+    fn open(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let stream = self.inner.open(partition, context)?;
+        if self.filters.is_empty() {
+            return Ok(stream);
+        }
+        let schema = stream.schema();
+        let filters = self.filters.clone();
+        let filtered = stream.filter_map(move |batch| {
+            let out = batch.and_then(|b| apply(&filters, b)).transpose();
+            std::future::ready(out)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)))
+    }
+
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        self.inner.fmt_as(t, f)?;
+        if !self.filters.is_empty() {
+            let shown: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", dynamic_filters=[{}]", shown.join(", "))?;
+        }
+        Ok(())
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        repartition_file_min_size: usize,
+        output_ordering: Option<datafusion::physical_expr::LexOrdering>,
+    ) -> Result<Option<Arc<dyn DataSource>>> {
+        let re = self.inner.repartitioned(target_partitions, repartition_file_min_size, output_ordering)?;
+        Ok(re.map(|r| self.wrap(r, true)))
+    }
+
+    fn output_partitioning(&self) -> Partitioning {
+        self.inner.output_partitioning()
+    }
+
+    fn eq_properties(&self) -> EquivalenceProperties {
+        self.inner.eq_properties()
+    }
+
+    fn scheduling_type(&self) -> datafusion::physical_plan::execution_plan::SchedulingType {
+        self.inner.scheduling_type()
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        self.inner.partition_statistics(partition)
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
+        // The wrapped scan stops after `limit` rows before the filters see them: a limited scan
+        // drops its dynamic filters (they only ever save work, never change a result).
+        self.inner.with_fetch(limit).map(|l| self.wrap(l, limit.is_none()))
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.inner.fetch()
+    }
+
+    fn metrics(&self) -> ExecutionPlanMetricsSet {
+        self.inner.metrics()
+    }
+
+    fn try_swapping_with_projection(&self, projection: &ProjectionExprs) -> Result<Option<Arc<dyn DataSource>>> {
+        // The filters name this scan's output columns; a projection renumbers them, so the
+        // projected scan starts without filters (none are pushed before projections settle).
+        Ok(self.inner.try_swapping_with_projection(projection)?.map(|p| self.wrap(p, false)))
+    }
+
+    fn try_pushdown_filters(
+        &self,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn DataSource>>> {
+        // Every filter stays with the operator above as well (`No`): the scan applies only the
+        // dynamic ones, which no operator above applies, and only when no limit cuts it first.
+        let answer = vec![PushedDown::No; filters.len()];
+        let dynamic: Vec<_> = filters.into_iter().filter(|f| (f.as_ref() as &dyn Any).is::<DynamicFilterPhysicalExpr>()).collect();
+        if dynamic.is_empty() || self.inner.fetch().is_some() {
+            return Ok(FilterPushdownPropagation::with_parent_pushdown_result(answer));
+        }
+        let mut next = self.clone();
+        next.filters.extend(dynamic);
+        Ok(FilterPushdownPropagation::with_parent_pushdown_result(answer).with_updated_node(Arc::new(next) as Arc<dyn DataSource>))
+    }
+}
+
+/// The rows of `batch` every filter keeps (as they stand now: a filter still being built keeps
+/// all); `None` when none are kept.
+fn apply(filters: &[Arc<dyn PhysicalExpr>], batch: RecordBatch) -> Result<Option<RecordBatch>> {
+    let mut mask: Option<BooleanArray> = None;
+    for f in filters {
+        if let Some(d) = (f.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>() {
+            let now = d.current()?;
+            if (now.as_ref() as &dyn Any).downcast_ref::<Literal>().is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true))) {
+                continue;
+            }
+        }
+        let keep = f.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>().cloned() else { continue };
+        mask = Some(match mask {
+            Some(m) => and(&m, &keep)?,
+            None => keep,
+        });
+    }
+    let Some(mask) = mask else { return Ok(Some(batch)) };
+    // A null is not a match (SQL's WHERE).
+    let kept = mask.true_count();
+    if kept == batch.num_rows() {
+        return Ok(Some(batch));
+    }
+    if kept == 0 {
+        return Ok(None);
+    }
+    Ok(Some(filter_record_batch(&batch, &mask)?))
+}
