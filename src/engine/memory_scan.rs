@@ -26,6 +26,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr_common::physical_expr::{snapshot_generation, snapshot_physical_expr};
 use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
@@ -109,11 +110,8 @@ impl DataSource for FilteredMemory {
             return Ok(stream);
         }
         let schema = stream.schema();
-        let filters = self.filters.clone();
-        let filtered = stream.filter_map(move |batch| {
-            let out = batch.and_then(|b| apply(&filters, b)).transpose();
-            std::future::ready(out)
-        });
+        let mut filters = Snapshots::new(self.filters.clone());
+        let filtered = stream.filter_map(move |batch| std::future::ready(batch.and_then(|b| filters.apply(b)).transpose()));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)))
     }
 
@@ -190,32 +188,51 @@ impl DataSource for FilteredMemory {
     }
 }
 
-/// The rows of `batch` every filter keeps (as they stand now: a filter still being built keeps
-/// all); `None` when none are kept.
-fn apply(filters: &[Arc<dyn PhysicalExpr>], batch: RecordBatch) -> Result<Option<RecordBatch>> {
-    let mut mask: Option<BooleanArray> = None;
-    for f in filters {
-        if let Some(d) = (f.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>() {
-            let now = d.current()?;
-            if (now.as_ref() as &dyn Any).downcast_ref::<Literal>().is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true))) {
-                continue;
+/// A stream's view of its dynamic filters: each one's expression as of its latest update. A
+/// dynamic filter evaluated directly rebuilds its expression (and an IN list's set) for every
+/// batch; the snapshot is taken again only when the filter changed.
+struct Snapshots {
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// Per filter: the generation snapshotted, and the expression then (`None`: keeps every row).
+    taken: Vec<Option<(u64, Option<Arc<dyn PhysicalExpr>>)>>,
+}
+
+impl Snapshots {
+    fn new(filters: Vec<Arc<dyn PhysicalExpr>>) -> Snapshots {
+        let taken = vec![None; filters.len()];
+        Snapshots { filters, taken }
+    }
+
+    /// The rows of `batch` every filter keeps (as it stands now: a filter still being built
+    /// keeps all); `None` when none are kept.
+    fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let mut mask: Option<BooleanArray> = None;
+        for (f, taken) in self.filters.iter().zip(self.taken.iter_mut()) {
+            let generation = snapshot_generation(f);
+            if taken.as_ref().is_none_or(|(g, _)| *g != generation) {
+                let now = snapshot_physical_expr(f.clone())?;
+                let keeps_all = (now.as_ref() as &dyn Any)
+                    .downcast_ref::<Literal>()
+                    .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)));
+                *taken = Some((generation, (!keeps_all).then_some(now)));
             }
+            let Some((_, Some(expr))) = taken.as_ref() else { continue };
+            let keep = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>().cloned() else { continue };
+            mask = Some(match mask {
+                Some(m) => and(&m, &keep)?,
+                None => keep,
+            });
         }
-        let keep = f.evaluate(&batch)?.into_array(batch.num_rows())?;
-        let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>().cloned() else { continue };
-        mask = Some(match mask {
-            Some(m) => and(&m, &keep)?,
-            None => keep,
-        });
+        let Some(mask) = mask else { return Ok(Some(batch)) };
+        // A null is not a match (SQL's WHERE).
+        let kept = mask.true_count();
+        if kept == batch.num_rows() {
+            return Ok(Some(batch));
+        }
+        if kept == 0 {
+            return Ok(None);
+        }
+        Ok(Some(filter_record_batch(&batch, &mask)?))
     }
-    let Some(mask) = mask else { return Ok(Some(batch)) };
-    // A null is not a match (SQL's WHERE).
-    let kept = mask.true_count();
-    if kept == batch.num_rows() {
-        return Ok(Some(batch));
-    }
-    if kept == 0 {
-        return Ok(None);
-    }
-    Ok(Some(filter_record_batch(&batch, &mask)?))
 }
