@@ -193,9 +193,24 @@ impl DataSource for FilteredMemory {
 /// batch; the snapshot is taken again only when the filter changed.
 struct Snapshots {
     filters: Vec<Arc<dyn PhysicalExpr>>,
-    /// Per filter: the generation snapshotted, and the expression then (`None`: keeps every row).
-    taken: Vec<Option<(u64, Option<Arc<dyn PhysicalExpr>>)>>,
+    taken: Vec<Option<Taken>>,
 }
+
+/// One filter as a stream applies it.
+#[derive(Clone)]
+struct Taken {
+    /// The filter's generation when snapshotted.
+    generation: u64,
+    /// The expression then; `None`: it keeps every row, or keeps so many that testing each row
+    /// costs more than the rows it drops save (a join whose build side holds most keys).
+    expr: Option<Arc<dyn PhysicalExpr>>,
+    /// Rows tested and rows kept since the snapshot.
+    seen: usize,
+    kept: usize,
+}
+
+/// Rows a filter is tried on before it may be judged not worth testing.
+const TRIAL_ROWS: usize = 64 * 1024;
 
 impl Snapshots {
     fn new(filters: Vec<Arc<dyn PhysicalExpr>>) -> Snapshots {
@@ -209,16 +224,24 @@ impl Snapshots {
         let mut mask: Option<BooleanArray> = None;
         for (f, taken) in self.filters.iter().zip(self.taken.iter_mut()) {
             let generation = snapshot_generation(f);
-            if taken.as_ref().is_none_or(|(g, _)| *g != generation) {
+            if taken.as_ref().is_none_or(|t| t.generation != generation) {
                 let now = snapshot_physical_expr(f.clone())?;
                 let keeps_all = (now.as_ref() as &dyn Any)
                     .downcast_ref::<Literal>()
                     .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)));
-                *taken = Some((generation, (!keeps_all).then_some(now)));
+                *taken = Some(Taken { generation, expr: (!keeps_all).then_some(now), seen: 0, kept: 0 });
             }
-            let Some((_, Some(expr))) = taken.as_ref() else { continue };
+            let Some(t) = taken.as_mut() else { continue };
+            let Some(expr) = t.expr.as_ref() else { continue };
             let keep = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
             let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>().cloned() else { continue };
+            t.seen += batch.num_rows();
+            t.kept += keep.true_count();
+            // Keeping over three rows in four, the test costs about what the operators above
+            // spend on the rows it drops: stop testing (the filter only ever saved work).
+            if t.seen >= TRIAL_ROWS && t.kept.saturating_mul(4) > t.seen.saturating_mul(3) {
+                t.expr = None;
+            }
             mask = Some(match mask {
                 Some(m) => and(&m, &keep)?,
                 None => keep,

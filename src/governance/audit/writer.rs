@@ -2,9 +2,9 @@
 //! writes every line chained so far in one write. Statements that need their line durable then
 //! share syncs (group commit): a sync covers every line written before it began, runs outside
 //! the file's lock so writes go on meanwhile, and one waits for the next while it runs. The head
-//! record is rewritten after each sync; segments rotate by size or age. The write runs in a task
-//! of its own, so a caller that stops waiting (a timeout, a dropped connection) never leaves a
-//! write half accounted for.
+//! record is rewritten after each sync; segments rotate by size or age. A write never stops
+//! half way for a caller that stops waiting (a timeout, a dropped connection): it has no await
+//! in it when the file is free, and runs in a task of its own when it must wait for the file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -212,6 +212,18 @@ impl AuditLog {
         let this = self.clone();
         let began = std::time::Instant::now();
         let written = crate::telemetry::traced("audit", None, async {
+            // The file is free: write here. The write has no await in it, so a caller that stops
+            // waiting cannot cut it short; a sync it stops waiting for leaves the line written,
+            // and the next sync covers it. Otherwise the line is left to a task of its own.
+            if let Ok(mut seg) = this.file.try_lock() {
+                let rotate = this.write_locked(&mut seg, ticket)?;
+                drop(seg);
+                if rotate {
+                    let rotating = this.clone();
+                    tokio::spawn(async move { rotating.rotate_if_due().await });
+                }
+                return if durable { this.sync_through(ticket).await } else { Ok(()) };
+            }
             tokio::spawn(async move { this.write_through(ticket, durable).await }).await.map_err(|e| io_err("writer", e))?
         })
         .await;
@@ -242,6 +254,11 @@ impl AuditLog {
     /// file in chain order. Syncs never hold this lock, so writes go on while a sync runs.
     async fn write_pending(&self, ticket: u64) -> Result<bool, LaloError> {
         let mut seg = self.file.lock().await;
+        self.write_locked(&mut seg, ticket)
+    }
+
+    /// [`Self::write_pending`] with the file's lock held.
+    fn write_locked(&self, seg: &mut Segment, ticket: u64) -> Result<bool, LaloError> {
         self.check_poisoned()?;
         let (batch, upto, upto_line, hash) = {
             let chain = &mut *self.chain.lock();
@@ -295,9 +312,9 @@ impl AuditLog {
         }
         // Under "off" nothing is durable: the head counts written lines.
         if self.opts.sync == SyncMode::Off {
-            self.anchor(&seg, upto_line, &hash);
+            self.anchor(seg, upto_line, &hash);
         }
-        Ok(self.rotation_due(&seg))
+        Ok(self.rotation_due(seg))
     }
 
     /// Sync until the line of `ticket` (already written) is on disk. One sync covers every line
