@@ -147,7 +147,12 @@ impl DataSource for FilteredMemory {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        self.inner.partition_statistics(partition)
+        let stats = self.inner.partition_statistics(partition)?;
+        // With filters the counts are upper bounds: nothing may take them as exact.
+        if self.filters.is_empty() {
+            return Ok(stats);
+        }
+        Ok(Arc::new(stats.as_ref().clone().to_inexact()))
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
