@@ -13,6 +13,7 @@ pub mod live_table;
 pub mod mask_fn;
 pub mod memory_cache;
 mod memory_scan;
+mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_part;
@@ -237,6 +238,8 @@ impl Engine {
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
         // Last: arithmetic in the final projections and filters is checked (overflow.rs).
         physical.push(Arc::new(overflow::CheckedArithmetic));
+        // And no join filter where NULL keys decide the answer (null_safe_filters.rs).
+        physical.push(Arc::new(null_safe_filters::NullSafeJoinFilters));
         // Then the layers above's (a distributed engine's: what can run there is wrapped to).
         physical.extend(rules.physical_last);
         let distributed = rules.distributed;
@@ -373,8 +376,15 @@ impl Engine {
         for (key, value) in &self.datafusion_options {
             config.options_mut().set(key, value)?;
         }
+        // min/max filters can drop rows another aggregate of the statement needs (DataFusion
+        // 54 issues #24816, #25147): off, whatever the options say.
+        config.options_mut().optimizer.enable_aggregate_dynamic_filter_pushdown = false;
         if self.distributed {
-            config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+            // The umbrella field gates nothing by itself; each kind has its own.
+            let optimizer = &mut config.options_mut().optimizer;
+            optimizer.enable_dynamic_filter_pushdown = false;
+            optimizer.enable_join_dynamic_filter_pushdown = false;
+            optimizer.enable_topk_dynamic_filter_pushdown = false;
         }
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_config(config)
