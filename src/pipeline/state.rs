@@ -176,6 +176,7 @@ impl Lalo {
         // NUMERIC first: the casts below then see the types PostgreSQL gives (avg(int) is NUMERIC).
         let plan = crate::engine::pg_numeric::exact(plan)?;
         let plan = crate::engine::subquery_null::nullable(plan)?;
+        let plan = crate::engine::subquery_null::not_in(plan)?;
         let plan = crate::engine::pg_exact::pg_casts(plan)?;
         Ok(crate::pgtypes::varchar::tag_casts(plan)?)
     }

@@ -78,6 +78,12 @@ async fn cached_tables_answer_as_their_files() {
         ("SELECT count(*) FROM tpch.nation a JOIN tpch.region b ON NULLIF(a.n_regionkey, 0) IS NOT DISTINCT FROM NULLIF(b.r_regionkey, 0)", "25"),
         // No key is among 101..104, but the subquery's NULL leaves every NOT IN unknown.
         ("SELECT count(*) FROM tpch.nation WHERE NULLIF(n_nationkey, 0) NOT IN (SELECT NULLIF(r_regionkey, 0) + 100 FROM tpch.region)", "0"),
+        // 24 keys are not among 100..104; the NULL key's NOT IN is unknown, so it is left out.
+        ("SELECT count(*) FROM tpch.nation WHERE NULLIF(n_nationkey, 0) NOT IN (SELECT r_regionkey + 100 FROM tpch.region)", "24"),
+        // The same, correlated: every nation's subquery has its region's row.
+        ("SELECT count(*) FROM tpch.nation n WHERE NULLIF(n_nationkey, 0) NOT IN (SELECT r_regionkey + 100 FROM tpch.region r WHERE r.r_regionkey = n.n_regionkey)", "24"),
+        // Unless the subquery has no row: then NOT IN holds for NULL too.
+        ("SELECT count(*) FROM tpch.nation WHERE NULLIF(n_nationkey, 0) NOT IN (SELECT r_regionkey FROM tpch.region WHERE r_regionkey > 10)", "25"),
         // A NULL in the subquery makes every NOT IN unknown.
         ("SELECT count(*) FROM tpch.nation WHERE n_nationkey NOT IN (SELECT NULLIF(r_regionkey, 2) FROM tpch.region)", "0"),
         ("SELECT min(n_nationkey), max(n_regionkey + 1) FROM tpch.nation", "0|5"),
