@@ -72,7 +72,7 @@ impl TableProvider for CachedTable {
         // MemTable scans are a DataSourceExec over a MemorySourceConfig; anything else is
         // passed on as it is (it only misses the dynamic filters).
         let Some(memory) = memory_source(&plan) else { return Ok(plan) };
-        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![] }))
+        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: vec![] }))
     }
 
     async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
@@ -91,16 +91,42 @@ struct FilteredMemory {
     inner: MemorySourceConfig,
     /// Dynamic filters only, in terms of this scan's output columns.
     filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// Filters (by `expression_id`) a hash join of this plan fills in from its build side: the
+    /// scan waits until they are complete before its first row (`join_filter_gate.rs`).
+    gated: Vec<u64>,
 }
 
 impl FilteredMemory {
     /// The same filters over another memory scan (repartitioned, projected, limited) of this one.
     fn wrap(&self, other: Arc<dyn DataSource>, keep_filters: bool) -> Arc<dyn DataSource> {
         match (other.as_ref() as &dyn Any).downcast_ref::<MemorySourceConfig>() {
-            Some(m) => Arc::new(FilteredMemory { inner: m.clone(), filters: if keep_filters { self.filters.clone() } else { vec![] } }),
+            Some(m) => Arc::new(if keep_filters {
+                FilteredMemory { inner: m.clone(), filters: self.filters.clone(), gated: self.gated.clone() }
+            } else {
+                FilteredMemory { inner: m.clone(), filters: vec![], gated: vec![] }
+            }),
             None => other,
         }
     }
+}
+
+/// The scan of `plan` when it is a memory scan taking dynamic filters, with the filters whose
+/// expression ids are in `joins` gated (waited for before the first row); `None` otherwise or
+/// when none of its filters is among them.
+pub(crate) fn gate_scan(plan: &Arc<dyn ExecutionPlan>, joins: &[u64]) -> Option<Arc<dyn ExecutionPlan>> {
+    let exec = (plan.as_ref() as &dyn Any).downcast_ref::<DataSourceExec>()?;
+    let scan = (exec.data_source().as_ref() as &dyn Any).downcast_ref::<FilteredMemory>()?;
+    let gated: Vec<u64> = scan.filters.iter().filter_map(|f| filter_id(f)).filter(|id| joins.contains(id)).collect();
+    if gated.is_empty() || gated == scan.gated {
+        return None;
+    }
+    let next = FilteredMemory { gated, ..scan.clone() };
+    Some(Arc::new(exec.clone().with_data_source(Arc::new(next))))
+}
+
+/// The id a dynamic filter keeps through every copy of it (remapped columns share it).
+pub(crate) fn filter_id(f: &Arc<dyn PhysicalExpr>) -> Option<u64> {
+    (f.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>().map(|d| d.inner().expression_id)
 }
 
 impl DataSource for FilteredMemory {
@@ -112,7 +138,24 @@ impl DataSource for FilteredMemory {
         let schema = stream.schema();
         let mut filters = Snapshots::new(self.filters.clone());
         let filtered = stream.filter_map(move |batch| std::future::ready(batch.and_then(|b| filters.apply(b)).transpose()));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)))
+        let gates: Vec<Arc<dyn PhysicalExpr>> =
+            self.filters.iter().filter(|f| filter_id(f).is_some_and(|id| self.gated.contains(&id))).cloned().collect();
+        if gates.is_empty() {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)));
+        }
+        // Rows read before the join's build side is known pass unfiltered into the joins above
+        // (an operator that drives its inputs from tasks of their own starts this scan at once):
+        // wait for the filter first. The join probes only after the same moment, so nothing
+        // above waits longer; see join_filter_gate.rs for why this cannot wait forever.
+        let wait = futures::stream::once(async move {
+            for g in gates {
+                if let Some(d) = (g.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>() {
+                    d.wait_complete().await;
+                }
+            }
+        })
+        .filter_map(|()| std::future::ready(None::<Result<RecordBatch>>));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, wait.chain(filtered))))
     }
 
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {

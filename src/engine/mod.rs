@@ -12,6 +12,7 @@ pub mod keys;
 pub mod live_table;
 pub mod mask_fn;
 pub mod memory_cache;
+mod join_filter_gate;
 mod memory_scan;
 mod null_safe_filters;
 pub mod overflow;
@@ -240,6 +241,8 @@ impl Engine {
         physical.push(Arc::new(overflow::CheckedArithmetic));
         // And no join filter where NULL keys decide the answer (null_safe_filters.rs).
         physical.push(Arc::new(null_safe_filters::NullSafeJoinFilters));
+        // Then scans in memory wait for their joins' filters (join_filter_gate.rs).
+        physical.push(Arc::new(join_filter_gate::JoinFilterGate));
         // Then the layers above's (a distributed engine's: what can run there is wrapped to).
         physical.extend(rules.physical_last);
         let distributed = rules.distributed;
