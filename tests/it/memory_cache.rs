@@ -9,6 +9,19 @@ async fn plan(client: &tokio_postgres::Client, sql: &str) -> String {
     rows(client, &format!("EXPLAIN {sql}")).await.expect("explain").into_iter().flatten().collect::<Vec<_>>().join("\n")
 }
 
+/// `output_rows=` of an EXPLAIN ANALYZE line (`1234`, `5.92 K`, `1.83 M`).
+fn output_rows(line: &str) -> Option<f64> {
+    let rest = &line[line.find("output_rows=")? + "output_rows=".len()..];
+    let field = rest.split([',', ']']).next()?.trim();
+    let (number, scale) = match field.split_once(' ') {
+        Some((n, "K")) => (n, 1e3),
+        Some((n, "M")) => (n, 1e6),
+        Some((n, "B")) => (n, 1e9),
+        _ => (field, 1.0),
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_tables_answer_as_their_files() {
     let files = common::start_with(|cfg| cfg.catalog.memory_cache_mb = 0).await;
@@ -66,6 +79,30 @@ async fn cached_tables_answer_as_their_files() {
     ] {
         assert_eq!(rows(&f_admin, sql).await, rows(&c_admin, sql).await, "{sql}");
     }
+
+    // A scan in memory reads only after the join filters of its own plan are known, wherever
+    // it sits: in Q07 the suppliers join lineitem already narrowed to France and Germany by the
+    // nation join above them (its scan starts with the rest of the plan), so that join passes on
+    // only those suppliers' lines instead of every line of the two years.
+    let q07 = tpch_queries().into_iter().find(|(n, _)| n == "q07").map(|(_, q)| q).expect("q07");
+    let analyzed = plan(&c_admin, &format!("ANALYZE {q07}")).await;
+    let joined = analyzed
+        .lines()
+        .find(|l| l.contains("HashJoinExec") && l.contains("s_suppkey@") && l.contains("l_suppkey@"))
+        .and_then(output_rows)
+        .unwrap_or_else(|| panic!("no supplier-lineitem join in\n{analyzed}"));
+    let count = |sql: &'static str| {
+        let c = &c_admin;
+        async move { rows(c, sql).await.expect("count")[0][0].parse::<f64>().expect("a number") }
+    };
+    let two_years = count("SELECT count(*) FROM tpch.lineitem WHERE l_shipdate BETWEEN DATE '1995-01-01' AND DATE '1996-12-31'").await;
+    let theirs = count(
+        "SELECT count(*) FROM tpch.lineitem JOIN tpch.supplier ON l_suppkey = s_suppkey JOIN tpch.nation ON s_nationkey = n_nationkey \
+         WHERE n_name IN ('FRANCE', 'GERMANY') AND l_shipdate BETWEEN DATE '1995-01-01' AND DATE '1996-12-31'",
+    )
+    .await;
+    assert!(theirs < two_years / 4.0, "the data narrows: {theirs} of {two_years}");
+    assert!(joined <= theirs * 1.01, "{joined} lines joined, {theirs} from French and German suppliers:\n{analyzed}");
 
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN
