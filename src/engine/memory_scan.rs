@@ -72,7 +72,7 @@ impl TableProvider for CachedTable {
         // MemTable scans are a DataSourceExec over a MemorySourceConfig; anything else is
         // passed on as it is (it only misses the dynamic filters).
         let Some(memory) = memory_source(&plan) else { return Ok(plan) };
-        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: vec![] }))
+        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: Arc::default() }))
     }
 
     async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
@@ -92,8 +92,10 @@ struct FilteredMemory {
     /// Dynamic filters only, in terms of this scan's output columns.
     filters: Vec<Arc<dyn PhysicalExpr>>,
     /// Filters (by `expression_id`) a hash join of this plan fills in from its build side: the
-    /// scan waits until they are complete before its first row (`join_filter_gate.rs`).
-    gated: Vec<u64>,
+    /// scan waits until they are complete before its first row (`join_filter_gate.rs`). Set in
+    /// place once the plan is final: rebuilding the plan's nodes for it would recompute every
+    /// operator above the scan.
+    gated: Arc<parking_lot::Mutex<Vec<u64>>>,
 }
 
 impl FilteredMemory {
@@ -101,27 +103,25 @@ impl FilteredMemory {
     fn wrap(&self, other: Arc<dyn DataSource>, keep_filters: bool) -> Arc<dyn DataSource> {
         match (other.as_ref() as &dyn Any).downcast_ref::<MemorySourceConfig>() {
             Some(m) => Arc::new(if keep_filters {
-                FilteredMemory { inner: m.clone(), filters: self.filters.clone(), gated: self.gated.clone() }
+                FilteredMemory { inner: m.clone(), filters: self.filters.clone(), gated: Arc::new(parking_lot::Mutex::new(self.gated.lock().clone())) }
             } else {
-                FilteredMemory { inner: m.clone(), filters: vec![], gated: vec![] }
+                FilteredMemory { inner: m.clone(), filters: vec![], gated: Arc::default() }
             }),
             None => other,
         }
     }
 }
 
-/// The scan of `plan` when it is a memory scan taking dynamic filters, with the filters whose
-/// expression ids are in `joins` gated (waited for before the first row); `None` otherwise or
-/// when none of its filters is among them.
-pub(crate) fn gate_scan(plan: &Arc<dyn ExecutionPlan>, joins: &[u64]) -> Option<Arc<dyn ExecutionPlan>> {
-    let exec = (plan.as_ref() as &dyn Any).downcast_ref::<DataSourceExec>()?;
-    let scan = (exec.data_source().as_ref() as &dyn Any).downcast_ref::<FilteredMemory>()?;
-    let gated: Vec<u64> = scan.filters.iter().filter_map(|f| filter_id(f)).filter(|id| joins.contains(id)).collect();
-    if gated.is_empty() || gated == scan.gated {
-        return None;
-    }
-    let next = FilteredMemory { gated, ..scan.clone() };
-    Some(Arc::new(exec.clone().with_data_source(Arc::new(next))))
+/// How long a scan waits for its joins' filters at most: builds take milliseconds; a filter
+/// that never completes (a case the gate's rule does not know) costs this, not the statement.
+pub(crate) const GATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// When `plan` is a memory scan taking dynamic filters: gate (wait for before its first row)
+/// those of its filters whose expression ids are in `joins`.
+pub(crate) fn gate_scan(plan: &Arc<dyn ExecutionPlan>, joins: &[u64]) {
+    let Some(exec) = (plan.as_ref() as &dyn Any).downcast_ref::<DataSourceExec>() else { return };
+    let Some(scan) = (exec.data_source().as_ref() as &dyn Any).downcast_ref::<FilteredMemory>() else { return };
+    *scan.gated.lock() = scan.filters.iter().filter_map(filter_id).filter(|id| joins.contains(id)).collect();
 }
 
 /// The id a dynamic filter keeps through every copy of it (remapped columns share it).
@@ -138,8 +138,9 @@ impl DataSource for FilteredMemory {
         let schema = stream.schema();
         let mut filters = Snapshots::new(self.filters.clone());
         let filtered = stream.filter_map(move |batch| std::future::ready(batch.and_then(|b| filters.apply(b)).transpose()));
+        let gated = self.gated.lock().clone();
         let gates: Vec<Arc<dyn PhysicalExpr>> =
-            self.filters.iter().filter(|f| filter_id(f).is_some_and(|id| self.gated.contains(&id))).cloned().collect();
+            self.filters.iter().filter(|f| filter_id(f).is_some_and(|id| gated.contains(&id))).cloned().collect();
         if gates.is_empty() {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, filtered)));
         }
@@ -148,10 +149,15 @@ impl DataSource for FilteredMemory {
         // wait for the filter first. The join probes only after the same moment, so nothing
         // above waits longer; see join_filter_gate.rs for why this cannot wait forever.
         let wait = futures::stream::once(async move {
-            for g in gates {
-                if let Some(d) = (g.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>() {
-                    d.wait_complete().await;
+            let all = async {
+                for g in gates {
+                    if let Some(d) = (g.as_ref() as &dyn Any).downcast_ref::<DynamicFilterPhysicalExpr>() {
+                        d.wait_complete().await;
+                    }
                 }
+            };
+            if tokio::time::timeout(GATE_LIMIT, all).await.is_err() {
+                tracing::warn!("a join filter was not complete after {GATE_LIMIT:?}: the scan reads on without waiting");
             }
         })
         .filter_map(|()| std::future::ready(None::<Result<RecordBatch>>));
