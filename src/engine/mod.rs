@@ -14,6 +14,7 @@ pub mod mask_fn;
 pub mod memory_cache;
 mod join_filter_gate;
 mod memory_scan;
+mod recursive_columns;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
@@ -227,6 +228,10 @@ impl Engine {
         // with lalo's unparse fix-up just before it; later DataFusion rules (e.g. rewriting
         // COUNT(DISTINCT) into nested aggregates) would produce plans the unparser cannot render.
         let mut optimizer = datafusion::optimizer::Optimizer::new().rules;
+        // Column pruning that keeps what recursive queries read from their working table.
+        for r in optimizer.iter_mut().filter(|r| r.name() == "optimize_projections") {
+            *r = Arc::new(recursive_columns::KeepRecursiveColumns::default());
+        }
         let at = optimizer.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(optimizer.len());
         optimizer.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));
         optimizer.insert(at, Arc::new(upstream::unparse_fix::UnparseFriendly));

@@ -141,3 +141,9 @@ select o.x, (select max(y) from (values (1), (2)) u(y) where y = o.x) from (valu
 -- a scalar subquery that finds no row is NULL, whatever its column's nullability
 select (select 1 where false) is null, (select 1 where false) as v
 select (select g from generate_series(1, 3) g where g > 5) is null
+-- A recursive CTE whose outer query reads fewer columns than its recursive term needs (shown
+-- as text: integer constants in a recursive query stay bigint, see engine/pg_literals.rs).
+with recursive t(n, d) as (select 1, 0 union all select n + 1, d + 1 from t where d < 5) select n::text from t order by n
+with recursive t(n) as (select 1 union all select n + 1 from t where n < 5) select count(*) from t
+with recursive t(a, b, c) as (select 1, 'x', 2 union all select a + 1, b || 'y', c * 2 from t where c < 64) select b from t where a > 3 order by b
+select (with recursive t(n) as (select 1 union all select n + 1 from t where n < 9) select count(*) from t)

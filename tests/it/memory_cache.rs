@@ -126,6 +126,8 @@ async fn cached_tables_answer_as_their_files() {
         // A NULL in the subquery makes every NOT IN unknown.
         ("SELECT count(*) FROM tpch.nation WHERE n_nationkey NOT IN (SELECT NULLIF(r_regionkey, 2) FROM tpch.region)", "0"),
         ("SELECT min(n_nationkey), max(n_regionkey + 1) FROM tpch.nation", "0|5"),
+        // A recursive join over a table, counted (the outer query reads none of its columns).
+        ("WITH RECURSIVE r(n) AS (SELECT 0::bigint UNION ALL SELECT n_nationkey FROM tpch.nation JOIN r ON n_nationkey = r.n + 1 WHERE r.n < 24) SELECT count(*) FROM r", "25"),
     ];
     for (sql, want) in all_null_safe {
         for (server, client) in [("files", &f_admin), ("memory", &c_admin)] {
