@@ -17,7 +17,7 @@ use datafusion::arrow::compute::{and, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::common::{Constraints, Result, ScalarValue, Statistics};
+use datafusion::common::{ColumnStatistics, Constraints, Result, ScalarValue, Statistics};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::datasource::TableType;
@@ -38,12 +38,14 @@ use futures::StreamExt;
 /// A table held in memory whose scans take dynamic filters.
 #[derive(Debug)]
 pub struct CachedTable {
-    inner: MemTable,
+    inner: Arc<MemTable>,
+    /// Per column of the table: range and distinct count (`table_stats.rs`).
+    columns: Arc<Vec<ColumnStatistics>>,
 }
 
 impl CachedTable {
-    pub fn new(inner: MemTable) -> CachedTable {
-        CachedTable { inner }
+    pub fn new(inner: Arc<MemTable>, columns: Vec<ColumnStatistics>) -> CachedTable {
+        CachedTable { inner, columns: Arc::new(columns) }
     }
 }
 
@@ -72,7 +74,7 @@ impl TableProvider for CachedTable {
         // MemTable scans are a DataSourceExec over a MemorySourceConfig; anything else is
         // passed on as it is (it only misses the dynamic filters).
         let Some(memory) = memory_source(&plan) else { return Ok(plan) };
-        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: Arc::default() }))
+        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: Arc::default(), columns: self.columns.clone() }))
     }
 
     async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
@@ -96,6 +98,8 @@ struct FilteredMemory {
     /// place once the plan is final: rebuilding the plan's nodes for it would recompute every
     /// operator above the scan.
     gated: Arc<parking_lot::Mutex<Vec<u64>>>,
+    /// The table's column statistics, by the table's column order (the scan may project).
+    columns: Arc<Vec<ColumnStatistics>>,
 }
 
 impl FilteredMemory {
@@ -103,9 +107,14 @@ impl FilteredMemory {
     fn wrap(&self, other: Arc<dyn DataSource>, keep_filters: bool) -> Arc<dyn DataSource> {
         match (other.as_ref() as &dyn Any).downcast_ref::<MemorySourceConfig>() {
             Some(m) => Arc::new(if keep_filters {
-                FilteredMemory { inner: m.clone(), filters: self.filters.clone(), gated: Arc::new(parking_lot::Mutex::new(self.gated.lock().clone())) }
+                FilteredMemory {
+                    inner: m.clone(),
+                    filters: self.filters.clone(),
+                    gated: Arc::new(parking_lot::Mutex::new(self.gated.lock().clone())),
+                    columns: self.columns.clone(),
+                }
             } else {
-                FilteredMemory { inner: m.clone(), filters: vec![], gated: Arc::default() }
+                FilteredMemory { inner: m.clone(), filters: vec![], gated: Arc::default(), columns: self.columns.clone() }
             }),
             None => other,
         }
@@ -198,12 +207,25 @@ impl DataSource for FilteredMemory {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        let stats = self.inner.partition_statistics(partition)?;
-        // With filters the counts are upper bounds: nothing may take them as exact.
-        if self.filters.is_empty() {
-            return Ok(stats);
+        let mut stats = self.inner.partition_statistics(partition)?.as_ref().clone();
+        // The scan's columns are the table's through its projection; the table's ranges and
+        // distinct counts bound any partition's.
+        let width = self.inner.original_schema().fields().len();
+        let taken: Vec<usize> = self.inner.projection().clone().unwrap_or_else(|| (0..width).collect());
+        if taken.len() == stats.column_statistics.len() {
+            for (s, at) in stats.column_statistics.iter_mut().zip(taken) {
+                if let Some(c) = self.columns.get(at) {
+                    s.min_value = c.min_value.clone();
+                    s.max_value = c.max_value.clone();
+                    s.distinct_count = c.distinct_count;
+                }
+            }
         }
-        Ok(Arc::new(stats.as_ref().clone().to_inexact()))
+        // With filters the counts are upper bounds: nothing may take them as exact.
+        if !self.filters.is_empty() {
+            stats = stats.to_inexact();
+        }
+        Ok(Arc::new(stats))
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {

@@ -15,6 +15,7 @@ pub mod memory_cache;
 mod join_filter_gate;
 mod memory_scan;
 mod recursive_columns;
+mod table_stats;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
