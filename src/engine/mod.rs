@@ -16,6 +16,7 @@ mod join_filter_gate;
 mod memory_scan;
 mod recursive_columns;
 mod table_stats;
+mod estimates;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
@@ -94,6 +95,8 @@ fn session_config(db: &str) -> SessionConfig {
     cfg.options_mut().sql_parser.parse_float_as_decimal = true;
     // TIMESTAMPTZ values and now() carry a zone, as in PostgreSQL; sessions start in UTC.
     cfg.options_mut().execution.time_zone = Some("+00:00".into());
+    // Join sides are sized with distinct counts and per-conjunct selectivities (estimates.rs).
+    cfg.options_mut().optimizer.use_statistics_registry = true;
     cfg
 }
 
@@ -279,6 +282,7 @@ impl Engine {
             .with_optimizer_rules(optimizer)
             .with_physical_optimizer_rules(physical)
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+            .with_statistics_registry(estimates::registry())
             .build();
         let pg_static = Arc::new(PgCatalogStaticTables::try_new()?);
         Ok(Engine { base, docs, template, pg_static, upstreams, distributed, datafusion_options })
