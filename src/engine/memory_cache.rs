@@ -91,13 +91,15 @@ pub async fn load(
             continue;
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let table = Arc::new(MemTable::try_new(schema, partition(batches, partitions))?);
+        let parts = partition(batches, partitions);
+        let table = Arc::new(MemTable::try_new(schema.clone(), parts.clone())?);
         let columns = super::table_stats::compute(ctx, table.clone()).await?;
+        let stats = super::table_stats::whole(&parts, &schema, columns);
         let Some(holder) = catalog.schema(&t.schema) else {
             return Err(LaloError::Internal(format!("schema {} vanished while caching {qualified}", t.schema)));
         };
         holder.deregister_table(&t.name)?;
-        holder.register_table(t.name.clone(), Arc::new(super::memory_scan::CachedTable::new(table, columns)))?;
+        holder.register_table(t.name.clone(), Arc::new(super::memory_scan::CachedTable::new(table, stats)))?;
         tracing::info!(table = %qualified, rows, bytes, ms = began.elapsed().as_millis() as u64, "table held in memory");
         loaded.bytes += bytes;
         loaded.tables.push((qualified, bytes));

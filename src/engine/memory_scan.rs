@@ -17,7 +17,8 @@ use datafusion::arrow::compute::{and, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::common::{ColumnStatistics, Constraints, Result, ScalarValue, Statistics};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Constraints, Result, ScalarValue, Statistics};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::datasource::TableType;
@@ -39,13 +40,13 @@ use futures::StreamExt;
 #[derive(Debug)]
 pub struct CachedTable {
     inner: Arc<MemTable>,
-    /// Per column of the table: range and distinct count (`table_stats.rs`).
-    columns: Arc<Vec<ColumnStatistics>>,
+    /// The whole table's statistics, ranges and distinct counts included (`table_stats.rs`).
+    stats: Arc<Statistics>,
 }
 
 impl CachedTable {
-    pub fn new(inner: Arc<MemTable>, columns: Vec<ColumnStatistics>) -> CachedTable {
-        CachedTable { inner, columns: Arc::new(columns) }
+    pub fn new(inner: Arc<MemTable>, stats: Statistics) -> CachedTable {
+        CachedTable { inner, stats: Arc::new(stats) }
     }
 }
 
@@ -74,7 +75,7 @@ impl TableProvider for CachedTable {
         // MemTable scans are a DataSourceExec over a MemorySourceConfig; anything else is
         // passed on as it is (it only misses the dynamic filters).
         let Some(memory) = memory_source(&plan) else { return Ok(plan) };
-        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: Arc::default(), columns: self.columns.clone() }))
+        Ok(DataSourceExec::from_data_source(FilteredMemory { inner: memory, filters: vec![], gated: Arc::default(), table: self.stats.clone() }))
     }
 
     async fn insert_into(&self, state: &dyn Session, input: Arc<dyn ExecutionPlan>, op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
@@ -98,8 +99,8 @@ struct FilteredMemory {
     /// place once the plan is final: rebuilding the plan's nodes for it would recompute every
     /// operator above the scan.
     gated: Arc<parking_lot::Mutex<Vec<u64>>>,
-    /// The table's column statistics, by the table's column order (the scan may project).
-    columns: Arc<Vec<ColumnStatistics>>,
+    /// The whole table's statistics, by the table's column order (the scan may project).
+    table: Arc<Statistics>,
 }
 
 impl FilteredMemory {
@@ -111,10 +112,10 @@ impl FilteredMemory {
                     inner: m.clone(),
                     filters: self.filters.clone(),
                     gated: Arc::new(parking_lot::Mutex::new(self.gated.lock().clone())),
-                    columns: self.columns.clone(),
+                    table: self.table.clone(),
                 }
             } else {
-                FilteredMemory { inner: m.clone(), filters: vec![], gated: Arc::default(), columns: self.columns.clone() }
+                FilteredMemory { inner: m.clone(), filters: vec![], gated: Arc::default(), table: self.table.clone() }
             }),
             None => other,
         }
@@ -207,20 +208,30 @@ impl DataSource for FilteredMemory {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        let mut stats = self.inner.partition_statistics(partition)?.as_ref().clone();
-        // The scan's columns are the table's through its projection; the table's ranges and
-        // distinct counts bound any partition's.
         let width = self.inner.original_schema().fields().len();
         let taken: Vec<usize> = self.inner.projection().clone().unwrap_or_else(|| (0..width).collect());
-        if taken.len() == stats.column_statistics.len() {
-            for (s, at) in stats.column_statistics.iter_mut().zip(taken) {
-                if let Some(c) = self.columns.get(at) {
-                    s.min_value = c.min_value.clone();
-                    s.max_value = c.max_value.clone();
-                    s.distinct_count = c.distinct_count;
+        let rows: usize = self.inner.partitions().iter().flatten().map(|b| b.num_rows()).sum();
+        let mut stats = if partition.is_none() && self.inner.fetch().is_none() && self.table.num_rows == Precision::Exact(rows) {
+            // The whole table through the scan's projection, without a walk over its batches.
+            let mut stats = self.table.as_ref().clone().project(Some(&taken));
+            let bytes = stats.column_statistics.iter().map(|c| c.byte_size.get_value().copied()).sum::<Option<usize>>();
+            stats.total_byte_size = bytes.map_or(Precision::Absent, Precision::Exact);
+            stats
+        } else {
+            // A partition: DataFusion's figures, with the table's ranges and distinct counts,
+            // which bound any partition's.
+            let mut stats = self.inner.partition_statistics(partition)?.as_ref().clone();
+            if taken.len() == stats.column_statistics.len() {
+                for (s, at) in stats.column_statistics.iter_mut().zip(taken) {
+                    if let Some(c) = self.table.column_statistics.get(at) {
+                        s.min_value = c.min_value.clone();
+                        s.max_value = c.max_value.clone();
+                        s.distinct_count = c.distinct_count;
+                    }
                 }
             }
-        }
+            stats
+        };
         // With filters the counts are upper bounds: nothing may take them as exact.
         if !self.filters.is_empty() {
             stats = stats.to_inexact();

@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, UInt64Array};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::common::stats::Precision;
-use datafusion::common::{ColumnStatistics, ScalarValue};
+use datafusion::common::{ColumnStatistics, ScalarValue, Statistics};
 use datafusion::functions_aggregate::expr_fn::{approx_distinct, max, min};
 use datafusion::logical_expr::{cast, ident, Expr};
 use datafusion::prelude::SessionContext;
@@ -42,6 +43,22 @@ fn countable(column: Expr, t: &DataType) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// The whole table's statistics, as DataFusion's memory scan computes them on every call (row
+/// and null counts, a walk over every batch and column) plus each column's bytes and the
+/// `columns` from [`compute`]: computed once, as planning asks for them once per operator above
+/// the scan (a fifth of the planning time of an eight-table join).
+pub fn whole(partitions: &[Vec<RecordBatch>], schema: &Schema, columns: Vec<ColumnStatistics>) -> Statistics {
+    let mut stats = datafusion::physical_plan::common::compute_record_batch_statistics(partitions, schema, None);
+    for (at, (s, ours)) in stats.column_statistics.iter_mut().zip(columns).enumerate() {
+        s.min_value = ours.min_value;
+        s.max_value = ours.max_value;
+        s.distinct_count = ours.distinct_count;
+        let bytes = partitions.iter().flatten().map(|b| b.column(at).get_array_memory_size()).sum();
+        s.byte_size = Precision::Exact(bytes);
+    }
+    stats
 }
 
 /// One aggregate query over `table` for every column's min, max and distinct count; a column
@@ -97,8 +114,7 @@ pub async fn compute(ctx: &SessionContext, table: Arc<dyn TableProvider>) -> Res
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Decimal128Array, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::arrow::datatypes::Field;
     use datafusion::catalog::MemTable;
 
     #[tokio::test]
