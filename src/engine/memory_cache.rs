@@ -93,7 +93,12 @@ pub async fn load(
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let parts = partition(batches, partitions);
         let table = Arc::new(MemTable::try_new(schema.clone(), parts.clone())?);
-        let columns = super::table_stats::compute(ctx, table.clone()).await?;
+        // Statistics only steer plans: a table whose columns cannot be summarized is held all
+        // the same, with DataFusion's row and null counts.
+        let columns = super::table_stats::compute(ctx, table.clone()).await.unwrap_or_else(|e| {
+            tracing::warn!(table = %qualified, error = %e, "column statistics not computed");
+            schema.fields().iter().map(|_| datafusion::common::ColumnStatistics::new_unknown()).collect()
+        });
         let stats = super::table_stats::whole(&parts, &schema, columns);
         let Some(holder) = catalog.schema(&t.schema) else {
             return Err(LaloError::Internal(format!("schema {} vanished while caching {qualified}", t.schema)));
