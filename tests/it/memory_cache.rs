@@ -134,23 +134,6 @@ async fn cached_tables_answer_as_their_files() {
     let parts = count("SELECT count(*) FROM tpch.part WHERE p_brand = 'Brand#23' AND p_container = 'MED BOX'").await;
     assert!(averaged <= parts, "{averaged} parts averaged, {parts} kept by the filter:\n{analyzed}");
 
-    // Chains of inner joins start where the estimates say the fewest rows come out: the one
-    // nation, written last, joins the suppliers before their lines do, in the comma form and
-    // with JOIN ... ON, and the answer is the files' (where tables have no statistics and keep
-    // the written order).
-    for sql in [
-        "SELECT count(*), sum(l_quantity) FROM tpch.lineitem, tpch.supplier, tpch.nation \
-         WHERE l_suppkey = s_suppkey AND s_nationkey = n_nationkey AND n_name = 'GERMANY'",
-        "SELECT s_name, count(*) FROM tpch.lineitem JOIN tpch.orders ON o_orderkey = l_orderkey JOIN tpch.supplier ON l_suppkey = s_suppkey \
-         JOIN tpch.nation ON s_nationkey = n_nationkey WHERE n_name = 'GERMANY' AND o_orderstatus = 'F' GROUP BY s_name ORDER BY 2 DESC, 1 LIMIT 5",
-    ] {
-        let shown = plan(&c_admin, sql).await;
-        let depth = |key: &str| shown.lines().position(|l| l.contains("HashJoinExec") && l.contains(key));
-        let (nation, lines) = (depth("n_nationkey@"), depth("l_suppkey@"));
-        assert!(nation.is_some() && lines.is_some() && nation > lines, "the nation joins below the lines:\n{shown}");
-        assert_eq!(rows(&f_admin, sql).await, rows(&c_admin, sql).await, "{sql}");
-    }
-
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN
     // true for NULL), nor min/max by the aggregate's own running bounds. Answers known exactly.
