@@ -17,6 +17,7 @@ mod memory_scan;
 mod recursive_columns;
 mod table_stats;
 mod estimates;
+mod decimal_arith;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;

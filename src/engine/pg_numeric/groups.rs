@@ -30,11 +30,15 @@ pub struct AvgGroups {
     big: HashMap<usize, BigInt>,
     /// Largest display scale merged in per group (partial states may carry one).
     dscales: Vec<u32>,
+    /// A bound on every group's |sum|: the sum, over the batches added so far, of each one's
+    /// largest |value| times its rows. While a batch keeps it within `i128` its rows are added
+    /// without a test per row (the loop then runs about twice as fast).
+    bound: u128,
 }
 
 impl AvgGroups {
     pub fn new(scale_only: bool, scale: i8, out: i8) -> Self {
-        AvgGroups { scale_only, scale, out, sums: vec![], counts: vec![], big: HashMap::new(), dscales: vec![] }
+        AvgGroups { scale_only, scale, out, sums: vec![], counts: vec![], big: HashMap::new(), dscales: vec![], bound: 0 }
     }
 
     fn resize(&mut self, n: usize) {
@@ -91,6 +95,18 @@ impl GroupsAccumulator for AvgGroups {
         // Every row counts: no per-row null or filter test (the common case, a column declared
         // NOT NULL and no FILTER clause).
         let every = v.null_count() == 0 && filter.is_none();
+        if every && self.big.is_empty() {
+            let most = xs.iter().fold(0u128, |m, x| m.max(x.unsigned_abs()));
+            let bound = most.checked_mul(groups.len() as u128).and_then(|b| b.checked_add(self.bound));
+            if let Some(bound) = bound.filter(|b| *b <= i128::MAX as u128) {
+                self.bound = bound;
+                for (&g, &x) in groups.iter().zip(xs.iter()) {
+                    self.counts[g] += 1;
+                    self.sums[g] = self.sums[g].wrapping_add(x);
+                }
+                return Ok(());
+            }
+        }
         for (r, &g) in groups.iter().enumerate() {
             if !every && (v.is_null(r) || skip(filter, r)) {
                 continue;
@@ -153,6 +169,8 @@ impl GroupsAccumulator for AvgGroups {
 
     fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
         self.resize(total);
+        // Merged sums are not bounded by rows: later batches take the tested path.
+        self.bound = u128::MAX;
         let [sum, _, n, d] = values else { return Ok(()) };
         let (sum, n, d) = (sum.as_binary::<i32>(), n.as_primitive::<Int64Type>(), d.as_primitive::<Int32Type>());
         for (r, g) in groups.iter().enumerate() {
@@ -169,5 +187,35 @@ impl GroupsAccumulator for AvgGroups {
 
     fn size(&self) -> usize {
         self.sums.capacity() * 16 + self.counts.capacity() * 8 + self.dscales.capacity() * 4 + self.big.len() * 64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Decimal128Array;
+
+    /// Averages of two groups of numeric(38,2) values, stored at scale `out`.
+    fn avg(out: i8, batches: &[(Vec<i128>, Vec<usize>)]) -> Vec<Option<i128>> {
+        let mut a = AvgGroups::new(false, 2, out);
+        for (values, groups) in batches {
+            let v: ArrayRef = Arc::new(Decimal128Array::from(values.clone()).with_precision_and_scale(38, 2).unwrap());
+            a.update_batch(&[v], groups, None, 2).unwrap();
+        }
+        let out = a.evaluate(EmitTo::All).unwrap();
+        let out = out.as_primitive::<Decimal128Type>();
+        (0..out.len()).map(|i| out.is_valid(i).then(|| out.value(i))).collect()
+    }
+
+    #[test]
+    fn sums_past_i128_still_average_exactly() {
+        // small values take the untested loop: avg(1.00, 2.00, 6.00) is 3 at 16 places
+        assert_eq!(avg(16, &[(vec![100, 200, 600], vec![0, 0, 0])]), vec![Some(3 * 10i128.pow(16)), None]);
+        // two values whose sum leaves i128: the bound sends the second batch to the tested
+        // loop, which moves the group to a big integer
+        let big = 10i128.pow(38) - 1;
+        let e30 = 10i128.pow(30);
+        let got = avg(2, &[(vec![big, e30], vec![0, 1]), (vec![big, 3 * e30], vec![0, 1])]);
+        assert_eq!(got, vec![Some(big), Some(2 * e30)]);
     }
 }
