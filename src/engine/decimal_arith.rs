@@ -70,13 +70,23 @@ impl<'a> Side<'a> {
         }
     }
 
-    /// The largest magnitude among the values (NULL slots included: they are computed too).
-    fn max_abs(&self) -> u128 {
+    /// A bound on the values' magnitudes (NULL slots included: they are computed too).
+    fn max_abs(&self) -> Option<u128> {
         match self.scalar {
-            Some(x) => x.unsigned_abs(),
-            None => self.values.iter().fold(0u128, |m, x| m.max(x.unsigned_abs())),
+            Some(x) => Some(x.unsigned_abs()),
+            None => magnitude_bound(self.values),
         }
     }
+}
+
+/// A power of two at least every value's magnitude, `None` past 2^126. One pass of OR over
+/// each value's bits with its sign folded away (`x ^ (x >> 127)` is |x| - 1 for a negative x),
+/// which the compiler vectorizes; a maximum of magnitudes would compare 128-bit values one by
+/// one.
+pub fn magnitude_bound(values: &[i128]) -> Option<u128> {
+    let bits = values.iter().fold(0u128, |m, &x| m | (x ^ (x >> 127)) as u128);
+    let width = 128 - bits.leading_zeros();
+    (width <= 126).then(|| 1u128 << width)
 }
 
 /// `10^k` as i128, if it fits.
@@ -91,7 +101,7 @@ fn fast(l: &ColumnarValue, op: Operator, r: &ColumnarValue) -> Option<ArrayRef> 
     if a.scalar.is_some() && b.scalar.is_some() {
         return None;
     }
-    let (am, bm) = (a.max_abs(), b.max_abs());
+    let (am, bm) = (a.max_abs()?, b.max_abs()?);
     // Arrow's result types (Hive's rules), so the answer is the kernel's to the bit.
     let (precision, scale, lm, rm) = match op {
         Operator::Plus | Operator::Minus => {
@@ -121,21 +131,52 @@ fn fast(l: &ColumnarValue, op: Operator, r: &ColumnarValue) -> Option<ArrayRef> 
         _ => return None,
     };
     // Within the bounds no operation below wraps; wrapping forms keep a debug build from
-    // asserting on what the bounds already exclude.
-    let f = |x: i128, y: i128| match op {
-        Operator::Plus => x.wrapping_mul(lm).wrapping_add(y.wrapping_mul(rm)),
-        Operator::Minus => x.wrapping_mul(lm).wrapping_sub(y.wrapping_mul(rm)),
-        _ => x.wrapping_mul(y),
-    };
-    let out: Decimal128Array = match (l, r, a.scalar, b.scalar) {
-        (ColumnarValue::Array(x), ColumnarValue::Array(y), _, _) => {
-            datafusion::arrow::compute::binary(x.as_primitive::<Decimal128Type>(), y.as_primitive::<Decimal128Type>(), f).ok()?
-        }
-        (_, ColumnarValue::Array(y), Some(x), _) => y.as_primitive::<Decimal128Type>().unary(|v| f(x, v)),
-        (ColumnarValue::Array(x), _, _, Some(y)) => x.as_primitive::<Decimal128Type>().unary(|v| f(v, y)),
-        _ => return None,
-    };
+    // asserting on what the bounds already exclude. A constant is rescaled once, and each
+    // shape gets its own loop (no test of the operator or a multiplication by 1 per value).
+    let (l, r) = (Operand::of(l, &a, lm)?, Operand::of(r, &b, rm)?);
+    let out = match (op, lm == 1 || l.is_scalar(), rm == 1 || r.is_scalar()) {
+        (Operator::Plus, true, true) => run(l, r, |x, y| x.wrapping_add(y)),
+        (Operator::Plus, false, true) => run(l, r, move |x, y| x.wrapping_mul(lm).wrapping_add(y)),
+        (Operator::Plus, true, false) => run(l, r, move |x, y| x.wrapping_add(y.wrapping_mul(rm))),
+        (Operator::Plus, false, false) => run(l, r, move |x, y| x.wrapping_mul(lm).wrapping_add(y.wrapping_mul(rm))),
+        (Operator::Minus, true, true) => run(l, r, |x, y| x.wrapping_sub(y)),
+        (Operator::Minus, false, true) => run(l, r, move |x, y| x.wrapping_mul(lm).wrapping_sub(y)),
+        (Operator::Minus, true, false) => run(l, r, move |x, y| x.wrapping_sub(y.wrapping_mul(rm))),
+        (Operator::Minus, false, false) => run(l, r, move |x, y| x.wrapping_mul(lm).wrapping_sub(y.wrapping_mul(rm))),
+        _ => run(l, r, |x, y| x.wrapping_mul(y)),
+    }?;
     out.with_precision_and_scale(precision, scale).ok().map(|a| Arc::new(a) as ArrayRef)
+}
+
+/// One operand of the loop: an array, or a constant already multiplied by its rescale factor.
+enum Operand<'a> {
+    Array(&'a Decimal128Array),
+    Scalar(i128),
+}
+
+impl<'a> Operand<'a> {
+    fn of(v: &'a ColumnarValue, side: &Side<'_>, factor: i128) -> Option<Self> {
+        match (v, side.scalar) {
+            (ColumnarValue::Array(a), _) => Some(Operand::Array(a.as_primitive::<Decimal128Type>())),
+            (_, Some(x)) => Some(Operand::Scalar(x.wrapping_mul(factor))),
+            _ => None,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, Operand::Scalar(_))
+    }
+}
+
+/// `f` over the operands' values (a constant operand comes pre-rescaled: `f` must not rescale
+/// it again, which the callers' shapes ensure).
+fn run(l: Operand<'_>, r: Operand<'_>, f: impl Fn(i128, i128) -> i128) -> Option<Decimal128Array> {
+    match (l, r) {
+        (Operand::Array(x), Operand::Array(y)) => datafusion::arrow::compute::binary(x, y, f).ok(),
+        (Operand::Scalar(x), Operand::Array(y)) => Some(y.unary(|v| f(x, v))),
+        (Operand::Array(x), Operand::Scalar(y)) => Some(x.unary(|v| f(v, y))),
+        (Operand::Scalar(_), Operand::Scalar(_)) => None,
+    }
 }
 
 impl PhysicalExpr for DecimalArith {
@@ -250,6 +291,13 @@ mod tests {
             // a NULL constant: every answer NULL
             same(&b, col("a", &s).unwrap(), op, lit(ScalarValue::Decimal128(None, 10, 0))).unwrap();
         }
+        // two arrays at different scales: either one is rescaled
+        let c = batch(vec![Some(12345), Some(-7), None], vec![Some(5), Some(-123456), Some(1)], (15, 2), (12, 4));
+        let s = c.schema();
+        for op in [Operator::Plus, Operator::Minus, Operator::Multiply] {
+            same(&c, col("a", &s).unwrap(), op, col("b", &s).unwrap()).unwrap();
+            same(&c, col("b", &s).unwrap(), op, col("a", &s).unwrap()).unwrap();
+        }
     }
 
     #[test]
@@ -263,6 +311,17 @@ mod tests {
         let c = batch(vec![Some(10i128.pow(37))], vec![Some(1)], (38, 0), (38, 2));
         let s = c.schema();
         assert!(same(&c, col("a", &s).unwrap(), Operator::Minus, col("b", &s).unwrap()).is_err());
+    }
+
+    #[test]
+    fn magnitude_bounds_cover_every_value() {
+        for v in [0i128, 1, -1, 99, -100, 10i128.pow(15), -(10i128.pow(15)), 1 << 100, -(1 << 100)] {
+            let b = magnitude_bound(&[v]).unwrap();
+            assert!(v.unsigned_abs() <= b && b <= v.unsigned_abs().max(1) * 2, "{v}: {b}");
+        }
+        assert_eq!(magnitude_bound(&[]), Some(1));
+        assert_eq!(magnitude_bound(&[i128::MIN]), None);
+        assert_eq!(magnitude_bound(&[i128::MAX / 2 + 1]), None);
     }
 
     #[test]

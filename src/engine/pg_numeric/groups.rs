@@ -96,13 +96,15 @@ impl GroupsAccumulator for AvgGroups {
         // NOT NULL and no FILTER clause).
         let every = v.null_count() == 0 && filter.is_none();
         if every && self.big.is_empty() {
-            let most = xs.iter().fold(0u128, |m, x| m.max(x.unsigned_abs()));
-            let bound = most.checked_mul(groups.len() as u128).and_then(|b| b.checked_add(self.bound));
+            let most = crate::engine::decimal_arith::magnitude_bound(xs);
+            let bound = most.and_then(|m| m.checked_mul(groups.len() as u128)).and_then(|b| b.checked_add(self.bound));
             if let Some(bound) = bound.filter(|b| *b <= i128::MAX as u128) {
                 self.bound = bound;
+                // Slices, so the loop does not reload each vector's address after every store.
+                let (sums, counts) = (&mut self.sums[..], &mut self.counts[..]);
                 for (&g, &x) in groups.iter().zip(xs.iter()) {
-                    self.counts[g] += 1;
-                    self.sums[g] = self.sums[g].wrapping_add(x);
+                    counts[g] += 1;
+                    sums[g] = sums[g].wrapping_add(x);
                 }
                 return Ok(());
             }
