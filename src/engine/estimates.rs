@@ -37,8 +37,9 @@ pub fn registry() -> StatisticsRegistry {
     registry
 }
 
+/// Filters' estimates (also what `join_order.rs` sizes a chain's tables with).
 #[derive(Debug)]
-struct Selectivity;
+pub(crate) struct Selectivity;
 
 impl StatisticsProvider for Selectivity {
     fn compute_statistics(&self, plan: &dyn ExecutionPlan, child_stats: &[ExtendedStatistics]) -> Result<StatisticsResult> {
