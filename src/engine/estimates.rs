@@ -37,9 +37,8 @@ pub fn registry() -> StatisticsRegistry {
     registry
 }
 
-/// Filters' estimates (also what `join_order.rs` sizes a chain's tables with).
 #[derive(Debug)]
-pub(crate) struct Selectivity;
+struct Selectivity;
 
 impl StatisticsProvider for Selectivity {
     fn compute_statistics(&self, plan: &dyn ExecutionPlan, child_stats: &[ExtendedStatistics]) -> Result<StatisticsResult> {

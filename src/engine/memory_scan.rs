@@ -64,11 +64,6 @@ impl TableProvider for CachedTable {
         TableType::Base
     }
 
-    fn statistics(&self) -> Option<Statistics> {
-        // What the logical join order (join_order.rs) sizes the table by.
-        Some(self.stats.as_ref().clone())
-    }
-
     async fn scan(
         &self,
         state: &dyn Session,

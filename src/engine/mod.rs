@@ -18,7 +18,6 @@ mod recursive_columns;
 mod table_stats;
 mod estimates;
 mod decimal_arith;
-mod join_order;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
@@ -253,10 +252,6 @@ impl Engine {
         // Column pruning that keeps what recursive queries read from their working table.
         for r in optimizer.iter_mut().filter(|r| r.name() == "optimize_projections") {
             *r = Arc::new(recursive_columns::KeepRecursiveColumns::default());
-        }
-        // Inner-join chains in the order their estimates favour, once filters sit on their tables.
-        if let Some(at) = optimizer.iter().position(|r| r.name() == "push_down_filter") {
-            optimizer.insert(at + 1, Arc::new(join_order::JoinOrder));
         }
         let at = optimizer.iter().position(|r| r.name() == "scalar_subquery_to_join").map(|p| p + 1).unwrap_or(optimizer.len());
         optimizer.insert(at, Arc::new(datafusion_federation::FederationOptimizerRule::new()));

@@ -262,6 +262,9 @@ async fn the_engine_answers_as_postgres_does() {
         ("select x + 1 from (values (9223372036854775807)) t(x)", "22003"),
         ("select x * 2 from (values (5000000000000000000)) t(x)", "22003"),
         ("select x from (values (1), (2)) t(x) where x * 9223372036854775807 > 0", "22003"),
+        // ... also inside an aggregate's argument
+        ("select sum(x * 2) from (values (5000000000000000000)) t(x)", "22003"),
+        ("select max(x + 1) from (values (2147483647)) t(x)", "22003"),
         ("select 1 / x from (values (0)) t(x)", "22012"),
         // NUMERIC nested past what carrying a display scale per level can plan quickly is
         // refused at once (it grew as 2^depth, and a nested scalar subquery was planned twice

@@ -134,33 +134,6 @@ async fn cached_tables_answer_as_their_files() {
     let parts = count("SELECT count(*) FROM tpch.part WHERE p_brand = 'Brand#23' AND p_container = 'MED BOX'").await;
     assert!(averaged <= parts, "{averaged} parts averaged, {parts} kept by the filter:\n{analyzed}");
 
-    // Chains of inner joins start where the estimates say the fewest rows come out: the one
-    // nation, written last, joins the suppliers before their lines do, in the comma form and
-    // with JOIN ... ON, and the answer is the files' (where tables have no statistics and keep
-    // the written order).
-    for sql in [
-        "SELECT count(*), sum(l_quantity) FROM tpch.lineitem, tpch.supplier, tpch.nation \
-         WHERE l_suppkey = s_suppkey AND s_nationkey = n_nationkey AND n_name = 'GERMANY'",
-        "SELECT s_name, count(*) FROM tpch.lineitem JOIN tpch.orders ON o_orderkey = l_orderkey JOIN tpch.supplier ON l_suppkey = s_suppkey \
-         JOIN tpch.nation ON s_nationkey = n_nationkey WHERE n_name = 'GERMANY' AND o_orderstatus = 'F' GROUP BY s_name ORDER BY 2 DESC, 1 LIMIT 5",
-    ] {
-        let shown = plan(&c_admin, sql).await;
-        let depth = |key: &str| shown.lines().position(|l| l.contains("HashJoinExec") && l.contains(key));
-        let (nation, lines) = (depth("n_nationkey@"), depth("l_suppkey@"));
-        assert!(nation.is_some() && lines.is_some() && nation > lines, "the nation joins below the lines:\n{shown}");
-        assert_eq!(rows(&f_admin, sql).await, rows(&c_admin, sql).await, "{sql}");
-    }
-    // ... but not the smallest pair first when that pair does not filter: TPC-H Q09's shape
-    // joins the parts its LIKE keeps to their lines before all suppliers of all nations do.
-    let sql = "SELECT n_name, count(*) FROM tpch.part, tpch.supplier, tpch.lineitem, tpch.nation \
-               WHERE p_partkey = l_partkey AND s_suppkey = l_suppkey AND s_nationkey = n_nationkey AND p_name LIKE '%green%' \
-               GROUP BY n_name ORDER BY n_name";
-    let shown = plan(&c_admin, sql).await;
-    let depth = |key: &str| shown.lines().position(|l| l.contains("HashJoinExec") && l.contains(key));
-    let (parts, nation) = (depth("p_partkey@"), depth("n_nationkey@"));
-    assert!(parts.is_some() && nation.is_some() && parts > nation, "the parts join above all lines' suppliers:\n{shown}");
-    assert_eq!(rows(&f_admin, sql).await, rows(&c_admin, sql).await, "{sql}");
-
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN
     // true for NULL), nor min/max by the aggregate's own running bounds. Answers known exactly.
