@@ -93,6 +93,10 @@ const LANES: usize = 4;
 /// four groups, six million rows); separate sets let the additions overlap. No value can
 /// overflow: the caller checked the batch's bound.
 fn laned(sums: &mut [i128], counts: &mut [i64], total: usize, groups: &[usize], xs: &[i128]) {
+    // (An empty batch may come with no groups at all; chunks of zero would not do.)
+    if total == 0 || groups.is_empty() {
+        return;
+    }
     let mut lane_sums = vec![0i128; LANES * total];
     let mut lane_counts = vec![0i64; LANES * total];
     {
@@ -261,6 +265,11 @@ mod tests {
         let groups: Vec<usize> = (1..=11).map(|v| v % 2).collect();
         // odd values 1..11 average 6, even 2..10 average 6
         assert_eq!(avg(16, &[(values, groups)]), vec![Some(6 * 10i128.pow(16)), Some(6 * 10i128.pow(16))]);
+        // an empty first batch, before any group exists
+        let mut a = AvgGroups::new(false, 2, 16);
+        let empty: ArrayRef = Arc::new(Decimal128Array::from(Vec::<i128>::new()).with_precision_and_scale(38, 2).unwrap());
+        a.update_batch(&[empty], &[], None, 0).unwrap();
+        assert_eq!(a.evaluate(EmitTo::All).unwrap().len(), 0);
         // small values take the untested loop: avg(1.00, 2.00, 6.00) is 3 at 16 places
         assert_eq!(avg(16, &[(vec![100, 200, 600], vec![0, 0, 0])]), vec![Some(3 * 10i128.pow(16)), None]);
         // two values whose sum leaves i128: the bound sends the second batch to the tested
