@@ -1,7 +1,8 @@
 //! Integer arithmetic that overflows is an error, as in PostgreSQL (22003), not a wrapped
 //! value: DataFusion's `+`, `-` and `*` wrap unless their physical expression asks for checked
 //! arithmetic, and its planner never does. This rule asks for it in every projection and
-//! filter, and in the arguments of aggregates (`sum(a * b)`), after federation (parts written
+//! filter, and in the arguments of aggregates (`sum(a * b)`; not yet their FILTER clauses, nor
+//! GROUP BY, ORDER BY, window or join-key expressions), after federation (parts written
 //! out for an upstream are PostgreSQL's to check). Constants folded while planning are still
 //! computed by DataFusion's simplifier, which wraps. NUMERIC operands get lalo's form of the
 //! checked operation, which skips per-value tests a batch's bounds make needless
@@ -83,7 +84,10 @@ pub fn check_arithmetic(plan: Arc<dyn ExecutionPlan>, make: MakeChecked<'_>) -> 
                         args.push(t.data);
                     }
                     let order: Vec<_> = f.order_bys().iter().map(|s| s.expr.clone()).collect();
-                    match any.then(|| f.with_new_expressions(args, order)).flatten() {
+                    // `with_new_expressions` makes the aggregate unreversed: one DataFusion turned
+                    // around to share a sort with its neighbours (array_agg(.. ORDER BY c DESC)
+                    // beside one ordered by c) would answer in the other order. Left as planned.
+                    match (any && !f.is_reversed()).then(|| f.with_new_expressions(args, order)).flatten() {
                         Some(n) => {
                             changed = true;
                             aggrs.push(Arc::new(n));

@@ -24,6 +24,8 @@ select coalesce(null, 2), nullif(1, 1), greatest(1, null, 3), least(2, null)
 select count(*), count(x), sum(x), min(x) from (values (null::int)) t(x)
 select string_agg(x, ',' order by x) from (values ('b'),('a')) t(x)
 select array_agg(x order by x) from (values (2),(1)) t(x)
+select array_agg(x + 1 order by c), array_agg(x + 2 order by c desc) from (values (1, 3), (2, 1), (3, 2)) t(x, c)
+select array_agg(x * 2 order by c desc), sum(x - 1) from (values (1, 3), (2, 1), (3, 2)) t(x, c)
 select array[1,2,3], array_length(array[1,2],1), cardinality(array[1,2])
 select (array[1,2,3])[2], (array[1,2,3])[0]
 select generate_series(1,3)

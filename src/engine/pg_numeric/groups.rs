@@ -158,6 +158,10 @@ impl GroupsAccumulator for AvgGroups {
                 return Ok(());
             }
         }
+        // The bound must cover what this batch adds too (at most every value of it, NULL slots
+        // included), or a later batch would take the untested loop past i128.
+        let most = crate::engine::decimal_arith::magnitude_bound(xs);
+        self.bound = most.and_then(|m| m.checked_mul(groups.len() as u128)).and_then(|b| b.checked_add(self.bound)).unwrap_or(u128::MAX);
         for (r, &g) in groups.iter().enumerate() {
             if !every && (v.is_null(r) || skip(filter, r)) {
                 continue;
@@ -256,6 +260,25 @@ mod tests {
         let out = a.evaluate(EmitTo::All).unwrap();
         let out = out.as_primitive::<Decimal128Type>();
         (0..out.len()).map(|i| out.is_valid(i).then(|| out.value(i))).collect()
+    }
+
+    #[test]
+    fn a_tested_batch_counts_toward_the_bound() {
+        // A batch with a NULL takes the tested loop; the NULL-free batch after it must not be
+        // added untested past i128 (9.99e37 + 8e37 > 1.7e38): the group moves to a big integer.
+        let mut a = AvgGroups::new(false, 0, 0);
+        let first: ArrayRef = Arc::new(Decimal128Array::from(vec![Some(999 * 10i128.pow(35)), None]).with_precision_and_scale(38, 0).unwrap());
+        let second: ArrayRef = Arc::new(Decimal128Array::from(vec![8 * 10i128.pow(37)]).with_precision_and_scale(38, 0).unwrap());
+        a.update_batch(&[first], &[0, 0], None, 1).unwrap();
+        a.update_batch(&[second], &[0], None, 1).unwrap();
+        assert_eq!(a.sum_of(0), BigInt::from(999 * 10i128.pow(35)) + BigInt::from(8 * 10i128.pow(37)));
+        // and after a batch whose own bound failed (8e37 twice), a small one is still tested
+        let mut a = AvgGroups::new(false, 0, 0);
+        for x in [8 * 10i128.pow(37), 8 * 10i128.pow(37), 15 * 10i128.pow(36)] {
+            let v: ArrayRef = Arc::new(Decimal128Array::from(vec![x]).with_precision_and_scale(38, 0).unwrap());
+            a.update_batch(&[v], &[0], None, 1).unwrap();
+        }
+        assert_eq!(a.sum_of(0), BigInt::from(16 * 10i128.pow(37)) + BigInt::from(15 * 10i128.pow(36)));
     }
 
     #[test]
