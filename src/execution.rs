@@ -168,9 +168,7 @@ pub fn guard_items<T: Counted>(
                 st.rows += batch.count() as u64;
                 if let Some(max) = st.opts.max_rows {
                     if st.rows > max {
-                        let e = LaloError::LimitExceeded(format!(
-                            "result exceeds the row limit of {max} rows; add a LIMIT or aggregate"
-                        ));
+                        let e = row_limit_exceeded(max);
                         finish(&mut st, Some(&e)).await;
                         return Some((Err(e), st));
                     }
@@ -190,6 +188,11 @@ pub fn guard_items<T: Counted>(
     // Fused: a cursor may be fetched again after its result ended.
     .fuse()
     .boxed()
+}
+
+/// The error of a result with more rows than its limit allows.
+pub fn row_limit_exceeded(max: u64) -> LaloError {
+    LaloError::LimitExceeded(format!("result exceeds the row limit of {max} rows; add a LIMIT or aggregate"))
 }
 
 /// Wait (once) for the statement's start line; its line number is what the end line completes.

@@ -138,7 +138,8 @@ impl AuditScope {
     }
 
     /// Close the scope for a statement that completed with `rows` rows and no result stream
-    /// (commands, cursor moves, EXPLAIN ASK). An audit write that fails fails the statement.
+    /// (commands, cursor moves, EXPLAIN ASK, a result already whole in hand: one line, durable
+    /// before the client hears anything). An audit write that fails fails the statement.
     pub async fn finish(mut self, rows: u64) -> Result<(), LaloError> {
         let Some(mut rec) = self.record.take() else { return Ok(()) };
         rec.rows = rows;

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
+use pgwire::messages::data::DataRow;
 
 use crate::engine::upstream::direct::DirectError;
 use crate::error::LaloError;
@@ -71,17 +72,29 @@ impl Lalo {
                     }))
                 });
                 if let Ok(Some((columns, expect))) = described {
-                    // Lookups by primary key share pipelined connections (see `shared`).
+                    // Lookups by primary key share pipelined connections (see `shared`) and come
+                    // back whole.
                     let rows = if dp.key_lookup && pool.pipelines() {
-                        upstream_call(&dp.upstream, &dp.sql, pool.query_shared(&dp.sql, &values, &expect, codes)).await
+                        upstream_call(&dp.upstream, &dp.sql, pool.query_shared(&dp.sql, &values, &expect, codes))
+                            .await
+                            .map(Answer::Whole)
                     } else {
-                        upstream_call(&dp.upstream, &dp.sql, pool.query_wire(&dp.sql, &values, &expect, codes)).await
+                        upstream_call(&dp.upstream, &dp.sql, pool.query_wire(&dp.sql, &values, &expect, codes))
+                            .await
+                            .map(Answer::Streamed)
                     };
                     match rows {
-                        Ok(rows) => {
+                        Ok(answer) => {
                             dp.forward.store(FORWARD_YES, Ordering::Relaxed);
                             crate::metrics::direct_statement();
                             crate::metrics::forwarded_statement();
+                            let rows = match answer {
+                                Answer::Whole(rows) => {
+                                    let max_rows = self.max_rows(&governed.limits);
+                                    return Direct::Done(whole(scope, slot, max_rows, schema, columns, rows).await);
+                                }
+                                Answer::Streamed(rows) => rows,
+                            };
                             let upstream = dp.upstream.clone();
                             let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| {
                                 r.map_err(|e| direct_error(&upstream, e))
@@ -115,6 +128,35 @@ impl Lalo {
         let opts = self.guard_options(session, &governed.limits, scope, slot, delivery);
         Direct::Done(Ok(Outcome::Rows { schema, rows: execution::guard(stream, opts) }))
     }
+}
+
+/// What the upstream answered on the pass-through.
+enum Answer {
+    /// The whole result, in hand (a key lookup on a pipelined connection).
+    Whole(Vec<DataRow>),
+    /// Rows as they arrive.
+    Streamed(crate::engine::upstream::direct::WireRows),
+}
+
+/// Deliver a result that is whole before anything was recorded of it: one audit line records
+/// the statement with its rows and duration, durable before the rows leave, where a streamed
+/// result writes a start line before its first row and an end line after its last. No deadline
+/// or cancel is left to watch: the statement has run.
+async fn whole(
+    scope: AuditScope,
+    slot: Slot,
+    max_rows: Option<u64>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    columns: Arc<Vec<crate::pgtypes::fields::WireField>>,
+    rows: Vec<DataRow>,
+) -> Result<Outcome, LaloError> {
+    if let Some(max) = max_rows.filter(|max| rows.len() as u64 > *max) {
+        return Err(scope.fail(execution::row_limit_exceeded(max)).await);
+    }
+    scope.finish(rows.len() as u64).await?;
+    drop(slot);
+    let items = if rows.is_empty() { vec![] } else { vec![Ok(rows)] };
+    Ok(Outcome::Wire { schema, columns, rows: futures::StreamExt::boxed(futures::stream::iter(items)) })
 }
 
 /// One round trip to an upstream (until its first answer): the `upstream` stage with the SQL

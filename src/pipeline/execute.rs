@@ -116,17 +116,18 @@ impl Lalo {
             .into_iter()
             .filter(|v| *v > 0)
             .min();
-        let max_rows = [self.config.governance.max_rows, limits.max_rows.unwrap_or(0)]
-            .into_iter()
-            .filter(|v| *v > 0)
-            .min();
         GuardOptions {
             timeout_ms,
-            max_rows,
+            max_rows: self.max_rows(limits),
             cancel: delivery.cancel,
             truncate_at: delivery.cap,
             shutdown: Some(self.shutdown.terminate.clone()),
             ..scope.into_guard(Some(slot))
         }
+    }
+
+    /// The row limit a result is held to: the gateway's and the caller's, the lower (`None`: none).
+    pub(super) fn max_rows(&self, limits: &EffectiveLimits) -> Option<u64> {
+        [self.config.governance.max_rows, limits.max_rows.unwrap_or(0)].into_iter().filter(|v| *v > 0).min()
     }
 }

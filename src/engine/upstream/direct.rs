@@ -443,14 +443,15 @@ impl DirectPool {
         self.pipelined > 0 && self.wire_target.is_some()
     }
 
-    /// [`DirectPool::query_wire`] for a lookup by primary key, on a pipelined connection.
+    /// [`DirectPool::query_wire`] for a lookup by primary key, on a pipelined connection: the
+    /// whole answer (at most one row), as the upstream encoded it.
     pub async fn query_shared(
         self: &Arc<Self>,
         sql: &str,
         params: &[ScalarValue],
         expect: &[u32],
         formats: &[i16],
-    ) -> Result<WireRows, DirectError> {
+    ) -> Result<Vec<pgwire::messages::data::DataRow>, DirectError> {
         let values = Self::forwarded_values(params, expect)?;
         let conn = self.shared_conn().await?;
         let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
@@ -458,8 +459,7 @@ impl DirectPool {
         let rows = conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
         self.breaker.success();
         crate::metrics::pipelined_statement();
-        let items = if rows.is_empty() { vec![] } else { vec![Ok(rows)] };
-        Ok(Box::pin(futures::stream::iter(items)))
+        Ok(rows)
     }
 }
 

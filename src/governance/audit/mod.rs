@@ -8,8 +8,9 @@
 //! names the start line) chained after it when the result ends. The start line cannot be
 //! completed in place: its chain value is already in the line after it. The start line is sent
 //! before the statement runs, so a statement that then fails also closes with an `end` line.
-//! Refusals, failures before execution and commands are one `statement` line, synced before
-//! the client hears of them.
+//! Refusals, failures before execution, commands, and results the upstream answered whole
+//! before anything was recorded (a lookup by primary key) are one `statement` line, synced
+//! before the client hears of them.
 
 mod chain;
 mod files;

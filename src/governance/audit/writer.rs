@@ -58,6 +58,10 @@ struct Chain {
     written_line: u64,
 }
 
+/// Whether the line of `ticket` was lost to a failed write.
+fn lost(chain: &Chain, ticket: u64) -> bool {
+    chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto)
+}
 /// The current segment.
 struct Segment {
     file: Arc<std::fs::File>,
@@ -179,7 +183,6 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
     /// Chain one record and return its line number once the line is in the file and, for
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
     /// fails its statement, and so does every line chained after it in the same write.
@@ -215,6 +218,11 @@ impl AuditLog {
             // The file is free: write here. The write has no await in it, so a caller that stops
             // waiting cannot cut it short; a sync it stops waiting for leaves the line written,
             // and the next sync covers it. Otherwise the line is left to a task of its own.
+            // A line that must be durable while a sync runs waits in the chain: the next sync
+            // writes it with every other line chained meanwhile, one write for the group.
+            if durable && this.sync_lock.try_lock().is_err() {
+                return this.sync_through(ticket).await;
+            }
             if let Ok(mut seg) = this.file.try_lock() {
                 let rotate = this.write_locked(&mut seg, ticket)?;
                 drop(seg);
@@ -232,9 +240,8 @@ impl AuditLog {
         Ok(line)
     }
 
-    /// Make sure the line of `ticket` is written (and synced when `durable`): by a write made
-    /// meanwhile, or by writing every line chained so far; then by a sync that began after it
-    /// was written.
+    /// Make sure the line of `ticket` is written (and synced when `durable`), by a write made
+    /// meanwhile or by writing every line chained so far.
     async fn write_through(&self, ticket: u64, durable: bool) -> Result<(), LaloError> {
         let rotate = self.write_pending(ticket).await?;
         if rotate {
@@ -262,7 +269,7 @@ impl AuditLog {
         self.check_poisoned()?;
         let (batch, upto, upto_line, hash) = {
             let chain = &mut *self.chain.lock();
-            if chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto) {
+            if lost(chain, ticket) {
                 return Err(LaloError::Internal("audit log write failed".into()));
             }
             if chain.written >= ticket {
@@ -322,15 +329,31 @@ impl AuditLog {
     /// commit). The head is rewritten after each sync: it counts durable lines only, so a power
     /// loss never leaves it ahead of the trail.
     async fn sync_through(&self, ticket: u64) -> Result<(), LaloError> {
-        let _one_sync_at_a_time = self.sync_lock.lock().await;
+        let one_sync_at_a_time = self.sync_lock.lock().await;
         // After a failed sync the next one can report success for pages the kernel dropped
         // (Linux reports a writeback error once per open file): nothing is durable any more.
         self.check_poisoned()?;
-        let (upto, lines, last) = {
+        {
             let chain = self.chain.lock();
+            // A line lost to a failed write counts as written for the chain's sake, and a later
+            // sync as synced: its statement must fail all the same.
+            if lost(&chain, ticket) {
+                return Err(LaloError::Internal("audit log write failed".into()));
+            }
             if chain.synced >= ticket {
                 return Ok(());
             }
+        }
+        // Lines chained but not yet written (this one's, those of statements that came while
+        // the last sync ran) go out in one write first.
+        if self.write_pending(ticket).await? {
+            // Rotation takes the sync lock: after this sync.
+            drop(one_sync_at_a_time);
+            self.rotate_if_due().await;
+            return Box::pin(self.sync_through(ticket)).await;
+        }
+        let (upto, lines, last) = {
+            let chain = self.chain.lock();
             (chain.written, chain.written_line, chain.written_hash.clone())
         };
         let (file, number) = {
@@ -450,11 +473,11 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Sync lines written but not yet synced (the periodic sync of `batch_ms:N`, and of `end`
-    /// lines under `always`).
+    /// Write and sync every line chained so far (the periodic sync of `batch_ms:N`, and of `end`
+    /// lines under `always`; at shutdown).
     pub async fn sync_written(&self) -> Result<(), LaloError> {
-        let written = self.chain.lock().written;
-        self.sync_through(written).await
+        let chained = self.chain.lock().ticket;
+        self.sync_through(chained).await
     }
 }
 
