@@ -20,6 +20,29 @@ pub fn head_path(log: &Path) -> PathBuf {
     log.with_file_name(name)
 }
 
+/// Open the head record's file and lock it for this writer. Two writers on one trail would
+/// interleave their chains and rotate each other's segments away; the lock is released when
+/// the writer closes or its process dies (a crash leaves nothing to clean up).
+pub fn open_head(log: &Path) -> Result<std::fs::File, LaloError> {
+    let path = head_path(log);
+    let head = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| LaloError::Config(format!("audit head {}: {e}", path.display())))?;
+    match head.try_lock() {
+        Ok(()) => Ok(head),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LaloError::Config(format!(
+            "audit log {} is in use by another lalo (its head {} is locked)",
+            log.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(LaloError::Config(format!("audit head {}: lock: {e}", path.display()))),
+    }
+}
+
 /// Rotated segment `n` (1-based) of the log.
 pub fn segment_path(log: &Path, n: u64) -> PathBuf {
     let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -135,6 +158,11 @@ impl Head {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("unreadable head record: {e}")),
         };
+        // An empty head is one a writer created (to lock it) and had not written yet, or one cut
+        // to nothing: either way no head, which a trail with numbered lines reports as missing.
+        if bytes.is_empty() {
+            return Ok(None);
+        }
         let text = std::str::from_utf8(&bytes).map_err(|_| "the head record is not UTF-8 (edited head)".to_string())?;
         let first = text.lines().next().unwrap_or("").trim();
         serde_json::from_str(first).map(Some).map_err(|e| format!("unreadable head record: {e}"))

@@ -18,6 +18,10 @@ async fn write(path: &Path, opts: AuditOptions, n: u64) {
     for i in 0..n {
         log.append(rec(i), Wait::Durable).await.unwrap();
     }
+    // A rotation the last line started may still hold the trail: it is closed once that ends.
+    while Arc::strong_count(&log) > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 fn reason(v: Verification) -> (usize, String) {
@@ -286,6 +290,21 @@ async fn rotated_segments_verify_in_order() {
     std::fs::write(middle, saved).unwrap();
     std::fs::remove_file(&segments[0].1).unwrap();
     assert!(reason(verify(&p, &keyed().key).unwrap()).1.contains("earlier segments"));
+}
+
+/// One writer per trail: a second one would interleave its chain with the first's and rotate
+/// its segments away. It is refused while the first is open and admitted once it closed.
+#[tokio::test]
+async fn a_second_writer_on_one_trail_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    let first = AuditLog::open(&p, keyed()).await.expect("open");
+    first.append(rec(1), Wait::Durable).await.expect("append");
+    let refused = AuditLog::open(&p, keyed()).await.expect_err("a second writer");
+    assert!(refused.to_string().contains("in use"), "{refused}");
+    drop(first);
+    write(&p, keyed(), 2).await;
+    assert_eq!(intact(verify(&p, &keyed().key).expect("verify")), 3);
 }
 
 #[test]

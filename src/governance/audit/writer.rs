@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use crate::error::LaloError;
 
 use super::chain::line_for;
-use super::files::{head_path, recover, rotated, segment_path, Head};
+use super::files::{open_head, recover, rotated, segment_path, Head};
 use super::{AuditOptions, AuditRecord, SyncMode, Wait};
 
 /// The trail being written.
@@ -98,15 +98,10 @@ impl AuditLog {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LaloError::Config(format!("audit log dir {}: {e}", dir.display())))?;
         }
+        // The head is locked before anything else is read or cut: one writer per trail.
+        let head = open_head(path)?;
         let tail = recover(path, &opts.key)?;
         let file = open_append(path)?;
-        let head = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(head_path(path))
-            .map_err(|e| LaloError::Config(format!("audit head {}: {e}", head_path(path).display())))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if !opts.key.is_set() {
             tracing::warn!(
@@ -428,6 +423,9 @@ impl AuditLog {
         // not be put back after the new one failed to open: the file's state is unknown).
         let fresh = tokio::task::spawn_blocking(move || -> Result<std::fs::File, (std::io::Error, bool)> {
             file.sync_data().map_err(|e| (e, true))?;
+            if to.exists() {
+                return Err((std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{} exists", to.display())), false));
+            }
             std::fs::rename(&path, &to).map_err(|e| (e, false))?;
             let fresh = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => f,
