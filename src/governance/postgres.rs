@@ -37,6 +37,9 @@ pub struct GovernedSql {
     pub decision: Decision,
     pub rules: Vec<String>,
     pub limits: EffectiveLimits,
+    /// It reads one table by its whole primary key (at most one row, found by index): it may
+    /// share a pipelined upstream connection. Set by the lane, which knows the table's keys.
+    pub key_lookup: bool,
 }
 
 /// One relation reference, resolved and governed by the caller of [`Governance::govern_postgres`].
@@ -128,6 +131,7 @@ impl Governance {
             decision: Decision::of(filtered, masked),
             rules,
             limits: self.limits_for(subject),
+            key_lookup: false,
         })
     }
 }

@@ -47,6 +47,9 @@ pub struct Analysis {
     pub declined: Option<String>,
     /// Where a name refers to a CTE rather than a relation.
     pub cte_refs: Vec<usize>,
+    /// For a plain single-table SELECT, the columns it compares equal to values (see
+    /// [`super::lookup`]): a lookup when the table's primary key is among them.
+    pub lookup: Option<Vec<String>>,
 }
 
 /// The relations `text` reads and where it names CTEs, whatever kind of statement it is.
@@ -67,6 +70,9 @@ pub fn analyze(text: &str) -> Result<Analysis, String> {
         out.declined = Some("more than one statement".into());
         return Ok(out);
     };
+    if let Some(pg_query::protobuf::node::Node::SelectStmt(s)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+        out.lookup = super::lookup::equal_columns(s);
+    }
     let tree = serde_json::to_value(raw).map_err(|e| e.to_string())?;
     let Some(select) = tree.get("stmt").and_then(|s| s.get("node")).and_then(|n| n.get("SelectStmt")) else {
         out.declined = Some("not a SELECT".into());

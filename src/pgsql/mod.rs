@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod functions;
+pub mod lookup;
 pub mod splice;
 
 pub use analyze::{analyze, Analysis, Relation};

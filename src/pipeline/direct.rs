@@ -138,11 +138,12 @@ enum Answer {
     Streamed(crate::engine::upstream::direct::WireRows),
 }
 
-/// Deliver a result that is whole before anything was recorded of it: one audit line records
+/// Deliver a result that is whole before anything was recorded of it (a key lookup on a
+/// pipelined connection, of this lane or the PostgreSQL lane): one audit line records
 /// the statement with its rows and duration, durable before the rows leave, where a streamed
 /// result writes a start line before its first row and an end line after its last. No deadline
 /// or cancel is left to watch: the statement has run.
-async fn whole(
+pub(super) async fn whole(
     scope: AuditScope,
     slot: Slot,
     max_rows: Option<u64>,

@@ -173,10 +173,25 @@ impl Lalo {
         let Some(pool) = self.engine.upstreams().get(&governed.upstream).and_then(|u| u.direct()) else {
             return Err(scope.fail(LaloError::Internal("the upstream has no connections".into())).await);
         };
-        // The start line's sync overlaps the upstream's answer.
-        scope.start();
         let codes: &[i16] = delivery.wire.unwrap_or_default();
         let settings = output_settings(session);
+        // A lookup by whole primary key shares a pipelined connection and comes back whole:
+        // one audit line, durable before its row leaves (see `direct::whole`).
+        if governed.key_lookup && pool.pipelines() && delivery.cap.is_none() {
+            let call = pool.lookup_shared(&sql, params, codes, &settings);
+            match super::direct::upstream_call(&governed.upstream, &sql, call).await {
+                Ok(Some((fields, rows))) => {
+                    crate::metrics::postgres_statement();
+                    crate::metrics::forwarded_statement();
+                    let max_rows = self.max_rows(&governed.limits);
+                    return super::direct::whole(scope, slot, max_rows, text_schema(&fields), Arc::new(fields), rows).await;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(scope.fail(upstream_error(&governed.upstream, e)).await),
+            }
+        }
+        // The start line's sync overlaps the upstream's answer.
+        scope.start();
         // The simple protocol's statements go as one simple Query (its constants differ every
         // time: nothing is worth preparing); the extended protocol's as prepared statements.
         let ran = if simple {
@@ -190,7 +205,7 @@ impl Lalo {
         };
         crate::metrics::postgres_statement();
         crate::metrics::forwarded_statement();
-        let schema = Arc::new(Schema::new(fields.iter().map(|f| Field::new(&f.name, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let schema = text_schema(&fields);
         let columns = Arc::new(fields);
         let name = governed.upstream.clone();
         let rows = futures::StreamExt::boxed(futures::StreamExt::map(rows, move |r| r.map_err(|e| upstream_error(&name, e))));
@@ -278,7 +293,15 @@ impl Lalo {
             })
             .collect();
         let subject = self.subject(session);
-        self.governance.govern_postgres(&subject, &db, text, shape, &analysis, &parts).map(Some)
+        let mut governed = self.governance.govern_postgres(&subject, &db, text, shape, &analysis, &parts)?;
+        governed.key_lookup = match (&analysis.lookup, tables.as_slice()) {
+            (Some(equal), [t]) if analysis.relations.len() == 1 => {
+                let key = crate::engine::keys::declared(&self.engine.docs().read(), &db, &t.schema, &t.name).primary_key;
+                !key.is_empty() && key.iter().all(|k| equal.contains(k))
+            }
+            _ => false,
+        };
+        Ok(Some(governed))
     }
 }
 
@@ -292,6 +315,12 @@ struct Resolved {
     denied: Vec<String>,
     governed: crate::governance::GovernedPlan,
     upstream_sql: String,
+}
+
+/// The schema the lane's rows are described by to lalo's own layers (the client sees the
+/// upstream's description).
+fn text_schema(fields: &[WireField]) -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(fields.iter().map(|f| Field::new(&f.name, DataType::Utf8, true)).collect::<Vec<_>>()))
 }
 
 /// The session's output settings, as the upstream names them.

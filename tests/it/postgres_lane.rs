@@ -343,3 +343,61 @@ async fn casts_over_an_upstream_on_the_engine_path_answer_as_postgres_does() {
         assert_eq!(got, want, "{sql}");
     }
 }
+
+/// Lookups by whole primary key that the lane takes share pipelined upstream connections and
+/// come back whole: governed as every statement of the lane is (a hidden row is not found, a
+/// masked column is masked, a denied column refused), answering as the same statement written
+/// so that it is no lookup answers, in the session's own output settings, each recorded by one
+/// durable audit line with its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_lookups_of_the_lane_share_pipelined_connections() {
+    let (s, _catalog, _pol, pg) = lane("lane_lookup").await;
+    pg.psql("lane_lookup", "CREATE TABLE ev (id int PRIMARY KEY, at timestamptz); INSERT INTO ev VALUES (1, '2024-01-01 12:00:00+00')").await;
+    let admin = s.connect_db("admin", "lane_lookup").await;
+    admin.simple_query("REFRESH UPSTREAM lane_lookup").await.expect("refresh");
+    let before = crate::protocol::counter(&s, "lalo_pipelined_statements_total").await;
+    let analyst = s.connect_db("analyst", "lane_lookup").await;
+    // `id + 0 = $1` is no lookup: it takes a connection of its own, and is the answer to match.
+    let (lookup, plain) = ("SELECT id, name, bonus FROM staff WHERE id = $1", "SELECT id, name, bonus FROM staff WHERE id + 0 = $1");
+    for id in 1..=4i32 {
+        let got = analyst.query(lookup, &[&id]).await.expect("lookup");
+        let want = analyst.query(plain, &[&id]).await.expect("no lookup");
+        let text = |rows: &[tokio_postgres::Row]| -> Vec<(i32, Option<String>, Option<String>)> {
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get::<_, Option<rust_decimal::Decimal>>(2).map(|d| d.to_string()))).collect()
+        };
+        assert_eq!(text(&got), text(&want), "id {id}");
+        // ops (id 2) is a closed department: hidden from the analyst, names redacted.
+        assert_eq!(got.len(), usize::from(id != 2), "id {id}");
+        assert!(got.iter().all(|r| r.get::<_, Option<String>>(1).as_deref() != Some("ann")), "masked");
+    }
+    let simple = |sql: &'static str| {
+        let analyst = &analyst;
+        async move { named_rows(&analyst.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))) }
+    };
+    assert_eq!(simple("SELECT name, id FROM staff WHERE id = 3").await, simple("SELECT name, id FROM staff WHERE id + 0 = 3").await);
+    assert!(simple("SELECT name, id FROM staff WHERE id = 2").await.1.is_empty(), "a hidden row is not found");
+    let pipelined = crate::protocol::counter(&s, "lalo_pipelined_statements_total").await;
+    assert!(pipelined - before >= 5.0, "lookups pipelined: {before} -> {pipelined}");
+    // A denied column is refused as on any other path.
+    let intern = s.connect_db("intern", "lane_lookup").await;
+    let e = intern.query("SELECT \"Salary\" FROM staff WHERE id = $1", &[&1i32]).await.expect_err("denied");
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    // Values in the session's own output settings; other sessions keep theirs.
+    let zoned = s.connect_db("admin", "lane_lookup").await;
+    zoned.simple_query("SET TimeZone = 'America/New_York'").await.expect("set");
+    for (c, zone) in [(&zoned, "-05"), (&admin, "+00"), (&zoned, "-05")] {
+        let r = named_rows(&c.simple_query("SELECT at FROM ev WHERE id = 1").await.expect("zoned lookup"));
+        assert!(r.1[0][0].as_deref().unwrap_or("").ends_with(zone), "{zone}: {r:?}");
+    }
+    let at: chrono::DateTime<chrono::Utc> = zoned.query_one("SELECT at FROM ev WHERE id = $1", &[&1i32]).await.expect("binary lookup").get(0);
+    assert_eq!(at.to_rfc3339(), "2024-01-01T12:00:00+00:00");
+    // One durable line per lookup, with its rows; the trail verifies.
+    let recs = crate::audit::records(&s.audit_path());
+    let lines: Vec<_> = recs.iter().filter(|r| r["input"] == lookup).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let rows: Vec<_> = lines.iter().map(|r| (r["kind"].as_str(), r["rows"].as_u64(), r["decision"].as_str())).collect();
+    assert!(rows.iter().all(|(k, _, _)| *k == Some("statement")), "{rows:?}");
+    assert_eq!(rows.iter().filter_map(|(_, n, _)| *n).sum::<u64>(), 3, "{rows:?}");
+    let (ok, said) = crate::audit::verify(&s.audit_path(), false);
+    assert!(ok, "{said}");
+}

@@ -29,6 +29,7 @@ use super::shared::SharedConn;
 use super::wire::{WireConn, WireError, WireTarget};
 
 mod lane;
+mod pipelined;
 pub use lane::RawParams;
 
 /// Rows per Arrow batch.
@@ -414,52 +415,6 @@ impl DirectPool {
             }
         });
         Box::pin(stream)
-    }
-}
-
-impl DirectPool {
-    /// A pipelined connection: the least busy, or a new one while all are busy and there is room.
-    async fn shared_conn(self: &Arc<Self>) -> Result<Arc<SharedConn>, DirectError> {
-        self.wire_ready()?;
-        {
-            let mut conns = self.shared.lock();
-            conns.retain(|c| !c.is_dead());
-            if let Some(best) = conns.iter().min_by_key(|c| c.in_flight()) {
-                if best.in_flight() == 0 || conns.len() >= self.pipelined {
-                    return Ok(best.clone());
-                }
-            }
-        }
-        let conn = SharedConn::start(self.connect_wire().await?);
-        let mut conns = self.shared.lock();
-        if conns.len() < self.pipelined {
-            conns.push(conn.clone());
-        }
-        Ok(conn)
-    }
-
-    /// Whether lookups by primary key are pipelined (see `shared`).
-    pub fn pipelines(&self) -> bool {
-        self.pipelined > 0 && self.wire_target.is_some()
-    }
-
-    /// [`DirectPool::query_wire`] for a lookup by primary key, on a pipelined connection: the
-    /// whole answer (at most one row), as the upstream encoded it.
-    pub async fn query_shared(
-        self: &Arc<Self>,
-        sql: &str,
-        params: &[ScalarValue],
-        expect: &[u32],
-        formats: &[i16],
-    ) -> Result<Vec<pgwire::messages::data::DataRow>, DirectError> {
-        let values = Self::forwarded_values(params, expect)?;
-        let conn = self.shared_conn().await?;
-        let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
-        Self::same_columns(&stmt, expect)?;
-        let rows = conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
-        self.breaker.success();
-        crate::metrics::pipelined_statement();
-        Ok(rows)
     }
 }
 

@@ -29,7 +29,11 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
-use super::wire::{column_oids, encode_execute, error_fields, lost, param_oids, take_frame, WireConn, WireError, WireStatement};
+use super::wire::{encode_execute, encode_raw_bind, encode_raw_execute, error_fields, lost, param_oids, row_fields, take_frame, WireConn, WireError, WireField, WireStatement};
+
+/// Statements a pipelined connection keeps prepared; past this, statements are parsed with
+/// each execution (a client that writes its constants into the text makes a new one each time).
+const MAX_STATEMENTS: usize = 256;
 
 /// What the upstream answered to one request (everything up to its ReadyForQuery).
 #[derive(Default)]
@@ -37,12 +41,16 @@ pub struct Reply {
     pub rows: Vec<DataRow>,
     pub params: Vec<u32>,
     pub columns: Vec<u32>,
+    pub fields: Vec<WireField>,
     pub error: Option<WireError>,
 }
 
 /// One pipelined connection.
 pub struct SharedConn {
     state: Mutex<State>,
+    /// The output settings (`TimeZone`, `DateStyle`, …) the connection was given at start: only
+    /// statements of sessions with the same settings share it.
+    settings: Vec<(String, String)>,
     writer: OwnedWriteHalf,
     /// The read side, held by the statement reading for everyone.
     reader: tokio::sync::Mutex<Reader>,
@@ -72,7 +80,7 @@ struct State {
 
 impl SharedConn {
     /// Take over an authenticated connection and start its reader.
-    pub fn start(conn: WireConn) -> Arc<SharedConn> {
+    pub fn start(conn: WireConn, settings: Vec<(String, String)>) -> Arc<SharedConn> {
         let (stream, rbuf) = conn.into_parts();
         let (read, writer) = stream.into_split();
         Arc::new(SharedConn {
@@ -84,6 +92,7 @@ impl SharedConn {
                 dead: None,
                 named: 0,
             }),
+            settings,
             writer,
             reader: tokio::sync::Mutex::new(Reader { read, rbuf, reply: Reply::default() }),
         })
@@ -94,6 +103,10 @@ impl SharedConn {
         self.state.lock().dead.is_some()
     }
 
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.state.lock().waiting.len()
@@ -101,17 +114,27 @@ impl SharedConn {
 
     /// The connection's prepared statement for `sql`, preparing it on first use.
     pub async fn prepare(self: &Arc<Self>, sql: &str) -> Result<Arc<WireStatement>, WireError> {
+        self.prepare_typed(sql, &[], true).await?.ok_or_else(|| WireError::Lost("no statement prepared".into()))
+    }
+
+    /// [`SharedConn::prepare`] with parameter types as a client declared them (0: unspecified).
+    /// `None` when the connection keeps as many statements as it may and `always` is not set.
+    pub async fn prepare_typed(self: &Arc<Self>, sql: &str, types: &[u32], always: bool) -> Result<Option<Arc<WireStatement>>, WireError> {
+        let key = if types.is_empty() { std::borrow::Cow::Borrowed(sql) } else { std::borrow::Cow::Owned(format!("{types:?}\0{sql}")) };
         let name = {
             let mut st = self.state.lock();
-            if let Some(s) = st.statements.get(sql) {
-                return Ok(s.clone());
+            if let Some(s) = st.statements.get(key.as_ref()) {
+                return Ok(Some(s.clone()));
+            }
+            if !always && st.statements.len() >= MAX_STATEMENTS {
+                return Ok(None);
             }
             st.named += 1;
             format!("lalo_p{}", st.named)
         };
         let reply = self
             .request(|buf| {
-                frontend::parse(&name, sql, std::iter::empty(), buf).map_err(lost)?;
+                frontend::parse(&name, sql, types.iter().copied(), buf).map_err(lost)?;
                 frontend::describe(b'S', &name, buf).map_err(lost)?;
                 frontend::sync(buf);
                 Ok(())
@@ -120,9 +143,52 @@ impl SharedConn {
         if let Some(e) = reply.error {
             return Err(e);
         }
-        let stmt = Arc::new(WireStatement { name, params: reply.params, columns: reply.columns, fields: Vec::new() });
+        let stmt = Arc::new(WireStatement { name, params: reply.params, columns: reply.columns, fields: reply.fields });
         // Two statements preparing the same text at once both succeed; the first one is kept.
-        Ok(self.state.lock().statements.entry(sql.to_string()).or_insert(stmt).clone())
+        Ok(Some(self.state.lock().statements.entry(key.into_owned()).or_insert(stmt).clone()))
+    }
+
+    /// Run a prepared statement with parameters as a client sent them; its rows in `formats`.
+    pub async fn execute_raw(
+        self: &Arc<Self>,
+        stmt: &WireStatement,
+        values: &[Option<bytes::Bytes>],
+        param_formats: &[i16],
+        formats: &[i16],
+    ) -> Result<Vec<DataRow>, WireError> {
+        let reply = self.request(|buf| encode_raw_execute(buf, &stmt.name, values, param_formats, formats)).await?;
+        match reply.error {
+            Some(e) => Err(e),
+            None => Ok(reply.rows),
+        }
+    }
+
+    /// Parse, bind, describe and run `sql` once (the unnamed statement: nothing stays prepared),
+    /// with parameters as a client sent them: the upstream's description of the result and
+    /// its rows in `formats`. A request's messages are queued as one, so no other request comes
+    /// between its Parse and its Execute.
+    pub async fn run_once(
+        self: &Arc<Self>,
+        sql: &str,
+        types: &[u32],
+        values: &[Option<bytes::Bytes>],
+        param_formats: &[i16],
+        formats: &[i16],
+    ) -> Result<(Vec<WireField>, Vec<DataRow>), WireError> {
+        let reply = self
+            .request(|buf| {
+                frontend::parse("", sql, types.iter().copied(), buf).map_err(lost)?;
+                encode_raw_bind(buf, "", values, param_formats, formats)?;
+                frontend::describe(b'P', "", buf).map_err(lost)?;
+                frontend::execute("", 0, buf).map_err(lost)?;
+                frontend::sync(buf);
+                Ok(())
+            })
+            .await?;
+        match reply.error {
+            Some(e) => Err(e),
+            None => Ok((reply.fields, reply.rows)),
+        }
     }
 
     /// Run a prepared statement with text `values`; its rows in the result `formats`.
@@ -192,8 +258,11 @@ impl SharedConn {
                         Ok(p) => r.reply.params = p,
                         Err(e) => r.reply.error = Some(e),
                     },
-                    b'T' => match column_oids(&mut body) {
-                        Ok(c) => r.reply.columns = c,
+                    b'T' => match row_fields(&mut body) {
+                        Ok(f) => {
+                            r.reply.columns = f.iter().map(|f| f.type_oid).collect();
+                            r.reply.fields = f;
+                        }
                         Err(e) => r.reply.error = Some(e),
                     },
                     b'E' => {

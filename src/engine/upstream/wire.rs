@@ -348,6 +348,53 @@ pub fn encode_execute(buf: &mut BytesMut, stmt: &WireStatement, values: &[Option
     Ok(())
 }
 
+/// Bind (parameters as a client sent them, in `param_formats`; the given result formats) of
+/// statement `name` to the unnamed portal, Execute and Sync, appended to `buf` (left as it was
+/// when the values do not fit a Bind message).
+pub fn encode_raw_execute(
+    buf: &mut BytesMut,
+    name: &str,
+    values: &[Option<bytes::Bytes>],
+    param_formats: &[i16],
+    formats: &[i16],
+) -> Result<(), WireError> {
+    encode_raw_bind(buf, name, values, param_formats, formats)?;
+    frontend::execute("", 0, buf).map_err(lost)?;
+    frontend::sync(buf);
+    Ok(())
+}
+
+/// The Bind of [`encode_raw_execute`] alone.
+pub fn encode_raw_bind(
+    buf: &mut BytesMut,
+    name: &str,
+    values: &[Option<bytes::Bytes>],
+    param_formats: &[i16],
+    formats: &[i16],
+) -> Result<(), WireError> {
+    let mark = buf.len();
+    let bound = frontend::bind(
+        "",
+        name,
+        param_formats.iter().copied(),
+        values.iter(),
+        |v, buf| match v {
+            Some(b) => {
+                buf.extend_from_slice(b);
+                Ok(postgres_protocol::IsNull::No)
+            }
+            None => Ok(postgres_protocol::IsNull::Yes),
+        },
+        formats.iter().copied(),
+        buf,
+    );
+    if bound.is_err() {
+        buf.truncate(mark);
+        return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
+    }
+    Ok(())
+}
+
 /// The type OIDs of a ParameterDescription body.
 pub fn param_oids(body: &mut BytesMut) -> Result<Vec<u32>, WireError> {
     let bad = || WireError::Lost("bad ParameterDescription".into());

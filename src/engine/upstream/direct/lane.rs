@@ -60,14 +60,7 @@ impl DirectPool {
         conn.settle(settings).await.map_err(|e| self.wire_error(e))?;
         let stmt = conn.prepare_typed(sql, &params.types).await.map_err(|e| self.wire_error(e))?;
         if stmt.params.len() != params.values.len() {
-            return Err(DirectError::Upstream {
-                code: "08P01".into(),
-                message: format!(
-                    "bind message supplies {} parameters, but prepared statement requires {}",
-                    params.values.len(),
-                    stmt.params.len()
-                ),
-            });
+            return Err(super::pipelined::param_count(params.values.len(), stmt.params.len()));
         }
         let fields = stmt.fields.clone();
         conn.start_raw(&stmt, &params.values, &params.formats, formats).await.map_err(|e| self.wire_error(e))?;

@@ -80,28 +80,7 @@ impl WireConn {
 
     /// Send Bind (parameters as the client sent them, in `param_formats`), Execute and Sync.
     pub async fn start_raw(&mut self, stmt: &WireStatement, values: &[Option<bytes::Bytes>], param_formats: &[i16], formats: &[i16]) -> Result<(), WireError> {
-        let mark = self.wbuf.len();
-        let bound = frontend::bind(
-            "",
-            &stmt.name,
-            param_formats.iter().copied(),
-            values.iter(),
-            |v, buf| match v {
-                Some(b) => {
-                    buf.extend_from_slice(b);
-                    Ok(postgres_protocol::IsNull::No)
-                }
-                None => Ok(postgres_protocol::IsNull::Yes),
-            },
-            formats.iter().copied(),
-            &mut self.wbuf,
-        );
-        if bound.is_err() {
-            self.wbuf.truncate(mark);
-            return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
-        }
-        frontend::execute("", 0, &mut self.wbuf).map_err(lost)?;
-        frontend::sync(&mut self.wbuf);
+        super::encode_raw_execute(&mut self.wbuf, &stmt.name, values, param_formats, formats)?;
         self.busy = true;
         self.flush().await
     }
