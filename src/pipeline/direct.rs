@@ -75,6 +75,10 @@ impl Lalo {
                     // Lookups by primary key share pipelined connections (see `shared`) and come
                     // back whole.
                     let rows = if dp.key_lookup && pool.pipelines() {
+                        // A start line's sync overlaps the lookup when no sync runs (see `whole`).
+                        if self.audit.sync_idle() {
+                            scope.start();
+                        }
                         upstream_call(&dp.upstream, &dp.sql, pool.query_shared(&dp.sql, &values, &expect, codes))
                             .await
                             .map(Answer::Whole)
@@ -141,8 +145,9 @@ enum Answer {
 /// Deliver a result that is whole before anything was recorded of it (a key lookup on a
 /// pipelined connection, of this lane or the PostgreSQL lane): one audit line records
 /// the statement with its rows and duration, durable before the rows leave, where a streamed
-/// result writes a start line before its first row and an end line after its last. No deadline
-/// or cancel is left to watch: the statement has run.
+/// result writes a start line before its first row and an end line after its last (as does a
+/// lookup whose start line was sent to overlap its sync). No deadline or cancel is left to
+/// watch: the statement has run.
 pub(super) async fn whole(
     scope: AuditScope,
     slot: Slot,

@@ -176,8 +176,13 @@ impl Lalo {
         let codes: &[i16] = delivery.wire.unwrap_or_default();
         let settings = output_settings(session);
         // A lookup by whole primary key shares a pipelined connection and comes back whole:
-        // one audit line, durable before its row leaves (see `direct::whole`).
+        // one audit line, durable before its row leaves (see `direct::whole`). When no sync is
+        // running the line's own sync would follow the lookup: a start line sent now overlaps
+        // it instead (a single client's latency), and the end line follows.
         if governed.key_lookup && pool.pipelines() && delivery.cap.is_none() {
+            if self.audit.sync_idle() {
+                scope.start();
+            }
             let call = pool.lookup_shared(&sql, params, codes, &settings);
             match super::direct::upstream_call(&governed.upstream, &sql, call).await {
                 Ok(Some((fields, rows))) => {

@@ -178,6 +178,11 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// Whether a durable line sent now would wait for its own sync alone (`always`, no sync
+    /// running): a statement that has to wait for one anyway then overlaps it with its work.
+    pub fn sync_idle(&self) -> bool {
+        self.opts.sync == SyncMode::Always && self.sync_lock.try_lock().is_ok()
+    }
     /// Chain one record and return its line number once the line is in the file and, for
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
     /// fails its statement, and so does every line chained after it in the same write.
@@ -314,7 +319,7 @@ impl AuditLog {
         }
         // Under "off" nothing is durable: the head counts written lines.
         if self.opts.sync == SyncMode::Off {
-            self.anchor(seg, upto_line, &hash);
+            self.write_head(seg.number, upto_line, &hash);
         }
         Ok(self.rotation_due(seg))
     }
@@ -384,13 +389,9 @@ impl AuditLog {
         }
     }
 
-    /// Rewrite the head record after a write: the line count and the last chain value, keyed.
-    /// The head is not synced: an attacker edits files on the running system, where the head in
-    /// the page cache is what `verify` reads; after a power loss an older head only proves less.
-    fn anchor(&self, seg: &Segment, lines: u64, last: &str) {
-        self.write_head(seg.number, lines, last);
-    }
-
+    /// Rewrite the head record: the line count and the last chain value, keyed. The head is not
+    /// synced: an attacker edits files on the running system, where the head in the page cache
+    /// is what `verify` reads; after a power loss an older head only proves less.
     fn write_head(&self, segment: u64, lines: u64, last: &str) {
         let head = Head::new(lines, segment, last, self.keyed_from, &self.opts.key);
         // Heads are written in order: after a sync under the sync lock, after a write (mode
@@ -467,7 +468,7 @@ impl AuditLog {
             chain.synced = chain.synced.max(chain.written);
             (chain.written_line, chain.written_hash.clone())
         };
-        self.anchor(seg, lines, &last);
+        self.write_head(seg.number, lines, &last);
         Ok(())
     }
 
