@@ -191,6 +191,17 @@ impl SharedConn {
         }
     }
 
+    /// Run `sql` as one simple Query (text results, nothing left prepared): the upstream's
+    /// description of the result and its rows. The caller sends one statement only: a Query of
+    /// several would answer with several replies.
+    pub async fn run_simple(self: &Arc<Self>, sql: &str) -> Result<(Vec<WireField>, Vec<DataRow>), WireError> {
+        let reply = self.request(|buf| frontend::query(sql, buf).map_err(lost)).await?;
+        match reply.error {
+            Some(e) => Err(e),
+            None => Ok((reply.fields, reply.rows)),
+        }
+    }
+
     /// Run a prepared statement with text `values`; its rows in the result `formats`.
     pub async fn execute(self: &Arc<Self>, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<Vec<DataRow>, WireError> {
         let reply = self.request(|buf| encode_execute(buf, stmt, values, formats)).await?;
@@ -206,23 +217,26 @@ impl SharedConn {
         // Encoded apart first: a message that fails half way never reaches the shared stream.
         let mut msg = BytesMut::with_capacity(128);
         encode(&mut msg)?;
-        let write = {
+        let (write, others) = {
             let mut st = self.state.lock();
             if let Some(why) = &st.dead {
                 return Err(WireError::Lost(why.clone()));
             }
             st.out.extend_from_slice(&msg);
             st.waiting.push_back(tx);
-            !std::mem::replace(&mut st.writing, true)
+            (!std::mem::replace(&mut st.writing, true), st.waiting.len() > 1)
         };
         if write {
-            // Let the other statements this thread has ready queue theirs first, so that one
-            // write carries them all and the backend reads them at once (a lone statement
-            // loses one turn of the scheduler). Should this statement go away meanwhile, the
-            // write it owes the others is handed to a task.
-            let mut owed = OwedWrite(Some(self.clone()));
-            tokio::task::yield_now().await;
-            owed.0 = None;
+            // With other requests in flight, more are likely on their way: let the statements
+            // this thread has ready queue theirs first, so that one write carries them all and
+            // the backend reads them at once. A lone request goes at once (a turn of the
+            // scheduler is a fair part of its round trip). Should this statement go away
+            // while it yields, the write it owes the others is handed to a task.
+            if others {
+                let mut owed = OwedWrite(Some(self.clone()));
+                tokio::task::yield_now().await;
+                owed.0 = None;
+            }
             self.write_queued().await;
         }
         loop {

@@ -90,6 +90,9 @@ impl DirectPool {
             conn.prepare_typed(sql, &params.types, false).await.map_err(|e| self.wire_error(e))?
         };
         let answer = match stmt {
+            // A text-only statement without parameters (the simple protocol's) goes as a simple
+            // Query, as the client sent it: PostgreSQL's cheapest path for a new text.
+            None if params.values.is_empty() && formats.iter().all(|f| *f == 0) => conn.run_simple(sql).await,
             Some(stmt) => {
                 if stmt.params.len() != params.values.len() {
                     return Err(param_count(params.values.len(), stmt.params.len()));
