@@ -28,7 +28,9 @@ pub fn equal_columns(select: &protobuf::SelectStmt) -> Option<Vec<String>> {
     }
     // One table, named: no join, no function, no subquery in FROM.
     let [from] = select.from_clause.as_slice() else { return None };
-    if !matches!(from.node, Some(Node::RangeVar(_))) {
+    // Columns renamed by the alias (`t AS t(x, id)`) would put the key under another name.
+    let Some(Node::RangeVar(table)) = &from.node else { return None };
+    if table.alias.as_ref().is_some_and(|a| !a.colnames.is_empty()) {
         return None;
     }
     let targets_plain = select.target_list.iter().all(|t| match &t.node {
@@ -166,6 +168,7 @@ mod tests {
             "SELECT x FROM t WHERE id = 1 FOR UPDATE",
             "SELECT x FROM t",
             "SELECT x FROM t WHERE id = 1 LIMIT (SELECT 1)",
+            "SELECT * FROM t AS t(id, x) WHERE id = 1",
         ] {
             assert_eq!(columns(sql), None, "{sql}");
         }

@@ -183,7 +183,7 @@ impl Lalo {
             if self.audit.sync_idle() {
                 scope.start();
             }
-            let call = pool.lookup_shared(&sql, params, codes, &settings);
+            let call = pool.lookup_shared(&sql, params, codes, &settings, simple);
             match super::direct::upstream_call(&governed.upstream, &sql, call).await {
                 Ok(Some((fields, rows))) => {
                     crate::metrics::postgres_statement();
@@ -299,8 +299,11 @@ impl Lalo {
             .collect();
         let subject = self.subject(session);
         let mut governed = self.governance.govern_postgres(&subject, &db, text, shape, &analysis, &parts)?;
+        // A row-filtered table is read through a derived table PostgreSQL may not push the key
+        // into (`OFFSET 0`, so no predicate runs on hidden rows): that is no index lookup.
+        let filtered = governed.decision.parts().0;
         governed.key_lookup = match (&analysis.lookup, tables.as_slice()) {
-            (Some(equal), [t]) if analysis.relations.len() == 1 => {
+            (Some(equal), [t]) if analysis.relations.len() == 1 && !filtered => {
                 let key = crate::engine::keys::declared(&self.engine.docs().read(), &db, &t.schema, &t.name).primary_key;
                 !key.is_empty() && key.iter().all(|k| equal.contains(k))
             }

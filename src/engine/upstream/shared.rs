@@ -35,6 +35,15 @@ use super::wire::{encode_execute, encode_raw_bind, encode_raw_execute, error_fie
 /// each execution (a client that writes its constants into the text makes a new one each time).
 const MAX_STATEMENTS: usize = 256;
 
+/// The statement cache's key for `sql` prepared with `types`.
+fn statement_key<'a>(sql: &'a str, types: &[u32]) -> std::borrow::Cow<'a, str> {
+    if types.is_empty() {
+        std::borrow::Cow::Borrowed(sql)
+    } else {
+        std::borrow::Cow::Owned(format!("{types:?}\0{sql}"))
+    }
+}
+
 /// What the upstream answered to one request (everything up to its ReadyForQuery).
 #[derive(Default)]
 pub struct Reply {
@@ -117,10 +126,16 @@ impl SharedConn {
         self.prepare_typed(sql, &[], true).await?.ok_or_else(|| WireError::Lost("no statement prepared".into()))
     }
 
+    /// Drop the connection's statement for `sql` (prepared before its table changed): the next
+    /// execution prepares it again. The old one stays upstream, unused.
+    pub fn forget(&self, sql: &str, types: &[u32]) {
+        self.state.lock().statements.remove(&statement_key(sql, types).into_owned());
+    }
+
     /// [`SharedConn::prepare`] with parameter types as a client declared them (0: unspecified).
     /// `None` when the connection keeps as many statements as it may and `always` is not set.
     pub async fn prepare_typed(self: &Arc<Self>, sql: &str, types: &[u32], always: bool) -> Result<Option<Arc<WireStatement>>, WireError> {
-        let key = if types.is_empty() { std::borrow::Cow::Borrowed(sql) } else { std::borrow::Cow::Owned(format!("{types:?}\0{sql}")) };
+        let key = statement_key(sql, types);
         let name = {
             let mut st = self.state.lock();
             if let Some(s) = st.statements.get(key.as_ref()) {

@@ -15,29 +15,47 @@ use super::{DirectError, DirectPool, RawParams};
 /// defaults, always may.
 const SETTINGS_SETS: usize = 4;
 
+/// How long a statement may run on a pipelined connection (PostgreSQL's `statement_timeout`
+/// there). A lookup by primary key takes well under a millisecond; one that takes longer (a
+/// lock it waits for, a key without an index) would hold up every lookup queued behind it, so
+/// it is stopped and run again on a connection of its own, under the caller's own limits.
+const LOOKUP_TIMEOUT: &str = "100ms";
+
+/// What a pipelined connection answered: a statement stopped by [`LOOKUP_TIMEOUT`] or
+/// prepared before the table changed is run again elsewhere.
+fn run_elsewhere(e: &DirectError) -> bool {
+    matches!(e, DirectError::Upstream { code, .. } if code == "57014" || code == "0A000" || code == "26000")
+}
+
 impl DirectPool {
     /// A pipelined connection under the output `settings`: the least busy, or a new one while
     /// all are busy and there is room. `None` when there is none for these settings and no room
     /// for another set (the statement then takes a connection of its own).
     async fn shared_conn(self: &Arc<Self>, settings: &[(String, String)]) -> Result<Option<Arc<SharedConn>>, DirectError> {
         self.wire_ready()?;
+        // Another set of settings may take room while the total is below this.
+        let room = |conns: &[Arc<SharedConn>], alike: usize| alike < self.pipelined && (settings.is_empty() || conns.len() < self.pipelined * SETTINGS_SETS);
         {
             let mut conns = self.shared.lock();
             conns.retain(|c| !c.is_dead());
             let alike = conns.iter().filter(|c| c.settings() == settings).count();
-            if let Some(best) = conns.iter().filter(|c| c.settings() == settings).min_by_key(|c| c.in_flight()) {
-                if best.in_flight() == 0 || alike >= self.pipelined {
-                    return Ok(Some(best.clone()));
-                }
-            } else if !settings.is_empty() && conns.len() >= self.pipelined * SETTINGS_SETS {
-                return Ok(None);
+            let best = conns.iter().filter(|c| c.settings() == settings).min_by_key(|c| c.in_flight());
+            match best {
+                Some(best) if best.in_flight() == 0 || !room(&conns, alike) => return Ok(Some(best.clone())),
+                None if !room(&conns, alike) => return Ok(None),
+                _ => {}
             }
         }
         let mut conn = self.connect_wire().await?;
-        conn.settle(settings).await.map_err(|e| self.wire_error(e))?;
+        let mut wanted = settings.to_vec();
+        wanted.push(("statement_timeout".into(), LOOKUP_TIMEOUT.into()));
+        conn.settle(&wanted).await.map_err(|e| self.wire_error(e))?;
         let conn = SharedConn::start(conn, settings.to_vec());
         let mut conns = self.shared.lock();
-        if conns.iter().filter(|c| c.settings() == settings).count() < self.pipelined {
+        let alike = conns.iter().filter(|c| c.settings() == settings).count();
+        // Kept when there is still room (others may have made one meanwhile); else it serves
+        // this statement and closes.
+        if room(&conns, alike) {
             conns.push(conn.clone());
         }
         Ok(Some(conn))
@@ -61,51 +79,63 @@ impl DirectPool {
         let conn = self.shared_conn(&[]).await?.ok_or_else(|| DirectError::Lost("no pipelined connection".into()))?;
         let stmt = conn.prepare(sql).await.map_err(|e| self.wire_error(e))?;
         Self::same_columns(&stmt, expect)?;
-        let rows = conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e))?;
+        let rows = match conn.execute(&stmt, &values, formats).await.map_err(|e| self.wire_error(e)) {
+            Err(e) if run_elsewhere(&e) => {
+                conn.forget(sql, &[]);
+                let rows = self.query_wire(sql, params, expect, formats).await?;
+                let batches: Vec<Vec<DataRow>> = futures::TryStreamExt::try_collect(rows).await?;
+                return Ok(batches.into_iter().flatten().collect());
+            }
+            other => other?,
+        };
         self.breaker.success();
         crate::metrics::pipelined_statement();
         Ok(rows)
     }
-}
 
-
-impl DirectPool {
     /// A lookup of the PostgreSQL lane on a pipelined connection under the session's output
-    /// `settings`, with the client's parameters as it bound them (none for the simple
-    /// protocol): the upstream's description of the result and the whole answer, in `formats`.
-    /// `None` when no pipelined connection may serve these settings.
+    /// `settings`, with the client's parameters as it bound them (`simple`: the simple
+    /// protocol's text, without parameters): the upstream's description of the result and the
+    /// whole answer, in `formats`. `None` when no pipelined connection may serve it: no room
+    /// for these settings, or it ran too long there (the caller runs it on a connection of its
+    /// own).
     pub async fn lookup_shared(
         self: &Arc<Self>,
         sql: &str,
         params: &RawParams,
         formats: &[i16],
         settings: &[(String, String)],
+        simple: bool,
     ) -> Result<Option<(Vec<WireField>, Vec<DataRow>)>, DirectError> {
         let Some(conn) = self.shared_conn(settings).await? else { return Ok(None) };
-        // The simple protocol's texts carry their constants (a new text each time): they are
-        // parsed with each execution, as the simple protocol does; so are texts past the bound.
-        let stmt = if params.values.is_empty() && params.types.is_empty() {
-            None
+        let answer = if simple {
+            // As the client sent it: a new text each time, PostgreSQL's cheapest path for one.
+            conn.run_simple(sql).await
         } else {
-            conn.prepare_typed(sql, &params.types, false).await.map_err(|e| self.wire_error(e))?
-        };
-        let answer = match stmt {
-            // A text-only statement without parameters (the simple protocol's) goes as a simple
-            // Query, as the client sent it: PostgreSQL's cheapest path for a new text.
-            None if params.values.is_empty() && formats.iter().all(|f| *f == 0) => conn.run_simple(sql).await,
-            Some(stmt) => {
-                if stmt.params.len() != params.values.len() {
-                    return Err(param_count(params.values.len(), stmt.params.len()));
+            // Kept prepared on the connection, unless it keeps as many as it may.
+            match conn.prepare_typed(sql, &params.types, false).await.map_err(|e| self.wire_error(e))? {
+                Some(stmt) => {
+                    if stmt.params.len() != params.values.len() {
+                        return Err(param_count(params.values.len(), stmt.params.len()));
+                    }
+                    let rows = conn.execute_raw(&stmt, &params.values, &params.formats, formats).await;
+                    rows.map(|rows| (stmt.fields.clone(), rows))
                 }
-                let rows = conn.execute_raw(&stmt, &params.values, &params.formats, formats).await;
-                rows.map(|rows| (stmt.fields.clone(), rows))
+                None => conn.run_once(sql, &params.types, &params.values, &params.formats, formats).await,
             }
-            None => conn.run_once(sql, &params.types, &params.values, &params.formats, formats).await,
         };
-        let answer = answer.map_err(|e| self.wire_error(e))?;
-        self.breaker.success();
-        crate::metrics::pipelined_statement();
-        Ok(Some(answer))
+        match answer.map_err(|e| self.wire_error(e)) {
+            Ok(answer) => {
+                self.breaker.success();
+                crate::metrics::pipelined_statement();
+                Ok(Some(answer))
+            }
+            Err(e) if run_elsewhere(&e) => {
+                conn.forget(sql, &params.types);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
