@@ -323,38 +323,16 @@ impl WireConn {
 /// Bind (text parameters, the given result formats), Execute and Sync of `stmt`, appended to `buf`
 /// (left as it was when the values do not fit a Bind message).
 pub fn encode_execute(buf: &mut BytesMut, stmt: &WireStatement, values: &[Option<String>], formats: &[i16]) -> Result<(), WireError> {
-    let mark = buf.len();
-    let bound = frontend::bind(
-        "",
-        &stmt.name,
-        std::iter::empty::<i16>(),
-        values.iter(),
-        |v, buf| match v {
-            Some(s) => {
-                buf.extend_from_slice(s.as_bytes());
-                Ok(postgres_protocol::IsNull::No)
-            }
-            None => Ok(postgres_protocol::IsNull::Yes),
-        },
-        formats.iter().copied(),
-        buf,
-    );
-    if bound.is_err() {
-        buf.truncate(mark);
-        return Err(WireError::Unsupported("parameters do not fit a Bind message".into()));
-    }
-    frontend::execute("", 0, buf).map_err(lost)?;
-    frontend::sync(buf);
-    Ok(())
+    encode_raw_execute(buf, &stmt.name, values, &[], formats)
 }
 
 /// Bind (parameters as a client sent them, in `param_formats`; the given result formats) of
 /// statement `name` to the unnamed portal, Execute and Sync, appended to `buf` (left as it was
 /// when the values do not fit a Bind message).
-pub fn encode_raw_execute(
+pub fn encode_raw_execute<T: AsRef<[u8]>>(
     buf: &mut BytesMut,
     name: &str,
-    values: &[Option<bytes::Bytes>],
+    values: &[Option<T>],
     param_formats: &[i16],
     formats: &[i16],
 ) -> Result<(), WireError> {
@@ -365,10 +343,10 @@ pub fn encode_raw_execute(
 }
 
 /// The Bind of [`encode_raw_execute`] alone.
-pub fn encode_raw_bind(
+pub fn encode_raw_bind<T: AsRef<[u8]>>(
     buf: &mut BytesMut,
     name: &str,
-    values: &[Option<bytes::Bytes>],
+    values: &[Option<T>],
     param_formats: &[i16],
     formats: &[i16],
 ) -> Result<(), WireError> {
@@ -380,7 +358,7 @@ pub fn encode_raw_bind(
         values.iter(),
         |v, buf| match v {
             Some(b) => {
-                buf.extend_from_slice(b);
+                buf.extend_from_slice(b.as_ref());
                 Ok(postgres_protocol::IsNull::No)
             }
             None => Ok(postgres_protocol::IsNull::Yes),
