@@ -15,6 +15,8 @@
 mod chain;
 mod files;
 mod verify;
+mod rotation;
+mod syncer;
 mod writer;
 
 #[cfg(test)]

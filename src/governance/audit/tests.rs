@@ -69,6 +69,33 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     }
 }
 
+/// A line the trail reports durable is counted by the head (which counts synced lines only)
+/// when its statement goes on, whether its sync ran on the sync thread, shared with others', or
+/// on the statement's own thread; and statements that wait together share syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_line_is_synced_before_its_statement_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    let log = AuditLog::open(&p, keyed()).await.unwrap();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (log, p) = (log.clone(), p.clone());
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let line = log.append(rec(t * 100 + i), Wait::Durable).await.unwrap();
+                    // The head is rewritten in place: a read may meet a rewrite half done.
+                    let head = (0..100).find_map(|_| Head::read(&p).ok().flatten()).expect("a head");
+                    assert!(head.lines >= line, "line {line} reported durable, head counts {}", head.lines);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(intact(verify(&p, &keyed().key).unwrap()), 320);
+}
+
 #[tokio::test]
 async fn edits_deletions_and_reorders_are_found() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Appending to the trail: lines are chained in order under a short lock; whoever holds the file
 //! writes every line chained so far in one write. Statements that need their line durable then
 //! share syncs (group commit): a sync covers every line written before it began, runs outside
-//! the file's lock so writes go on meanwhile, and one waits for the next while it runs. The head
+//! the file's lock so writes go on meanwhile, and one waits for the next while it runs. Under
+//! `audit_sync = "always"` the syncs run on a thread of their own (`syncer.rs`). The head
 //! record is rewritten after each sync; segments rotate by size or age. A write never stops
 //! half way for a caller that stops waiting (a timeout, a dropped connection): it has no await
 //! in it when the file is free, and runs in a task of its own when it must wait for the file.
@@ -17,19 +18,22 @@ use tokio::sync::Mutex;
 use crate::error::LaloError;
 
 use super::chain::line_for;
-use super::files::{open_head, recover, rotated, segment_path, Head};
+use super::files::{open_head, recover, Head};
+use super::syncer::Syncer;
 use super::{AuditOptions, AuditRecord, SyncMode, Wait};
 
 /// The trail being written.
 pub struct AuditLog {
-    path: PathBuf,
-    opts: AuditOptions,
+    pub(super) path: PathBuf,
+    pub(super) opts: AuditOptions,
     /// The first line written with the key (0: unkeyed), recorded in every head.
     keyed_from: u64,
-    chain: parking_lot::Mutex<Chain>,
-    file: Mutex<Segment>,
+    pub(super) chain: parking_lot::Mutex<Chain>,
+    pub(super) file: Mutex<Segment>,
     /// One sync at a time; rotation takes it too (before the file's lock).
-    sync_lock: Mutex<()>,
+    pub(super) sync_lock: Mutex<()>,
+    /// The sync thread under `audit_sync = "always"`.
+    syncer: Option<Arc<Syncer>>,
     /// The head record, rewritten in place.
     head: std::fs::File,
     head_lock: parking_lot::Mutex<()>,
@@ -37,38 +41,46 @@ pub struct AuditLog {
     head_cut: AtomicBool,
     /// Set when a sync failed: what was written may not be on disk, so no statement may claim
     /// a durable line any more (as PostgreSQL stops after a failed fsync) until lalo restarts.
-    poisoned: AtomicBool,
+    pub(super) poisoned: AtomicBool,
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Some(s) = &self.syncer {
+            s.close();
+        }
+    }
 }
 
 /// Lines chained and how far writing and syncing have got. Tickets number appends and are never
 /// reused; line numbers are reused after a failed write (the lost lines never reached the file).
-struct Chain {
+pub(super) struct Chain {
     last_hash: String,
     line: u64,
-    ticket: u64,
+    pub(super) ticket: u64,
     /// Chained lines not yet written, in chain order.
     pending: String,
-    written: u64,
-    synced: u64,
+    pub(super) written: u64,
+    pub(super) synced: u64,
     /// Ticket ranges `(after, upto]` lost to failed writes (their statements fail). Failed
     /// writes are rare and each adds one entry.
     lost: Vec<(u64, u64)>,
     /// The last line in the file: the chain goes on from it after a failed write.
-    written_hash: String,
-    written_line: u64,
+    pub(super) written_hash: String,
+    pub(super) written_line: u64,
 }
 
 /// Whether the line of `ticket` was lost to a failed write.
-fn lost(chain: &Chain, ticket: u64) -> bool {
+pub(super) fn lost(chain: &Chain, ticket: u64) -> bool {
     chain.lost.iter().any(|(after, upto)| ticket > *after && ticket <= *upto)
 }
 /// The current segment.
-struct Segment {
-    file: Arc<std::fs::File>,
-    len: u64,
+pub(super) struct Segment {
+    pub(super) file: Arc<std::fs::File>,
+    pub(super) len: u64,
     /// Rotated segments before this one.
-    number: u64,
-    opened: Instant,
+    pub(super) number: u64,
+    pub(super) opened: Instant,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -77,7 +89,7 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-fn io_err(what: &str, e: impl std::fmt::Display) -> LaloError {
+pub(super) fn io_err(what: &str, e: impl std::fmt::Display) -> LaloError {
     LaloError::Internal(format!("audit log {what}: {e}"))
 }
 
@@ -137,7 +149,11 @@ impl AuditLog {
             head_lock: parking_lot::Mutex::new(()),
             head_cut: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
+            syncer: (opts.sync == SyncMode::Always).then(Syncer::new),
         });
+        if let Some(s) = &log.syncer {
+            s.start(&log)?;
+        }
         let mut repaired = Vec::new();
         if let Some((n, aside)) = &tail.cut {
             repaired.push(format!("cut a torn last line ({n} bytes, kept in {}) left by a crash", aside.display()));
@@ -181,7 +197,7 @@ impl AuditLog {
     /// Whether a durable line sent now would wait for its own sync alone (`always`, no sync
     /// running): a statement that has to wait for one anyway then overlaps it with its work.
     pub fn sync_idle(&self) -> bool {
-        self.opts.sync == SyncMode::Always && self.sync_lock.try_lock().is_ok()
+        self.syncer.as_ref().is_some_and(|s| !s.busy())
     }
     /// Chain one record and return its line number once the line is in the file and, for
     /// [`Wait::Durable`] under `audit_sync = "always"`, synced. A line that cannot be written
@@ -220,15 +236,20 @@ impl AuditLog {
             // and the next sync covers it. Otherwise the line is left to a task of its own.
             // A line that must be durable while a sync runs waits in the chain: the next sync
             // writes it with every other line chained meanwhile, one write for the group.
-            if durable && this.sync_lock.try_lock().is_err() {
+            if durable && this.sync_running() {
                 return this.sync_through(ticket).await;
             }
             if let Ok(mut seg) = this.file.try_lock() {
                 let rotate = this.write_locked(&mut seg, ticket)?;
                 drop(seg);
                 if rotate {
+                    // In a task of its own, which a caller that stops waiting cannot cut short; a
+                    // durable line waits for it (the closed segment is synced: its line with it).
                     let rotating = this.clone();
-                    tokio::spawn(async move { rotating.rotate_if_due().await });
+                    let rotation = tokio::spawn(async move { rotating.rotate_if_due().await });
+                    if durable {
+                        let _ = rotation.await;
+                    }
                 }
                 return if durable { this.sync_through(ticket).await } else { Ok(()) };
             }
@@ -265,7 +286,7 @@ impl AuditLog {
     }
 
     /// [`Self::write_pending`] with the file's lock held.
-    fn write_locked(&self, seg: &mut Segment, ticket: u64) -> Result<bool, LaloError> {
+    pub(super) fn write_locked(&self, seg: &mut Segment, ticket: u64) -> Result<bool, LaloError> {
         self.check_poisoned()?;
         let (batch, upto, upto_line, hash) = {
             let chain = &mut *self.chain.lock();
@@ -329,20 +350,12 @@ impl AuditLog {
     /// commit). The head is rewritten after each sync: it counts durable lines only, so a power
     /// loss never leaves it ahead of the trail.
     async fn sync_through(&self, ticket: u64) -> Result<(), LaloError> {
+        if let Some(syncer) = &self.syncer {
+            return syncer.wait(self, ticket, || self.durable_yet(ticket)).await;
+        }
         let one_sync_at_a_time = self.sync_lock.lock().await;
-        // After a failed sync the next one can report success for pages the kernel dropped
-        // (Linux reports a writeback error once per open file): nothing is durable any more.
-        self.check_poisoned()?;
-        {
-            let chain = self.chain.lock();
-            // A line lost to a failed write counts as written for the chain's sake, and a later
-            // sync as synced: its statement must fail all the same.
-            if lost(&chain, ticket) {
-                return Err(LaloError::Internal("audit log write failed".into()));
-            }
-            if chain.synced >= ticket {
-                return Ok(());
-            }
+        if let Some(done) = self.durable_yet(ticket) {
+            return done;
         }
         // Lines chained but not yet written (this one's, those of statements that came while
         // the last sync ran) go out in one write first.
@@ -368,31 +381,43 @@ impl AuditLog {
             tracing::error!(error = %e, "audit sync failed: lalo refuses statements until it restarts");
             return Err(io_err("sync", e));
         }
+        self.write_head(number, lines, &last);
         {
             let mut chain = self.chain.lock();
             chain.synced = chain.synced.max(upto);
         }
-        self.write_head(number, lines, &last);
         Ok(())
     }
 
-    /// Rotate when the segment is due, after the syncs in flight (so a sync never runs on a
-    /// segment already closed without the head knowing).
-    async fn rotate_if_due(&self) {
-        let _one_sync_at_a_time = self.sync_lock.lock().await;
-        let mut seg = self.file.lock().await;
-        if self.poisoned.load(Ordering::Relaxed) || !self.rotation_due(&seg) {
-            return;
+    /// Whether the line of `ticket` is durable (`Some(Ok)`), can never be (`Some(Err)`), or
+    /// still waits for a sync (`None`).
+    pub(super) fn durable_yet(&self, ticket: u64) -> Option<Result<(), LaloError>> {
+        // After a failed sync the next one can report success for pages the kernel dropped
+        // (Linux reports a writeback error once per open file): nothing is durable any more.
+        if let Err(e) = self.check_poisoned() {
+            return Some(Err(e));
         }
-        if let Err(e) = self.rotate(&mut seg).await {
-            tracing::error!(error = %e, "audit segment rotation failed; writing on in the current segment");
+        let chain = self.chain.lock();
+        // A line lost to a failed write counts as written for the chain's sake, and a later
+        // sync as synced: its statement must fail all the same.
+        if lost(&chain, ticket) {
+            return Some(Err(LaloError::Internal("audit log write failed".into())));
+        }
+        (chain.synced >= ticket).then_some(Ok(()))
+    }
+
+    /// Whether a sync runs or is about to (a durable line then waits in the chain for it).
+    fn sync_running(&self) -> bool {
+        match &self.syncer {
+            Some(s) => s.busy(),
+            None => self.sync_lock.try_lock().is_err(),
         }
     }
 
     /// Rewrite the head record: the line count and the last chain value, keyed. The head is not
     /// synced: an attacker edits files on the running system, where the head in the page cache
     /// is what `verify` reads; after a power loss an older head only proves less.
-    fn write_head(&self, segment: u64, lines: u64, last: &str) {
+    pub(super) fn write_head(&self, segment: u64, lines: u64, last: &str) {
         let head = Head::new(lines, segment, last, self.keyed_from, &self.opts.key);
         // Heads are written in order: after a sync under the sync lock, after a write (mode
         // "off") or a rotation under the file's.
@@ -406,70 +431,6 @@ impl AuditLog {
         if self.opts.head_log {
             tracing::info!(target: "lalo::audit::head", lines, segment, last, mac = %head.mac, "audit head");
         }
-    }
-
-    fn rotation_due(&self, seg: &Segment) -> bool {
-        let by_size = self.opts.rotate_bytes > 0 && seg.len >= self.opts.rotate_bytes;
-        let by_age = self.opts.rotate_secs > 0 && seg.len > 0 && seg.opened.elapsed().as_secs() >= self.opts.rotate_secs;
-        by_size || by_age
-    }
-
-    /// Close the current segment (synced) as the next numbered one and start an empty one; the
-    /// chain goes on across the boundary.
-    async fn rotate(&self, seg: &mut Segment) -> Result<(), LaloError> {
-        // Never over an existing segment (one left by an earlier, interrupted rotation).
-        let next = rotated(&self.path).last().map(|(n, _)| *n).unwrap_or(0).max(seg.number) + 1;
-        let (path, to, file) = (self.path.clone(), segment_path(&self.path, next), seg.file.clone());
-        // Err: the error and whether the trail must stop (a failed sync, or a segment that could
-        // not be put back after the new one failed to open: the file's state is unknown).
-        let fresh = tokio::task::spawn_blocking(move || -> Result<std::fs::File, (std::io::Error, bool)> {
-            file.sync_data().map_err(|e| (e, true))?;
-            if to.exists() {
-                return Err((std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{} exists", to.display())), false));
-            }
-            std::fs::rename(&path, &to).map_err(|e| (e, false))?;
-            let fresh = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    // Undo: the closed segment goes back to being the current one.
-                    return Err(match std::fs::rename(&to, &path) {
-                        Ok(()) => (e, false),
-                        Err(undo) => (undo, true),
-                    });
-                }
-            };
-            // The rename is done either way: a failed directory sync only means a power loss
-            // could undo it (the closed segment's lines are synced).
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-                    tracing::error!(error = %e, "audit rotation: the directory sync failed");
-                }
-            }
-            Ok(fresh)
-        })
-        .await
-        .map_err(|e| io_err("rotation", e))?;
-        let fresh = match fresh {
-            Ok(f) => f,
-            Err((e, stop)) => {
-                if stop {
-                    self.poisoned.store(true, Ordering::Relaxed);
-                    tracing::error!(error = %e, "audit rotation failed: lalo refuses statements until it restarts");
-                }
-                return Err(io_err("rotation", e));
-            }
-        };
-        seg.file = Arc::new(fresh);
-        seg.len = 0;
-        seg.number = next;
-        seg.opened = Instant::now();
-        let (lines, last) = {
-            let mut chain = self.chain.lock();
-            chain.synced = chain.synced.max(chain.written);
-            (chain.written_line, chain.written_hash.clone())
-        };
-        self.write_head(seg.number, lines, &last);
-        Ok(())
     }
 
     /// Write and sync every line chained so far (the periodic sync of `batch_ms:N`, and of `end`
