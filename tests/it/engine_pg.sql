@@ -68,6 +68,8 @@ select x from (values (null),(1),(2)) t(x) order by x
 select 'a' < 'B', 'a' < 'b'
 select length(1234::text), 1234::text || 'x'
 select 1 where 'abc' ilike 'A%'
+select s, s like '%pecial%requests%', s not like '%special%requests', s like 'sp%req%s', s like '50\%%', s like '%\%%off' from (values ('special requests'), ('requests special'), ('special deposits requests!'), ('50% off'), ('50 %off'), (''), (null)) t(s) order by 1
+select s, s ilike '%SPECIAL%', s ilike '%a%C%', s not ilike 'x%y%z' from (values ('Special'), ('xAbcyz'), ('ABC'), ('xyz'), (null)) t(s) order by 1
 select count(distinct x) from (values (1),(1),(null)) t(x)
 select sum(x)/count(x) from (values (1),(2)) t(x)
 select x / 3 from (values (10::bigint)) t(x)
