@@ -159,6 +159,9 @@ fn arrow_has_fast_form(p: &str, ci: bool) -> bool {
     }
 }
 
+/// The longest run an `ILIKE` searches for itself.
+const MAX_CI_RUN: usize = 64;
+
 /// A `LIKE` over a constant pattern of literal runs and `%`.
 #[derive(Debug)]
 pub struct SegmentLike {
@@ -181,6 +184,11 @@ impl SegmentLike {
             return None;
         }
         let pattern = Pattern::parse(p)?;
+        // The case-blind search compares a run wherever its first letter occurs: its cost grows
+        // with the run's length, so long runs stay with arrow's regex (linear in the string).
+        if ci && pattern.runs.iter().any(|r| r.len() > MAX_CI_RUN) {
+            return None;
+        }
         let finders = pattern.runs.iter().map(|r| Finder::new(r).into_owned()).collect();
         let like = Arc::new(LikeExpr::new(like.negated(), ci, like.expr().clone(), like.pattern().clone()));
         Some(SegmentLike { like, pattern: Arc::new(pattern), finders: Arc::new(finders) })
