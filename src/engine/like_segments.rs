@@ -22,7 +22,6 @@ use datafusion::physical_expr::expressions::{LikeExpr, Literal};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use memchr::memmem::Finder;
 
 /// Puts [`SegmentLike`] in place of the `LIKE`s it can match, in projections and filters.
 #[derive(Debug, Default)]
@@ -50,10 +49,10 @@ impl PhysicalOptimizerRule for LikeSegments {
     }
 }
 
-/// A pattern as runs of literal bytes: `%` between them, and at the start or end unless anchored.
+/// A pattern as runs of literal text: `%` between them, and at the start or end unless anchored.
 #[derive(Debug, Clone, PartialEq)]
 struct Pattern {
-    runs: Vec<Vec<u8>>,
+    runs: Vec<String>,
     anchored_start: bool,
     anchored_end: bool,
 }
@@ -62,14 +61,14 @@ impl Pattern {
     /// The runs of `p` with backslash escapes resolved; `None` for a `_` wildcard or a trailing
     /// backslash (left to arrow, which decides what they mean).
     fn parse(p: &str) -> Option<Pattern> {
-        let mut runs = vec![Vec::new()];
+        let mut runs = vec![String::new()];
         let mut chars = p.chars();
         while let Some(c) = chars.next() {
             match c {
-                '%' => runs.push(Vec::new()),
+                '%' => runs.push(String::new()),
                 '_' => return None,
-                '\\' => push_char(runs.last_mut()?, chars.next()?),
-                c => push_char(runs.last_mut()?, c),
+                '\\' => runs.last_mut()?.push(chars.next()?),
+                c => runs.last_mut()?.push(c),
             }
         }
         let anchored_start = !p.starts_with('%');
@@ -79,15 +78,17 @@ impl Pattern {
         Some(Pattern { runs, anchored_start, anchored_end })
     }
 
-    /// Whether `h` matches; `finders` search for the runs of a case-sensitive pattern.
-    fn matches(&self, h: &[u8], ci: bool, finders: &[Finder<'static>]) -> bool {
+    /// Whether `s` matches.
+    fn matches(&self, s: &str, ci: bool) -> bool {
+        let h = s.as_bytes();
         let n = self.runs.len();
         if n == 0 {
             // '' matches only the empty string, '%' anything.
             return !(self.anchored_start && self.anchored_end) || h.is_empty();
         }
         let mut pos = 0;
-        for (i, run) in self.runs.iter().enumerate() {
+        for (i, text) in self.runs.iter().enumerate() {
+            let run = text.as_bytes();
             let (first, last) = (i == 0 && self.anchored_start, i == n - 1 && self.anchored_end);
             if first && last {
                 return eq(h, run, ci);
@@ -102,10 +103,8 @@ impl Pattern {
                 return h.len() >= pos + run.len() && eq(&h[h.len() - run.len()..], run, ci);
             } else {
                 // The leftmost match of each run leaves the most room for the runs after it.
-                let at = match finders.get(i).filter(|_| !ci) {
-                    Some(f) => f.find(&h[pos..]),
-                    None => find_ascii_ci(&h[pos..], run),
-                };
+                // (`pos` ends a whole match of whole characters: `get` never fails.)
+                let at = if ci { find_ascii_ci(&h[pos..], run) } else { s.get(pos..).and_then(|rest| rest.find(text.as_str())) };
                 match at {
                     Some(at) => pos += at + run.len(),
                     None => return false,
@@ -114,11 +113,6 @@ impl Pattern {
         }
         true
     }
-}
-
-fn push_char(run: &mut Vec<u8>, c: char) {
-    let mut buf = [0u8; 4];
-    run.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
 }
 
 fn eq(a: &[u8], b: &[u8], ci: bool) -> bool {
@@ -135,7 +129,7 @@ fn find_ascii_ci(h: &[u8], needle: &[u8]) -> Option<usize> {
     let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
     let mut from = 0;
     while from <= last_start {
-        let at = from + memchr::memchr2(lo, up, &h[from..=last_start])?;
+        let at = from + h[from..=last_start].iter().position(|&b| b == lo || b == up)?;
         if h[at..at + needle.len()].eq_ignore_ascii_case(needle) {
             return Some(at);
         }
@@ -168,8 +162,6 @@ pub struct SegmentLike {
     /// The expression it replaces: its type, display and equality are this one's.
     like: Arc<LikeExpr>,
     pattern: Arc<Pattern>,
-    /// Finders for the runs, built once (case-sensitive patterns).
-    finders: Arc<Vec<Finder<'static>>>,
 }
 
 impl SegmentLike {
@@ -189,14 +181,13 @@ impl SegmentLike {
         if ci && pattern.runs.iter().any(|r| r.len() > MAX_CI_RUN) {
             return None;
         }
-        let finders = pattern.runs.iter().map(|r| Finder::new(r).into_owned()).collect();
         let like = Arc::new(LikeExpr::new(like.negated(), ci, like.expr().clone(), like.pattern().clone()));
-        Some(SegmentLike { like, pattern: Arc::new(pattern), finders: Arc::new(finders) })
+        Some(SegmentLike { like, pattern: Arc::new(pattern) })
     }
 
     /// The expression's answer for a string that is not NULL.
     fn test(&self, h: &str) -> bool {
-        self.pattern.matches(h.as_bytes(), self.like.case_insensitive(), &self.finders) != self.like.negated()
+        self.pattern.matches(h, self.like.case_insensitive()) != self.like.negated()
     }
 
     fn over<'a, A: ArrayAccessor<Item = &'a str> + Copy>(&self, a: A) -> Option<BooleanArray> {
