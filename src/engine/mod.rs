@@ -13,7 +13,6 @@ pub mod live_table;
 pub mod mask_fn;
 pub mod memory_cache;
 mod join_filter_gate;
-mod like_segments;
 mod memory_scan;
 mod recursive_columns;
 mod table_stats;
@@ -266,11 +265,6 @@ impl Engine {
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
         // Last: arithmetic in the final projections and filters is checked (overflow.rs).
         physical.push(Arc::new(overflow::CheckedArithmetic));
-        // LIKE patterns of literal runs searched for, not matched by a regex (like_segments.rs);
-        // not in plans sent to a distributed engine, whose codec knows DataFusion's LIKE only.
-        if !rules.distributed {
-            physical.push(Arc::new(like_segments::LikeSegments));
-        }
         // And no join filter where NULL keys decide the answer (null_safe_filters.rs).
         physical.push(Arc::new(null_safe_filters::NullSafeJoinFilters));
         // Then scans in memory wait for their joins' filters (join_filter_gate.rs).

@@ -50,20 +50,12 @@ pub type MakeChecked<'a> = &'a dyn Fn(Arc<dyn PhysicalExpr>, Operator, Arc<dyn P
 /// `plan` with every `+`, `-` and `*` of its projections, filters and aggregate arguments made
 /// by `make`.
 pub fn check_arithmetic(plan: Arc<dyn ExecutionPlan>, make: MakeChecked<'_>) -> Result<Arc<dyn ExecutionPlan>> {
-    rewrite_exprs(plan, &|e, schema| checked(e, schema, make))
-}
-
-/// How an expression over rows of the given schema is rewritten.
-pub type Rewrite<'a> = &'a dyn Fn(Arc<dyn PhysicalExpr>, &Schema) -> Result<Transformed<Arc<dyn PhysicalExpr>>>;
-
-/// `plan` with the expressions of its projections, filters and aggregate arguments rewritten.
-pub fn rewrite_exprs(plan: Arc<dyn ExecutionPlan>, rewrite: Rewrite<'_>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         if let Some(p) = node.downcast_ref::<ProjectionExec>() {
             let mut changed = false;
             let mut exprs = Vec::with_capacity(p.expr().len());
             for pe in p.expr() {
-                let t = rewrite(pe.expr.clone(), &p.input().schema())?;
+                let t = checked(pe.expr.clone(), &p.input().schema(), make)?;
                 changed |= t.transformed;
                 exprs.push(ProjectionExpr { expr: t.data, alias: pe.alias.clone() });
             }
@@ -72,7 +64,7 @@ pub fn rewrite_exprs(plan: Arc<dyn ExecutionPlan>, rewrite: Rewrite<'_>) -> Resu
                 return Ok(Transformed::yes(exec));
             }
         } else if let Some(f) = node.downcast_ref::<FilterExec>() {
-            let t = rewrite(f.predicate().clone(), &f.input().schema())?;
+            let t = checked(f.predicate().clone(), &f.input().schema(), make)?;
             if t.transformed {
                 let exec: Arc<dyn ExecutionPlan> = Arc::new(FilterExecBuilder::from(f).with_predicate(t.data).build()?);
                 return Ok(Transformed::yes(exec));
@@ -87,7 +79,7 @@ pub fn rewrite_exprs(plan: Arc<dyn ExecutionPlan>, rewrite: Rewrite<'_>) -> Resu
                     let mut args = Vec::new();
                     let mut any = false;
                     for e in f.expressions() {
-                        let t = rewrite(e, &schema)?;
+                        let t = checked(e, &schema, make)?;
                         any |= t.transformed;
                         args.push(t.data);
                     }
