@@ -123,6 +123,7 @@ impl CheckedOp {
 /// `plan` with its checked arithmetic in the form that survives the wire (the projections and
 /// filters engine/overflow.rs checked, checked again in that form).
 pub fn for_the_wire(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let plan = crate::engine::dense_and::undo(plan)?;
     crate::engine::overflow::check_arithmetic(plan, &|l, op, r, _| CheckedOp::new(l, op, r))
 }
 

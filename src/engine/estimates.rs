@@ -19,7 +19,6 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, Result, Statistics};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, Literal, NotExpr, TryCastExpr};
-use datafusion::physical_expr::utils::split_conjunction;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, SortMergeJoinExec};
@@ -51,7 +50,7 @@ impl StatisticsProvider for Selectivity {
         let Some(&rows) = base.num_rows.get_value() else { return Ok(StatisticsResult::Computed(theirs)) };
         let mut share = 1.0;
         let mut ours = false;
-        for conjunct in split_conjunction(filter.predicate()) {
+        for conjunct in super::dense_and::split(filter.predicate()) {
             share *= match by_counts(conjunct, base) {
                 Some(s) => {
                     ours = true;

@@ -18,6 +18,7 @@ mod recursive_columns;
 mod table_stats;
 mod estimates;
 mod decimal_arith;
+pub(crate) mod dense_and;
 mod null_safe_filters;
 pub mod overflow;
 pub mod pg_age;
@@ -265,6 +266,8 @@ impl Engine {
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
         // Last: arithmetic in the final projections and filters is checked (overflow.rs).
         physical.push(Arc::new(overflow::CheckedArithmetic));
+        // Then conjunctions ending in cheap comparisons are evaluated densely (dense_and.rs).
+        physical.push(Arc::new(dense_and::DenseConjunctions));
         // And no join filter where NULL keys decide the answer (null_safe_filters.rs).
         physical.push(Arc::new(null_safe_filters::NullSafeJoinFilters));
         // Then scans in memory wait for their joins' filters (join_filter_gate.rs).
