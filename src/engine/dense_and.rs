@@ -33,24 +33,14 @@ pub struct DenseConjunctions;
 
 impl PhysicalOptimizerRule for DenseConjunctions {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(f) = node.downcast_ref::<FilterExec>() else { return Ok(Transformed::no(node)) };
-            let schema = f.input().schema();
-            let t = f.predicate().clone().transform_up(|e| {
-                let Some(b) = e.downcast_ref::<BinaryExpr>() else { return Ok(Transformed::no(e)) };
-                if *b.op() != Operator::And || !cheap(b.right(), &schema) {
-                    return Ok(Transformed::no(e));
-                }
-                let inner = Arc::new(BinaryExpr::new(b.left().clone(), Operator::And, b.right().clone()));
-                Ok(Transformed::yes(Arc::new(DenseAnd { inner }) as Arc<dyn PhysicalExpr>))
-            })?;
-            if !t.transformed {
-                return Ok(Transformed::no(node));
+        rewrite_filters(plan, |e, schema| {
+            let Some(b) = e.downcast_ref::<BinaryExpr>() else { return None };
+            if *b.op() != Operator::And || !cheap(b.right(), schema) {
+                return None;
             }
-            let exec: Arc<dyn ExecutionPlan> = Arc::new(FilterExecBuilder::from(f).with_predicate(t.data).build()?);
-            Ok(Transformed::yes(exec))
+            let inner = Arc::new(BinaryExpr::new(b.left().clone(), Operator::And, b.right().clone()));
+            Some(Arc::new(DenseAnd { inner }) as Arc<dyn PhysicalExpr>)
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
@@ -65,10 +55,20 @@ impl PhysicalOptimizerRule for DenseConjunctions {
 /// `plan` with every [`DenseAnd`] back in DataFusion's form (for plans sent to a cluster, whose
 /// codec knows DataFusion's expressions).
 pub fn undo(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    rewrite_filters(plan, |e, _| e.downcast_ref::<DenseAnd>().map(|d| d.inner.clone() as Arc<dyn PhysicalExpr>))
+}
+
+/// `plan` with each expression of its filters' predicates that `swap` answers for replaced,
+/// bottom up.
+fn rewrite_filters(
+    plan: Arc<dyn ExecutionPlan>,
+    swap: impl Fn(&Arc<dyn PhysicalExpr>, &Schema) -> Option<Arc<dyn PhysicalExpr>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(f) = node.downcast_ref::<FilterExec>() else { return Ok(Transformed::no(node)) };
-        let t = f.predicate().clone().transform_up(|e| match e.downcast_ref::<DenseAnd>() {
-            Some(d) => Ok(Transformed::yes(d.inner.clone() as Arc<dyn PhysicalExpr>)),
+        let schema = f.input().schema();
+        let t = f.predicate().clone().transform_up(|e| match swap(&e, &schema) {
+            Some(new) => Ok(Transformed::yes(new)),
             None => Ok(Transformed::no(e)),
         })?;
         if !t.transformed {
