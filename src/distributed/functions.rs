@@ -55,6 +55,9 @@ impl Functions {
                 listed_scalar.push(Arc::new(ScalarUDF::new_from_impl(PgNumericFn::new(op, scale_only))));
             }
         }
+        for scale_only in [false, true] {
+            listed_scalar.push(Arc::new(ScalarUDF::new_from_impl(crate::engine::pg_numeric::avg_sums::AvgOfSums::new(scale_only))));
+        }
         listed_scalar.push(Arc::new(ScalarUDF::new_from_impl(PgNumericText::shown())));
         listed_scalar.push(Arc::new(ScalarUDF::new_from_impl(PgNumericText::cast())));
         listed_scalar.push(Arc::new(ScalarUDF::new_from_impl(PgScaled::new())));

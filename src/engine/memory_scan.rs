@@ -64,6 +64,11 @@ impl TableProvider for CachedTable {
         TableType::Base
     }
 
+    /// For logical rules that size a table before planning (`pinned_first.rs`).
+    fn statistics(&self) -> Option<Statistics> {
+        Some(self.stats.as_ref().clone())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,

@@ -31,6 +31,7 @@ pub mod pg_int4;
 pub mod pg_series;
 pub mod pg_trunc;
 pub mod pg_numeric;
+pub mod pinned_first;
 pub mod pg_json;
 pub mod pg_literals;
 pub mod pg_text;
@@ -260,6 +261,10 @@ impl Engine {
         for r in rules.before_federation.into_iter().rev() {
             optimizer.insert(at, r);
         }
+        // NUMERIC averages from the sums and counts beside them, after governance saw the avg.
+        optimizer.push(Arc::new(pg_numeric::avg_sums::AvgSums));
+        // A small table pinned by a constant joins the table its keys meet first (pinned_first.rs).
+        optimizer.push(Arc::new(pinned_first::PinnedFirst));
         optimizer.extend(rules.last);
         // Before any physical rule: conditions above an upstream's part stay (upstream/boundary.rs).
         let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;

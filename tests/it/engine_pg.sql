@@ -119,6 +119,9 @@ select avg(x), stddev(x), variance(x), sum(x) from (values (1), (2), (4)) t(x)
 select g, avg(x) from (values (1, 1.5), (1, 2.5), (2, 10.0), (2, 20.5), (3, 0.001)) t(g, x) group by g order by g
 select g, avg(x) from (values (1, 1.5), (1, 2.5), (2, 10.0)) t(g, x) group by g having avg(x) > 2 order by avg(x) desc
 select x, avg(x) over (order by x rows between 1 preceding and current row) from (values (1.0), (2.5), (4.0)) t(x) order by x
+select g, avg(x), sum(x), avg(x) filter (where x > 1), count(*), avg(y) from (values (1, 1.50::numeric(15,2), 0.001::numeric(12,3)), (1, null, 0.002), (2, null, 0.5), (2, 0.75, 1), (3, -0.01, 7)) t(g, x, y) group by g order by g
+select avg(x), sum(x), avg(x) filter (where x > 100) from (values (0.00001::numeric(10,5)), (0.00002), (99999.99999)) t(x)
+select avg(x), count(*) from (values (1.00::numeric(12,2))) t(x) where x > 5
 select sqrt(2::numeric), sqrt(x) from (values (0.0002), (1000000), (0)) t(x)
 select round(1.5, 3), round(x, 4), (1/3.0)::text, (x / 7)::text from (values (1.25)) t(x)
 select r from (select x / 3 as r from (values (1.0), (100.0)) t(x)) s where r > 0.5 order by r

@@ -1,6 +1,6 @@
 //! `[catalog] memory_cache_mb` and `[engine] datafusion`: embedded tables held in memory give
 //! the same rows as the files for all 22 TPC-H statements and for a row-filtered, masked user;
-//! EXPLAIN shows the scan in memory, narrowed by the joins above it; a budget too small for a table leaves it on its file; bad
+//! EXPLAIN shows the scan in memory, narrowed by the joins above it (a pinned nation joined first); a budget too small for a table leaves it on its file; bad
 //! DataFusion options keep lalo from starting.
 
 use crate::common::{self, rows_or_error as rows, tpch_queries};
@@ -133,6 +133,24 @@ async fn cached_tables_answer_as_their_files() {
         .unwrap_or_else(|| panic!("no average per part in\n{analyzed}"));
     let parts = count("SELECT count(*) FROM tpch.part WHERE p_brand = 'Brand#23' AND p_container = 'MED BOX'").await;
     assert!(averaged <= parts, "{averaged} parts averaged, {parts} kept by the filter:\n{analyzed}");
+
+    // A small table pinned by a constant joins the table its keys meet first (pinned_first.rs):
+    // Q21's one nation narrows the suppliers before they meet the late lines, so that join passes
+    // on only the late lines of that nation's suppliers.
+    let analyzed = plan(&c_admin, &format!("ANALYZE {}", query("q21"))).await;
+    let joined = analyzed
+        .lines()
+        .find(|l| l.contains("HashJoinExec") && l.contains("s_suppkey@") && l.contains("l_suppkey@"))
+        .and_then(output_rows)
+        .unwrap_or_else(|| panic!("no supplier-lineitem join in\n{analyzed}"));
+    let late = count("SELECT count(*) FROM tpch.lineitem WHERE l_receiptdate > l_commitdate").await;
+    let theirs = count(
+        "SELECT count(*) FROM tpch.lineitem JOIN tpch.supplier ON l_suppkey = s_suppkey JOIN tpch.nation ON s_nationkey = n_nationkey \
+         WHERE n_name = 'SAUDI ARABIA' AND l_receiptdate > l_commitdate",
+    )
+    .await;
+    assert!(theirs < late / 4.0, "the data narrows: {theirs} of {late}");
+    assert!(joined <= theirs * 1.01, "{joined} late lines joined, {theirs} from Saudi suppliers:\n{analyzed}");
 
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN

@@ -49,6 +49,11 @@ impl PgStat {
         })
     }
 
+    /// For `avg`: whether this is its display-scale twin (`None` for the other statistics).
+    pub fn avg_twin(&self) -> Option<bool> {
+        (self.stat == Stat::Avg).then_some(self.scale_only)
+    }
+
     /// The scale values of `numeric(p, s)` inputs give results stored at.
     fn storage(&self, p: u8, s: i8) -> i8 {
         let (int, s) = (p as i32 - s as i32, s as i32);

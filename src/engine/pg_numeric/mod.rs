@@ -15,6 +15,7 @@
 //! `avg(DISTINCT x)` keeps DataFusion's too.
 
 pub mod aggregate;
+pub mod avg_sums;
 pub mod arith;
 pub mod carry;
 pub mod groups;
