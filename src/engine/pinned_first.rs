@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -67,6 +67,9 @@ impl OptimizerRule for PinnedFirst {
                 continue;
             }
             let Some(cols) = keys.iter().map(|(o, _)| as_column(o)).collect::<Option<Vec<Column>>>() else { continue };
+            if shares_names(other, r) {
+                continue;
+            }
             let Some(moved) = push(other, r, &keys, &cols, j, 0)? else { continue };
             let plan = moved;
             let order: Vec<Expr> = j.schema.columns().into_iter().map(Expr::Column).collect();
@@ -116,7 +119,7 @@ fn push(node: &Arc<LogicalPlan>, r: &Arc<LogicalPlan>, keys: &[(Expr, Expr)], co
                 None => None,
             }
         }
-        LogicalPlan::Projection(p) if cols.iter().all(|c| passes(p, c)) && !shares_names(p, r) => push(&p.input, r, keys, cols, j, depth + 1)?.map(|c| {
+        LogicalPlan::Projection(p) if cols.iter().all(|c| passes(p, c)) => push(&p.input, r, keys, cols, j, depth + 1)?.map(|c| {
             let mut exprs = p.expr.clone();
             exprs.extend(r.schema().columns().into_iter().map(Expr::Column));
             Projection::try_new(exprs, Arc::new(c)).map(LogicalPlan::Projection)
@@ -142,9 +145,20 @@ fn push(node: &Arc<LogicalPlan>, r: &Arc<LogicalPlan>, keys: &[(Expr, Expr)], co
     }
 }
 
-/// Whether a column of `r` has the name of one `p` outputs (for the reason above).
-fn shares_names(p: &Projection, r: &LogicalPlan) -> bool {
-    r.schema().fields().iter().any(|f| p.schema.fields().iter().any(|g| g.name() == f.name()))
+/// Whether a column of `r` has the name of a column anywhere in `other` (two copies of one
+/// table, `n1` and `n2`). DataFusion 54.1 maps a join's dynamic filter onto its probe side by
+/// column name (`FilterRemapper::try_remap`, apache/datafusion#25296): with `n2.n_regionkey`
+/// moved ahead of `n1.n_regionkey` in a join's output, the region filter meant for `n1` narrowed
+/// `n2` and a six-table `SELECT *` lost every row. Only moves that put no second column of a
+/// name into any part of the plan are made.
+fn shares_names(other: &LogicalPlan, r: &LogicalPlan) -> bool {
+    let theirs: std::collections::HashSet<&String> = r.schema().fields().iter().map(|f| f.name()).collect();
+    let mut shared = false;
+    let _ = other.apply(|n| {
+        shared = n.schema().fields().iter().any(|f| theirs.contains(f.name()));
+        Ok(if shared { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    shared
 }
 
 /// Whether projection `p` outputs column `c` as the input's column of that name.
@@ -306,6 +320,9 @@ mod tests {
             "select count(*) from lines, orders, region where l_order = o_key and o_region = r_key and r_name <> 'r3'",
             // Each code twice: joining it earlier would double the rows flowing through.
             "select count(*) from lines, orders, twice where l_order = o_key and o_region = r_key and r_name = 't3'",
+            // A second copy of a table already joined: its columns' names would appear twice below.
+            "select * from lines, orders, region r1, region r2 where l_order = o_key and o_region = r1.r_key \
+             and o_region = r2.r_key and r2.r_name = 'r3' order by l_qty limit 5",
         ] {
             let (want, before) = run(false, sql).await?;
             let (got, after) = run(true, sql).await?;

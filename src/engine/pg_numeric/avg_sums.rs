@@ -85,6 +85,7 @@ fn avg_of(e: &Expr, input: &DFSchema) -> Option<Avg> {
     if f.params.distinct || f.params.args.len() != 1 {
         return None;
     }
+    // An ORDER BY inside `avg(x ORDER BY y)` changes no sum or count: the sums drop it.
     let arg = f.params.args[0].clone();
     let t = arg.get_type(input).ok()?;
     match t {
