@@ -32,6 +32,7 @@ use num_bigint::BigInt;
 
 use super::aggregate::PgStat;
 use super::arith::{self, Stat, Sums};
+use super::scales::unaliased;
 use super::scalar::{arith_err, row_scale_metadata, stored};
 
 /// Widest declared NUMERIC whose sum DataFusion keeps exact: |x| < 10^18, so 10^20 rows stay
@@ -60,13 +61,6 @@ impl OptimizerRule for AvgSums {
             LogicalPlan::Aggregate(a) => split(a),
             other => Ok(Transformed::no(other)),
         }
-    }
-}
-
-fn unaliased(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => unaliased(&a.expr),
-        other => other,
     }
 }
 

@@ -136,7 +136,7 @@ fn named(e: Expr, q: Option<&datafusion::common::TableReference>, name: &str) ->
     e.alias_qualified(q.cloned(), name)
 }
 
-fn unaliased(e: &Expr) -> &Expr {
+pub(super) fn unaliased(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => unaliased(&a.expr),
         other => other,
