@@ -130,6 +130,21 @@ async fn a_pinned_pair_joins_the_orders_through_a_column_equal_to_its_key() -> R
 }
 
 #[tokio::test]
+async fn a_filter_over_an_outer_join_keeps_its_place() -> Result<()> {
+    // The WHERE on o2 makes the LEFT JOIN an inner one, once the filter sits right above it.
+    // A pinned pair moved under that filter kept the join an outer one, and the filter, left
+    // above two columns named `o_key`, narrowed o instead of o2 (DataFusion routes by name).
+    let sql = "select o.o_key, o2.o_key as k2 from orders o left join orders o2 on o.o_region = o2.o_region \
+               join zones on z_key = o.o_region join belts on z_belt = b_key \
+               where o2.o_key < 30 and o.o_key < 100 and b_name = 'odd' order by 1, 2";
+    let (want, _) = run(false, sql).await?;
+    let (got, after) = run(true, sql).await?;
+    assert_eq!(got, want, "{after}");
+    assert_eq!(want.lines().count(), 4 + 40 * 6, "{want}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn two_pinned_copies_of_a_table_keep_their_rows() -> Result<()> {
     // Both copies' columns are named alike; the OR across them stays a condition of its join.
     let sql = "select r1.r_name, r2.r_name, count(*) from lines, orders, region r1, region r2 \
