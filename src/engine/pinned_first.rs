@@ -25,7 +25,7 @@
 //! `c_nationkey = s_nationkey` lets it join the customers first, as DuckDB does, so only a fifth
 //! of the customers' orders meet their lines (101.9 → 51.3 ms with the FROM list reordered and
 //! the equality written out by hand). Where both sides of a join hold such a column, R goes to
-//! the side reading the larger table.
+//! the side where that column is read from the larger table.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -152,18 +152,34 @@ fn widen(keys: &[Key], j: &Join) -> Vec<Key> {
     keys
 }
 
-/// The rows of the largest table `p` reads (0 where unknown): which side of a join carries the
-/// larger flow, which R narrowing earlier saves the most.
-fn largest_table(p: &LogicalPlan) -> usize {
-    let mut most = 0;
-    let _ = p.apply(|n| {
-        if let LogicalPlan::TableScan(s) = n {
-            let rows = source_as_provider(&s.source).ok().and_then(|t| t.statistics()).and_then(|st| st.num_rows.get_value().copied());
-            most = most.max(rows.unwrap_or(0));
+/// The rows of the table that `c`, a column of `p`'s output, is read from (0 where unknown):
+/// joined to the larger such table, R narrows the most rows where they are read. (The largest
+/// table anywhere below was tried first: it moved a pair written against the customers over to
+/// the suppliers beside the lines, and 150 000 customers went unfiltered.)
+fn source_rows(p: &LogicalPlan, c: &Column) -> usize {
+    match p {
+        LogicalPlan::Join(j) if j.left.schema().has_column(c) => source_rows(&j.left, c),
+        LogicalPlan::Join(j) if j.right.schema().has_column(c) => source_rows(&j.right, c),
+        LogicalPlan::Projection(pr) if passes(pr, c) => source_rows(&pr.input, c),
+        LogicalPlan::Filter(f) => source_rows(&f.input, c),
+        LogicalPlan::SubqueryAlias(a) => {
+            let below: Vec<Column> = a.input.schema().columns().into_iter().filter(|x| x.name == c.name).collect();
+            match below.as_slice() {
+                [one] => source_rows(&a.input, one),
+                _ => 0,
+            }
         }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    most
+        LogicalPlan::TableScan(s) => {
+            source_as_provider(&s.source).ok().and_then(|t| t.statistics()).and_then(|st| st.num_rows.get_value().copied()).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// [`source_rows`] of the column of the first key's class that `side` holds.
+fn key_source_rows(side: &LogicalPlan, keys: &[Key]) -> usize {
+    let held = keys.first().and_then(|k| k.class.iter().find(|c| side.schema().has_column(c)));
+    held.map_or(0, |c| source_rows(side, c))
 }
 
 /// `node` with `r` joined to its deepest part holding a column of each key's class; `None` when
@@ -174,9 +190,9 @@ fn push(node: &Arc<LogicalPlan>, r: &Arc<LogicalPlan>, keys: &[Key], j: &Join, d
         LogicalPlan::Join(inner) if inner.join_type == JoinType::Inner && !inner.null_aware => {
             let keys = widen(keys, inner);
             let side = match (holds(&inner.left, &keys), holds(&inner.right, &keys)) {
-                // Both sides hold an equal column: the side reading the larger table, whose rows
-                // R then narrows before they meet the other side.
-                (true, true) => Some(largest_table(&inner.left) >= largest_table(&inner.right)),
+                // Both sides hold an equal column: the side whose column comes from the larger
+                // table, whose rows R then narrows where they are read.
+                (true, true) => Some(key_source_rows(&inner.left, &keys) >= key_source_rows(&inner.right, &keys)),
                 (true, false) => Some(true),
                 (false, true) => Some(false),
                 (false, false) => None,
