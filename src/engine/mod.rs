@@ -20,6 +20,7 @@ mod estimates;
 mod decimal_arith;
 pub(crate) mod dense_and;
 mod null_safe_filters;
+mod filter_names;
 pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_part;
@@ -269,6 +270,10 @@ impl Engine {
         // Before any physical rule: conditions above an upstream's part stay (upstream/boundary.rs).
         let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
+        // Filters move down by name only where a name means one column (filter_names.rs).
+        for r in physical.iter_mut().filter(|r| r.name().starts_with("FilterPushdown")) {
+            *r = Arc::new(filter_names::NameSafe(r.clone()));
+        }
         // Last: arithmetic in the final projections and filters is checked (overflow.rs).
         physical.push(Arc::new(overflow::CheckedArithmetic));
         // Then conjunctions ending in cheap comparisons are evaluated densely (dense_and.rs).

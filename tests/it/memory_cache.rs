@@ -167,6 +167,34 @@ async fn cached_tables_answer_as_their_files() {
         }
     }
 
+    // A condition on one copy of a table kept above an outer join to the other copy, whose key
+    // has the same name: it must narrow its own copy, not the first column of that name
+    // (filter_names.rs). The WHERE leaves only matched rows, so each region's answer is the
+    // sum over its nations of the two copies' counts multiplied.
+    let products = rows(
+        &c_admin,
+        "SELECT sum(a.k * b.k) FROM (SELECT c_nationkey, count(*) k FROM tpch.customer WHERE c_custkey < 30 GROUP BY 1) a \
+         JOIN (SELECT c_nationkey, count(*) k FROM tpch.customer WHERE c_custkey < 200 GROUP BY 1) b USING (c_nationkey) \
+         JOIN tpch.nation n ON n.n_nationkey = a.c_nationkey JOIN tpch.region r ON r.r_regionkey = n.n_regionkey WHERE r.r_name = 'AFRICA'",
+    )
+    .await
+    .expect("products")[0][0]
+        .parse::<usize>()
+        .expect("a number");
+    assert!(products > 0, "the copies' conditions leave rows");
+    let tail = "JOIN tpch.nation n ON n.n_nationkey = c2.c_nationkey JOIN tpch.region r ON r.r_regionkey = n.n_regionkey \
+                WHERE c.c_custkey < 30 AND c2.c_custkey < 200 AND r.r_name = 'AFRICA'";
+    for join in [
+        "tpch.customer c RIGHT JOIN tpch.customer c2 ON c.c_nationkey = c2.c_nationkey",
+        "tpch.customer c2 LEFT JOIN tpch.customer c ON c.c_nationkey = c2.c_nationkey",
+        "tpch.customer c FULL JOIN tpch.customer c2 ON c.c_nationkey = c2.c_nationkey",
+    ] {
+        let sql = format!("SELECT c.c_custkey, c2.c_custkey AS k2 FROM {join} {tail}");
+        for (server, client) in [("files", &f_admin), ("memory", &c_admin)] {
+            assert_eq!(rows(client, &sql).await.expect("rows").len(), products, "{server}: {sql}");
+        }
+    }
+
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN
     // true for NULL), nor min/max by the aggregate's own running bounds. Answers known exactly.
