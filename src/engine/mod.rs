@@ -252,6 +252,15 @@ impl Engine {
         // with lalo's unparse fix-up just before it; later DataFusion rules (e.g. rewriting
         // COUNT(DISTINCT) into nested aggregates) would produce plans the unparser cannot render.
         let mut optimizer = datafusion::optimizer::Optimizer::new().rules;
+        // An outer join under a condition that no row of its NULL-extended side passes is an
+        // inner join (DataFusion's eliminate_outer_join), but that rule runs before
+        // push_down_filter, which is what brings a WHERE written above other joins down to the
+        // outer join; and on the next pass optimize_projections has put a projection between
+        // them, which the rule does not look through. Run it again right after the pushdown:
+        // `c RIGHT JOIN c2 … JOIN n … WHERE c.k < 300` then joins inner and narrows c in its scan.
+        if let Some(at) = optimizer.iter().position(|r| r.name() == "push_down_filter") {
+            optimizer.insert(at + 1, Arc::new(datafusion::optimizer::eliminate_outer_join::EliminateOuterJoin::new()));
+        }
         // Column pruning that keeps what recursive queries read from their working table.
         for r in optimizer.iter_mut().filter(|r| r.name() == "optimize_projections") {
             *r = Arc::new(recursive_columns::KeepRecursiveColumns::default());
