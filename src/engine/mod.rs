@@ -21,6 +21,9 @@ mod decimal_arith;
 pub(crate) mod dense_and;
 mod null_safe_filters;
 mod filter_names;
+mod topk_groups;
+mod key_order;
+mod unnest_order;
 pub mod overflow;
 pub mod pg_age;
 pub mod pg_date_part;
@@ -279,6 +282,16 @@ impl Engine {
         // Before any physical rule: conditions above an upstream's part stay (upstream/boundary.rs).
         let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical.insert(0, Arc::new(upstream::boundary::Boundaries));
+        // An unnest over two columns of one name claims no order (unnest_order.rs).
+        physical.insert(1, Arc::new(unnest_order::UnnestOrder));
+        // Grouping keys are never reordered to a join's by name (key_order.rs).
+        for r in physical.iter_mut().filter(|r| r.name() == "EnforceDistribution") {
+            *r = Arc::new(key_order::KeyOrderSafe(r.clone()));
+        }
+        // Top-k groups follow the sorted column by position, not by name (topk_groups.rs).
+        for r in physical.iter_mut().filter(|r| r.name() == "LimitAggregation") {
+            *r = Arc::new(topk_groups::TopKGroups);
+        }
         // Filters move down by name only where a name means one column (filter_names.rs).
         for r in physical.iter_mut().filter(|r| r.name().starts_with("FilterPushdown")) {
             *r = Arc::new(filter_names::NameSafe(r.clone()));

@@ -199,6 +199,18 @@ async fn cached_tables_answer_as_their_files() {
         assert!(!["join_type=Left", "join_type=Right", "join_type=Full"].iter().any(|j| planned.contains(j)), "{sql}:\n{planned}");
     }
 
+    // A column computed under the grouping key's name is sorted as computed: the grouping may
+    // keep only its first groups when the order is its own key's (topk_groups.rs).
+    let want = rows(&c_admin, "SELECT -o_custkey FROM tpch.orders GROUP BY o_custkey ORDER BY o_custkey DESC LIMIT 5").await.expect("rows");
+    for sql in [
+        "SELECT -k AS k FROM (SELECT DISTINCT o_custkey AS k FROM tpch.orders) t ORDER BY k LIMIT 5",
+        "SELECT -o_custkey AS o_custkey FROM tpch.orders GROUP BY o_custkey ORDER BY 1 LIMIT 5",
+    ] {
+        for (server, client) in [("files", &f_admin), ("memory", &c_admin)] {
+            assert_eq!(rows(client, sql).await.expect("rows"), want, "{server}: {sql}");
+        }
+    }
+
     // Joins where NULL meets NULL, and NOT IN, must not have their probe side narrowed by the
     // build side's keys (a NULL key falls outside any bounds; an emptied subquery turns NOT IN
     // true for NULL), nor min/max by the aggregate's own running bounds. Answers known exactly.
