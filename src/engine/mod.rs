@@ -22,6 +22,7 @@ pub(crate) mod dense_and;
 mod null_safe_filters;
 mod filter_names;
 mod topk_groups;
+mod join_settings;
 mod key_order;
 mod unnest_order;
 pub mod overflow;
@@ -105,22 +106,6 @@ fn session_config(db: &str) -> SessionConfig {
     // Join sides are sized with distinct counts and per-conjunct selectivities (estimates.rs).
     cfg.options_mut().optimizer.use_statistics_registry = true;
     cfg
-}
-
-/// On a machine with few cores, a hash join whose build side takes up to 32 MB (4 M rows) is
-/// built once and shared by every partition of its probe side (DataFusion's CollectLeft) instead
-/// of both sides being repartitioned by key to build in parallel: with two cores the shuffle of
-/// the probe side and the per-row routing of the join's filter cost more than the parallel build
-/// saves (TPC-H SF1 on 2 cores: lalo/DuckDB 2.96 -> 2.30-2.53, Q17 0.22 -> 0.09 s, Q10 0.18 ->
-/// 0.10 s). DataFusion's own thresholds (1 MB, 128 K rows) stay where there are more cores to
-/// build with, and `[engine] datafusion` overrides either.
-fn few_core_joins(config: &mut SessionConfig) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if cores <= 4 {
-        let optimizer = &mut config.options_mut().optimizer;
-        optimizer.hash_join_single_partition_threshold = 32 << 20;
-        optimizer.hash_join_single_partition_threshold_rows = 4_000_000;
-    }
 }
 
 /// `[engine] datafusion`: DataFusion session options, checked against DataFusion's own list.
@@ -439,7 +424,7 @@ impl Engine {
         let listing: Arc<dyn CatalogProviderList> = Arc::new(listing);
         let mut config = session_config(db);
         if !self.distributed {
-            few_core_joins(&mut config);
+            join_settings::apply(&mut config);
         }
         for (key, value) in &self.datafusion_options {
             config.options_mut().set(key, value)?;
