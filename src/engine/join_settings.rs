@@ -26,21 +26,23 @@ fn few_core_joins(config: &mut SessionConfig) {
     }
 }
 
-/// The key slots of an array-indexed join (DataFusion's ArrayMap) at most, whatever the density
-/// of the build side's keys in their range: 1 M slots, 4 MB of `u32`. A join on one integer key
-/// whose build side spans fewer values than this looks each probe row up by its offset in the
-/// range, both in the join and in the join's filter that its probe side's scan applies: no hash,
-/// no hash table, no comparison of keys. DataFusion's own rule takes the array only when the
-/// build's keys fill more than 15 % of their range or span fewer than 1 024 values; a few hundred
-/// parts or suppliers picked by a WHERE out of a key range of 10 000 to 200 000 fall outside both
-/// and were hashed, the probe side's scan computing a hash and probing a table for every row of
-/// a large table (in TPC-H Q07 and Q17 on SF1 that was a third of the statement's CPU). The
-/// bound keeps the array's memory small whatever the density; wider ranges keep the density rule.
-const ARRAY_KEY_SLOTS: usize = 1 << 20;
+/// What the key arrays of one join (DataFusion's ArrayMap) take together at most, whatever the
+/// density of the build side's keys in their range. A join on one integer key whose build side
+/// spans few enough values looks each probe row up by its offset in the range, both in the join
+/// and in the join's filter that its probe side's scan applies: no hash, no hash table, no
+/// comparison of keys. DataFusion's own rule takes the array only when the build's keys fill more
+/// than 15 % of their range or span fewer than 1 024 values; a few hundred parts or suppliers
+/// picked by a WHERE out of a key range of 10 000 to 200 000 fall outside both and were hashed,
+/// the probe side's scan computing a hash and probing a table for every row of a large table (in
+/// TPC-H Q07 and Q17 on SF1, a third to two fifths of the statement's CPU). A join split by key
+/// builds one array per partition, each spanning about the whole range: the budget is shared
+/// among them (1 M slots of `u32` each on 2 partitions). Wider ranges keep the density rule.
+const ARRAY_BYTES_PER_JOIN: usize = 8 << 20;
 
 fn array_keys(config: &mut SessionConfig) {
+    let slots = ARRAY_BYTES_PER_JOIN / std::mem::size_of::<u32>() / config.target_partitions().max(1);
     let execution = &mut config.options_mut().execution;
-    execution.perfect_hash_join_small_build_threshold = execution.perfect_hash_join_small_build_threshold.max(ARRAY_KEY_SLOTS);
+    execution.perfect_hash_join_small_build_threshold = execution.perfect_hash_join_small_build_threshold.max(slots);
 }
 
 #[cfg(test)]
