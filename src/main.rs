@@ -175,9 +175,12 @@ const MI_OPTION_PURGE_DECOMMITS: std::os::raw::c_int = 5;
 /// statement faults the same pages in again and the kernel zeroes each one: in profiles of
 /// `bench/tpch`, page zeroing took an eighth of lalo's CPU, and the suite's CPU fell by a tenth
 /// without it. MADV_FREE leaves the pages mapped: reused at no cost, and still taken back by the
-/// kernel when it runs short of memory. MIMALLOC_PURGE_DECOMMITS in the environment still wins.
+/// kernel when it runs short of memory (so lalo's resident size stays at its peak until the
+/// kernel wants the pages: not a leak). MIMALLOC_PURGE_DECOMMITS in the environment still wins.
 fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_none() {
+    // mimalloc reads its options' names in any case, and this one also by its former name.
+    let named = |k: &std::ffi::OsStr| k.to_str().is_some_and(|k| ["MIMALLOC_PURGE_DECOMMITS", "MIMALLOC_RESET_DECOMMITS"].iter().any(|n| k.eq_ignore_ascii_case(n)));
+    if !std::env::vars_os().any(|(k, _)| named(&k)) {
         // SAFETY: sets one integer option, before any other thread exists.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
     }

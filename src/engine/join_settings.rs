@@ -1,14 +1,12 @@
 //! Session defaults for the local engine's hash joins: how a join is built on few cores, and when
 //! its build side's keys are held in an array instead of a hash table. `[engine] datafusion`
-//! overrides either, since these run before the configured options.
+//! overrides either: the first runs before the configured options, the second after them and
+//! not at all where they set its bound.
 
 use datafusion::prelude::SessionConfig;
 
-/// Both of lalo's join defaults, for a session of the local engine.
-pub(super) fn apply(config: &mut SessionConfig) {
-    few_core_joins(config);
-    array_keys(config);
-}
+/// The option [`array_keys`] raises.
+const ARRAY_OPTION: &str = "datafusion.execution.perfect_hash_join_small_build_threshold";
 
 /// On a machine with few cores, a hash join whose build side takes up to 32 MB (4 M rows) is
 /// built once and shared by every partition of its probe side (DataFusion's CollectLeft) instead
@@ -17,7 +15,7 @@ pub(super) fn apply(config: &mut SessionConfig) {
 /// saves (TPC-H SF1 on 2 cores: lalo/DuckDB 2.96 -> 2.30-2.53, Q17 0.22 -> 0.09 s, Q10 0.18 ->
 /// 0.10 s). DataFusion's own thresholds (1 MB, 128 K rows) stay where there are more cores to
 /// build with, and `[engine] datafusion` overrides either.
-fn few_core_joins(config: &mut SessionConfig) {
+pub(super) fn few_core_joins(config: &mut SessionConfig) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if cores <= 4 {
         let optimizer = &mut config.options_mut().optimizer;
@@ -30,16 +28,22 @@ fn few_core_joins(config: &mut SessionConfig) {
 /// density of the build side's keys in their range. A join on one integer key whose build side
 /// spans few enough values looks each probe row up by its offset in the range, both in the join
 /// and in the join's filter that its probe side's scan applies: no hash, no hash table, no
-/// comparison of keys. DataFusion's own rule takes the array only when the build's keys fill more
-/// than 15 % of their range or span fewer than 1 024 values; a few hundred parts or suppliers
-/// picked by a WHERE out of a key range of 10 000 to 200 000 fall outside both and were hashed,
-/// the probe side's scan computing a hash and probing a table for every row of a large table (in
-/// TPC-H Q07 and Q17 on SF1, a third to two fifths of the statement's CPU). A join split by key
-/// builds one array per partition, each spanning about the whole range: the budget is shared
-/// among them (1 M slots of `u32` each on 2 partitions). Wider ranges keep the density rule.
+/// comparison of keys. DataFusion's own rule takes the array only when the build side's rows
+/// number more than 15 % of the values in their key range, or the range is under 1 024 values; a
+/// few hundred parts or suppliers picked by a WHERE out of a key range of 10 000 to 200 000 fall
+/// outside both and were hashed, the probe side's scan computing a hash and probing a table for
+/// every row of a large table (in TPC-H Q07 and Q17 on SF1, a third to two fifths of the
+/// statement's CPU). A join split by key builds one array per partition, each spanning about the
+/// whole range, so the budget is divided among the partitions: 1 M slots of `u32` (4 MB) on 2. A
+/// join built once for all partitions (the usual one on few cores) takes one such array. Wider
+/// ranges keep the density rule.
 const ARRAY_BYTES_PER_JOIN: usize = 8 << 20;
 
-fn array_keys(config: &mut SessionConfig) {
+/// After the configured options: the partitions they set size the array; a bound they set stays.
+pub(super) fn array_keys(config: &mut SessionConfig, options: &[(String, String)]) {
+    if options.iter().any(|(key, _)| key == ARRAY_OPTION) {
+        return;
+    }
     let slots = ARRAY_BYTES_PER_JOIN / std::mem::size_of::<u32>() / config.target_partitions().max(1);
     let execution = &mut config.options_mut().execution;
     execution.perfect_hash_join_small_build_threshold = execution.perfect_hash_join_small_build_threshold.max(slots);
@@ -65,7 +69,7 @@ mod tests {
         cfg.options_mut().optimizer.hash_join_single_partition_threshold = 32 << 20;
         cfg.options_mut().optimizer.hash_join_single_partition_threshold_rows = 4_000_000;
         if array_keys {
-            super::array_keys(&mut cfg);
+            super::array_keys(&mut cfg, &[]);
         }
         let ctx = SessionContext::new_with_config(cfg);
         let schema = |v: &str| Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true), Field::new(v, DataType::Int64, false)]));
@@ -96,6 +100,12 @@ mod tests {
             "SELECT count(*), sum(p.w) FROM p WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = p.k)",
             "SELECT count(*), count(p.w), sum(b.v) FROM b LEFT JOIN p ON b.k = p.k",
             "SELECT b.k, b.v, p.w FROM b JOIN p ON b.k = p.k ORDER BY b.v, p.w",
+            "SELECT count(*), count(b.v), count(p.w) FROM b FULL JOIN p ON b.k = p.k",
+            "SELECT count(*), count(b.v), sum(p.w) FROM b RIGHT JOIN p ON b.k = p.k",
+            "SELECT count(*), sum(p.w) FROM b JOIN p ON b.k = p.k AND p.w > b.v * 2000",
+            "SELECT count(*) FROM p WHERE p.k NOT IN (SELECT k FROM b WHERE k IS NOT NULL)",
+            "SELECT count(*) FROM b JOIN p ON b.k IS NOT DISTINCT FROM p.k",
+            "SELECT count(*) FROM b JOIN p ON CAST(b.k AS INT) = CAST(p.k AS INT)",
         ];
         let (hashed, arrayed) = (context(false)?, context(true)?);
         for sql in statements {
@@ -113,5 +123,18 @@ mod tests {
         let explain = answer(&hashed, &format!("EXPLAIN ANALYZE {}", statements[0])).await?;
         assert!(explain.contains("array_map_created_count=0"), "{explain}");
         Ok(())
+    }
+
+    #[test]
+    fn a_bound_set_in_the_options_stays() {
+        let option = (super::ARRAY_OPTION.to_string(), "0".to_string());
+        let mut cfg = SessionConfig::new().with_target_partitions(2);
+        cfg.options_mut().execution.perfect_hash_join_small_build_threshold = 0;
+        super::array_keys(&mut cfg, &[option]);
+        assert_eq!(cfg.options().execution.perfect_hash_join_small_build_threshold, 0);
+        // Otherwise the budget is shared by the partitions.
+        let mut cfg = SessionConfig::new().with_target_partitions(16);
+        super::array_keys(&mut cfg, &[]);
+        assert_eq!(cfg.options().execution.perfect_hash_join_small_build_threshold, (8 << 20) / 4 / 16);
     }
 }

@@ -424,10 +424,14 @@ impl Engine {
         let listing: Arc<dyn CatalogProviderList> = Arc::new(listing);
         let mut config = session_config(db);
         if !self.distributed {
-            join_settings::apply(&mut config);
+            join_settings::few_core_joins(&mut config);
         }
         for (key, value) in &self.datafusion_options {
             config.options_mut().set(key, value)?;
+        }
+        if !self.distributed {
+            // After the options: sized by the partitions they set, unless they set the bound.
+            join_settings::array_keys(&mut config, &self.datafusion_options);
         }
         // min/max filters can drop rows another aggregate of the statement needs (DataFusion
         // 54 issues #24816, #25147): off, whatever the options say.
