@@ -67,6 +67,18 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Handles<K, V> {
     }
 }
 
+/// A counter without labels, looked up in the registry once (the macro searches it on every
+/// call, which the statement path would pay several times per statement).
+macro_rules! once_counter {
+    ($name:literal) => {{
+        static C: LazyLock<Counter> = LazyLock::new(|| {
+            install();
+            metrics::counter!($name)
+        });
+        &*C
+    }};
+}
+
 type StatementKey = (&'static str, &'static str, &'static str);
 static STATEMENTS: LazyLock<Handles<StatementKey, (Counter, Histogram)>> = LazyLock::new(Handles::new);
 static STAGES: LazyLock<Handles<&'static str, Histogram>> = LazyLock::new(Handles::new);
@@ -158,60 +170,64 @@ pub fn retrieval_index(documents: usize, lag_seconds: f64) {
 
 /// An audit line was written (and, when `synced`, made durable after `sync_seconds`).
 pub fn audit_write(sync_seconds: Option<f64>) {
-    metrics::counter!("lalo_audit_writes_total").increment(1);
+    once_counter!("lalo_audit_writes_total").increment(1);
     if let Some(s) = sync_seconds {
-        metrics::histogram!("lalo_audit_sync_duration_seconds").record(s);
+        static SYNC: LazyLock<Histogram> = LazyLock::new(|| {
+            install();
+            metrics::histogram!("lalo_audit_sync_duration_seconds")
+        });
+        SYNC.record(s);
     }
 }
 
 /// An audit write or sync failed.
 pub fn audit_failure() {
-    metrics::counter!("lalo_audit_failures_total").increment(1);
+    once_counter!("lalo_audit_failures_total").increment(1);
 }
 
 /// A statement answered on the direct lane (wholly upstream, no planning).
 pub fn direct_statement() {
-    metrics::counter!("lalo_direct_statements_total").increment(1);
+    once_counter!("lalo_direct_statements_total").increment(1);
 }
 
 /// A statement the PostgreSQL lane ran upstream as the client wrote it.
 pub fn postgres_statement() {
-    metrics::counter!("lalo_postgres_statements_total").increment(1);
+    once_counter!("lalo_postgres_statements_total").increment(1);
 }
 
 /// A direct-lane statement whose rows went to the client as the upstream encoded them.
 pub fn forwarded_statement() {
-    metrics::counter!("lalo_forwarded_statements_total").increment(1);
+    once_counter!("lalo_forwarded_statements_total").increment(1);
 }
 
 /// A lookup by primary key that went upstream on a pipelined connection.
 pub fn pipelined_statement() {
-    metrics::counter!("lalo_pipelined_statements_total").increment(1);
+    once_counter!("lalo_pipelined_statements_total").increment(1);
 }
 
 /// A statement was planned from SQL (DataFusion's SQL planner): at most once per statement.
 pub fn plan_built() {
-    metrics::counter!("lalo_plans_built_total").increment(1);
+    once_counter!("lalo_plans_built_total").increment(1);
 }
 
 /// A plan went through governance: at most once per statement.
 pub fn plan_governed() {
-    metrics::counter!("lalo_plans_governed_total").increment(1);
+    once_counter!("lalo_plans_governed_total").increment(1);
 }
 
 /// A statement was admitted under the caller's limits: once per statement, whatever lane runs it.
 pub fn admitted_statement() {
-    metrics::counter!("lalo_admitted_statements_total").increment(1);
+    once_counter!("lalo_admitted_statements_total").increment(1);
 }
 
 /// A statement was refused by the caller's limits (rate, concurrency): counted once per statement.
 pub fn limited_statement() {
-    metrics::counter!("lalo_limited_statements_total").increment(1);
+    once_counter!("lalo_limited_statements_total").increment(1);
 }
 
 /// A statement ran on a cached governed plan (no SQL planning, governance or optimizer).
 pub fn cached_plan() {
-    metrics::counter!("lalo_cached_plans_total").increment(1);
+    once_counter!("lalo_cached_plans_total").increment(1);
 }
 
 /// A client connected (+1) or left (-1) through `entry`.

@@ -255,6 +255,22 @@ impl SharedConn {
             self.write_queued().await;
         }
         loop {
+            // The read side is free: read without waiting on `rx`. A waker left on `rx` would
+            // have the reply this statement hands itself wake its own task, a spurious turn
+            // that makes the scheduler wake an idle worker for every lookup of a lone client.
+            match rx.try_recv() {
+                Ok(reply) => return Ok(reply),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(WireError::Lost(self.state.lock().dead.clone().unwrap_or_else(|| "the connection closed".into())));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if let Ok(mut reader) = self.reader.try_lock() {
+                if let Err(why) = self.read_until_answered(&mut reader, &mut rx).await {
+                    self.fail(&why);
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 reply = &mut rx => {
