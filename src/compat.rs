@@ -5,6 +5,7 @@
 //! all (`rewrite_ast`, with [`recursive_cte`] and [`scalar_subquery`]).
 
 mod operator;
+mod order_names;
 mod projection_subquery;
 mod recursive_cte;
 mod scalar_subquery;
@@ -223,6 +224,8 @@ pub fn rewrite_ast(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     impl VisitorMut for V {
         type Break = ();
         fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+            // On the select list as written, before other rewrites change its items.
+            order_names::rewrite(q);
             srf_select::rewrite(q);
             ControlFlow::Continue(())
         }

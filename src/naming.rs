@@ -75,7 +75,7 @@ fn set_names(body: &SetExpr) -> Option<Vec<Option<String>>> {
 }
 
 /// The name PostgreSQL gives an unaliased select-list expression.
-fn expr_name(e: &Expr) -> String {
+pub(crate) fn expr_name(e: &Expr) -> String {
     figure(e).1
 }
 
@@ -127,7 +127,7 @@ fn figure(e: &Expr) -> (u8, String) {
 }
 
 /// An identifier as PostgreSQL reads it: unquoted ones fold to lower case.
-fn folded(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+pub(crate) fn folded(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
     match i.quote_style {
         None => i.value.to_lowercase(),
         Some(_) => i.value.clone(),

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+mod bound_limits;
 pub mod limits;
 pub mod leakproof;
 pub mod lineage;
@@ -150,7 +151,8 @@ impl GovernedPlan {
 
     /// Parameter values bound into the plan; binding literals changes no decision.
     pub fn bind(&self, values: &datafusion::common::ParamValues) -> Result<GovernedPlan, LaloError> {
-        Ok(GovernedPlan { plan: self.plan.clone().replace_params_with_values(values)?, ..self.clone() })
+        let plan = bound_limits::fold(self.plan.clone().replace_params_with_values(values)?)?;
+        Ok(GovernedPlan { plan, ..self.clone() })
     }
 }
 

@@ -283,6 +283,8 @@ async fn the_engine_answers_as_postgres_does() {
         ("select avg(x) / 0 from (values (1.5)) t(x)", "22012"),
         ("select sqrt(x) from (values (-1.0)) t(x)", "2201F"),
         ("select ln(x) from (values (0.0)) t(x)", "2201E"),
+        ("select x from (values (1)) t(x) limit -1", "2201W"),
+        ("select x from (values (1)) t(x) offset -1", "2201X"),
     ] {
         let e = via.simple_query(sql).await.expect_err(sql);
         assert_eq!(crate::common::sqlstate(&e), code, "{sql}: {e}");
@@ -302,6 +304,40 @@ async fn the_engine_answers_as_postgres_does() {
     assert_eq!(crate::common::sqlstate(&e), "0A000", "{e:?}");
     let rows = via.simple_query("select round(power(x::float8, 0.5)::numeric, 4) from (values (1.5)) t(x)").await.unwrap();
     assert_eq!(crate::common::text_rows(&rows), vec![vec!["1.2247".to_string()]]);
+    limit_and_offset_as_parameters(&via, &direct).await;
+}
+
+/// LIMIT and OFFSET bound as parameters of whichever integer type the client declares (JDBC's
+/// `setInt` sends int4, `setShort` int2): the rows PostgreSQL returns, NULL as no limit, and
+/// PostgreSQL's errors for negative values.
+async fn limit_and_offset_as_parameters(via: &Client, direct: &Client) {
+    let sql = "select x::int4 from (values (3), (1), (2), (5)) t(x) order by x limit $1 offset $2";
+    async fn run<A, B>(c: &Client, sql: &str, types: &[Type], a: A, b: B) -> Result<Vec<i32>, tokio_postgres::Error>
+    where
+        A: tokio_postgres::types::ToSql + Sync,
+        B: tokio_postgres::types::ToSql + Sync,
+    {
+        let st = c.prepare_typed(sql, types).await?;
+        Ok(c.query(&st, &[&a, &b]).await?.iter().map(|r| r.get::<_, i32>(0)).collect())
+    }
+    let (int2, int4, int8) = (Type::INT2, Type::INT4, Type::INT8);
+    for (limit, offset) in [(Some(2i16), 1i32), (None, 2), (Some(0), 0), (Some(9), 3)] {
+        let types = [int2.clone(), int4.clone()];
+        let want = run(direct, sql, &types, limit, offset).await.expect(sql);
+        assert_eq!(run(via, sql, &types, limit, offset).await.expect(sql), want, "limit {limit:?} offset {offset}");
+    }
+    for (limit, offset) in [(2i64, Some(1i16)), (1, None)] {
+        let types = [int8.clone(), int2.clone()];
+        let want = run(direct, sql, &types, limit, offset).await.expect(sql);
+        assert_eq!(run(via, sql, &types, limit, offset).await.expect(sql), want, "limit {limit} offset {offset:?}");
+    }
+    for (limit, offset, code) in [(-1i32, 0i32, "2201W"), (1, -2, "2201X")] {
+        let types = [int4.clone(), int4.clone()];
+        let e = run(via, sql, &types, limit, offset).await.expect_err(sql);
+        assert_eq!(crate::common::sqlstate(&e), code, "limit {limit} offset {offset}: {e}");
+        let e = run(direct, sql, &types, limit, offset).await.expect_err(sql);
+        assert_eq!(crate::common::sqlstate(&e), code, "PostgreSQL: {e}");
+    }
 }
 
 /// `COPY ... TO STDOUT` with PostgreSQL's options writes the bytes PostgreSQL writes: text with

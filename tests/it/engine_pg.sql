@@ -154,3 +154,13 @@ with recursive t(n, d) as (select 1, 0 union all select n + 1, d + 1 from t wher
 with recursive t(n) as (select 1 union all select n + 1 from t where n < 5) select count(*) from t
 with recursive t(a, b, c) as (select 1, 'x', 2 union all select a + 1, b || 'y', c * 2 from t where c < 64) select b from t where a > 3 order by b
 select (with recursive t(n) as (select 1 union all select n + 1 from t where n < 9) select count(*) from t)
+-- aggregates beside ROLLUP, CUBE and GROUPING SETS (their grouping id is one more column of the grouping)
+select k, sum(x), avg(x), count(*) from (values (1, 10), (1, 5), (2, 7)) t(k, x) group by rollup(k) order by 1
+select k, j, sum(x), avg(x), max(x) from (values (1, 'a', 1.50), (1, 'b', 2.25), (2, 'a', 3.00)) t(k, j, x) group by cube(k, j) order by 1, 2
+select k, sum(x::bigint), sum(y) from (values (1, 10, 0.50), (2, 7, 1.25)) t(k, x, y) group by grouping sets ((k), ()) order by 1
+-- ORDER BY a bare name means the result column of that name first (`x::text` is named x)
+select x::text from (values (3), (1), (20)) t(x) order by x
+select lower(n) from (values ('B'), ('a'), ('C')) t(n) order by lower desc
+select k, sum(x) from (values (1, 5), (2, 3), (1, 1)) t(k, x) group by k order by sum, k
+select distinct x::text from (values (3), (1), (20), (3)) t(x) order by x
+select x::text, x + 1 from (values (3), (1), (20)) t(x) order by x limit 2

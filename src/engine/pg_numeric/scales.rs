@@ -219,14 +219,17 @@ fn udaf(f: PgStat) -> Arc<AggregateUDF> {
 fn aggregate(a: Aggregate) -> Result<LogicalPlan> {
     let schema = a.input.schema().clone();
     let out = a.schema.clone();
-    let n_group = a.group_expr.len();
+    // The grouping's output columns: under grouping sets one per distinct key, and the
+    // grouping id after them (one GroupingSet expression stands for them all).
+    let n_group = a.group_expr_len()?;
     let mut aggr = Vec::with_capacity(a.aggr_expr.len());
     let mut companions = Vec::new();
     // Group keys holding row-scaled values: the group's largest display scale.
     let mut group = Vec::with_capacity(n_group);
     for (g, (q, f)) in a.group_expr.into_iter().zip(out.iter()) {
         let rewritten = values::rewrite(g, &schema)?;
-        let g = if rewritten.transformed { named(rewritten.data, q, f.name()) } else { rewritten.data };
+        let set = matches!(rewritten.data, Expr::GroupingSet(_));
+        let g = if rewritten.transformed && !set { named(rewritten.data, q, f.name()) } else { rewritten.data };
         if let Some(Ds::Row(x)) = values::ds(&g, &schema) {
             companions.push(max(x).alias_qualified(q.cloned(), companion_name(f.name())));
         }
