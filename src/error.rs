@@ -226,9 +226,11 @@ fn classify_message(m: &str) -> LaloError {
         LaloError::Data { code: "22012", message: "division by zero".into() }
     } else if lower.contains("scalar subquery returned more than one row") {
         LaloError::Data { code: "21000", message: "more than one row returned by a subquery used as an expression".into() }
-    } else if lower.contains("limit must be >= 0") {
+    } else if msg.starts_with("LIMIT must be >= 0, '") {
+        // DataFusion's words for a negative LIMIT or OFFSET, matched whole (not any message
+        // that quotes them, such as a cast of a value holding that text).
         LaloError::Data { code: "2201W", message: "LIMIT must not be negative".into() }
-    } else if lower.contains("offset must be >=0") {
+    } else if msg.starts_with("OFFSET must be >=0, '") {
         LaloError::Data { code: "2201X", message: "OFFSET must not be negative".into() }
     } else if lower.contains("overflow") {
         // Not the operands: they may come from a row filter or mask evaluated on rows the

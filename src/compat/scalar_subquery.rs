@@ -247,6 +247,18 @@ fn plain_select(q: &Query) -> Option<(&Select, &Expr, Vec<OrderByExpr>)> {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
         _ => return None,
     };
+    // `ORDER BY 1` names the select item: in the aggregate the query becomes, a number would
+    // name the aggregate's first input column instead.
+    let position = |o: &Expr| matches!(o, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "1"));
+    let order_by = order_by
+        .into_iter()
+        .map(|mut o| {
+            if position(&o.expr) {
+                o.expr = e.clone();
+            }
+            o
+        })
+        .collect();
     Some((s, e, order_by))
 }
 

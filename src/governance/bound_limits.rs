@@ -5,7 +5,7 @@
 //! PostgreSQL's errors for negative values (NULL means no limit and no offset, as there).
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};

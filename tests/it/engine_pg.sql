@@ -164,3 +164,5 @@ select lower(n) from (values ('B'), ('a'), ('C')) t(n) order by lower desc
 select k, sum(x) from (values (1, 5), (2, 3), (1, 1)) t(k, x) group by k order by sum, k
 select distinct x::text from (values (3), (1), (20), (3)) t(x) order by x
 select x::text, x + 1 from (values (3), (1), (20)) t(x) order by x limit 2
+select t.k, (select u.y::int8 from (values (1, 5), (1, 9), (2, 4)) u(k, y) where u.k = t.k order by y desc limit 1) as y from (values (1), (2)) t(k) order by 1
+select t.k, (select u.y + 1 from (values (1, 5), (1, 9), (2, 4)) u(k, y) where u.k = t.k order by 1 desc limit 1) as y from (values (1), (2)) t(k) order by 1
